@@ -1,0 +1,120 @@
+"""Every check of user input, in one place, with messages that name the argument.
+
+Kernels in src/ trust what they are handed; these functions are the only line that
+turns bad input into a ValueError/TypeError before anything is written.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from ._finite import all_finite
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype):
+    """Return the numpy dtype for a model's ``dtype`` argument (float32 or float64)."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}") from None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64; got {resolved}")
+    return resolved
+
+
+def describe(value):
+    """A short description of what came, for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}" if np.ndim(value) == 0 else type(value).__name__
+
+
+def as_array(value, name):
+    """``value`` as an ndarray (no copy when it already is one)."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be array-like; got {describe(value)} ({error})") from None
+
+
+def check_finite(array, name):
+    """Raise ValueError when a float array holds NaN or infinity (allocates nothing)."""
+    if array.size and not all_finite(array.reshape(-1)):
+        raise ValueError(f"{name} contains NaN or infinity; all values must be finite")
+
+
+def float_matrix(value, name, dtype, n_columns=None, column_word="features",
+                 expected_by="the model"):
+    """Validate a 2-D float array and return it C-contiguous in ``dtype``.
+
+    Integer, boolean, complex and object arrays are rejected (TypeError); float input
+    of another precision or layout is converted. NaN/inf raise ValueError.
+    """
+    array = as_array(value, name)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array; got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_{column_word}); got {array.ndim}-D "
+            f"array of shape {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sample; got shape {array.shape}")
+    if n_columns is not None and array.shape[1] != n_columns:
+        raise ValueError(
+            f"{name} has {array.shape[1]} {column_word}, {expected_by} expects {n_columns}"
+        )
+    array = np.ascontiguousarray(array, dtype=dtype)
+    check_finite(array, name)
+    return array
+
+
+def sample_weight(value, n_samples, dtype):
+    """Validate per-sample weights: 1-D, length n_samples, finite, >= 0; or None."""
+    if value is None:
+        return None
+    array = as_array(value, "sample_weight")
+    if array.dtype.kind not in "uif":
+        raise TypeError(f"sample_weight must be a real numeric array; got dtype {array.dtype}")
+    if array.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per sample; "
+            f"got shape {array.shape}"
+        )
+    array = np.ascontiguousarray(array, dtype=dtype)
+    check_finite(array, "sample_weight")
+    if (array < 0).any():
+        raise ValueError("sample_weight must be non-negative; got a negative weight")
+    return array
+
+
+def positive_int(value, name):
+    """Return value as int when it is an integer >= 1 (bool is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer; got {describe(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value}")
+    return int(value)
+
+
+def real(value, name, *, low=None, high=None, low_open=False, high_open=False):
+    """Return value as float when it is a finite real in the given interval.
+
+    ``low``/``high`` are inclusive unless ``low_open``/``high_open``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {describe(value)}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        lo = "-inf" if low is None else repr(low)
+        hi = "inf" if high is None else repr(high)
+        raise ValueError(f"{name} must be a finite number in {left}{lo}, {hi}{right}; got {value!r}")
+    return value

@@ -1,0 +1,77 @@
+"""Central-difference check of a model's backpropagated gradients."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation
+from .losses import Loss
+from .model import Model
+
+
+@dataclass
+class GradCheckResult:
+    """Outcome of ``gradcheck``.
+
+    ``errors`` maps each parameter tensor's name (``'layers.0.W'``...) to the
+    norm-relative error ``|a - n| / (|a| + |n|)`` between the backpropagated (a) and
+    the central-difference (n) gradients; ``analytic`` and ``numerical`` are the two
+    flat gradients.
+    """
+
+    errors: dict
+    analytic: np.ndarray
+    numerical: np.ndarray
+
+    @property
+    def max_error(self):
+        """The largest per-tensor error."""
+        return max(self.errors.values())
+
+    def ok(self, tol=1e-7):
+        """True when every tensor's error is below ``tol``."""
+        return self.max_error < tol
+
+
+def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
+    """Compare ``model.loss_and_grad`` with central differences of the loss.
+
+    Needs a float64 model. Evaluates the loss twice per parameter, so keep the model
+    and batch small. The model's parameters and gradients are restored afterwards.
+    Returns a ``GradCheckResult``.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
+    if model.dtype != np.float64:
+        raise TypeError(f"gradcheck needs a float64 model for meaningful central "
+                        f"differences; got a {model.dtype} model")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a bpcore Loss; got {type(loss).__name__}")
+    eps = _validation.real(eps, "eps", low=0.0, low_open=True)
+    saved_params, saved_grads = model.params.copy(), model.grads.copy()
+    try:
+        _, grads = model.loss_and_grad(X, target, loss, sample_weight=sample_weight)
+        analytic = grads.copy()
+        numerical = np.empty_like(analytic)
+        params = model.params
+
+        def value():
+            return loss(model.predict(X), target, sample_weight)[0]
+
+        for i in range(params.size):
+            original = params[i]
+            params[i] = original + eps
+            plus = value()
+            params[i] = original - eps
+            minus = value()
+            params[i] = original
+            numerical[i] = (plus - minus) / (2 * eps)
+    finally:
+        model.params[...] = saved_params
+        model.grads[...] = saved_grads
+    errors = {}
+    for name, _, _, shape, offset in model.parameter_table:
+        part = slice(offset, offset + int(np.prod(shape)))
+        a, n = analytic[part], numerical[part]
+        scale = np.linalg.norm(a) + np.linalg.norm(n)
+        errors[name] = float(np.linalg.norm(a - n) / scale) if scale > 0 else 0.0
+    return GradCheckResult(errors, analytic, numerical)

@@ -1,0 +1,86 @@
+"""Dense layers and the activation registry.
+
+A ``Dense`` layer describes its shape and activation; the ``Model`` it joins owns its
+memory and binds the views ``W``, ``b`` (and ``c`` for scaled sigmoid units) into the
+model's flat parameter buffer, and ``dW``, ``db`` (``dc``) into the flat gradient buffer.
+"""
+import numpy as np
+
+from . import _validation
+
+# name -> (kernel code in src/_activations.pxd, initialisation scheme)
+ACTIVATIONS = {
+    "identity": (0, "glorot"),
+    "sigmoid": (1, "glorot"),
+    "tanh": (2, "glorot"),
+    "relu": (3, "he"),
+    "leaky_relu": (4, "he"),
+    # seed 000's node: c * sigmoid(w.x + b) with a learnable per-unit scale c
+    "scaled_sigmoid": (5, "glorot"),
+}
+
+
+class Dense:
+    """A fully connected layer ``a = f(x.W + b)`` with ``W`` of shape (n_in, n_out).
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Number of input features and of units.
+    activation : str
+        One of ``identity``, ``sigmoid``, ``tanh``, ``relu``, ``leaky_relu`` or
+        ``scaled_sigmoid`` (``c * sigmoid(z)`` with a learnable scale ``c`` per unit,
+        initialised to 1). For classification keep the last layer ``identity``: the
+        cross-entropy losses take logits.
+    negative_slope : float
+        Slope of ``leaky_relu`` for negative inputs (PyTorch's default 0.01).
+
+    After the layer joins a ``Model``, ``W``, ``b``, ``c``, ``dW``, ``db``, ``dc`` are
+    views into the model's flat ``params``/``grads`` buffers (``c``/``dc`` are None
+    unless the activation is ``scaled_sigmoid``).
+    """
+
+    def __init__(self, n_in, n_out, activation="identity", *, negative_slope=0.01):
+        self.n_in = _validation.positive_int(n_in, "n_in")
+        self.n_out = _validation.positive_int(n_out, "n_out")
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.activation = activation
+        self.negative_slope = _validation.real(negative_slope, "negative_slope", low=0.0)
+        self.kind, self.init = ACTIVATIONS[activation]
+        self.W = self.b = self.c = None
+        self.dW = self.db = self.dc = None
+        self.model = None
+
+    @property
+    def has_scale(self):
+        """True for scaled sigmoid units, which carry the learnable per-unit ``c``."""
+        return self.activation == "scaled_sigmoid"
+
+    @property
+    def has_derivative_cache(self):
+        """True unless the activation is the identity (whose derivative is 1)."""
+        return self.activation != "identity"
+
+    def parameter_shapes(self):
+        """The (name, shape) of each parameter tensor, in flat-buffer order."""
+        shapes = [("W", (self.n_in, self.n_out)), ("b", (self.n_out,))]
+        if self.has_scale:
+            shapes.append(("c", (self.n_out,)))
+        return shapes
+
+    def initialize(self, rng):
+        """Fill W (He normal for the ReLU family, Glorot uniform otherwise), b = 0, c = 1."""
+        if self.init == "he":
+            self.W[...] = rng.normal(0.0, np.sqrt(2.0 / self.n_in), size=self.W.shape)
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+            self.W[...] = rng.uniform(-limit, limit, size=self.W.shape)
+        self.b[...] = 0
+        if self.has_scale:
+            self.c[...] = 1
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"

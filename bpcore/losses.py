@@ -1,0 +1,154 @@
+"""Loss objects: ``value, grad_output = loss(output, target)``.
+
+Each loss validates its target, then calls one fused kernel (src/_losses.pyx) that
+returns the value and writes dL/doutput into a buffer the loss owns and reuses for
+every call with the same shape. Reductions follow PyTorch's defaults.
+
+With ``sample_weight`` w, "mean" is the weighted mean of per-sample losses
+(``sum_i w_i l_i / sum_i w_i``, with l_i averaged over the outputs of sample i for
+MSE and BCE) and "sum" is ``sum_i w_i l_i``; unit weights give PyTorch's results.
+"""
+import numpy as np
+
+from . import _losses, _validation
+
+REDUCTIONS = ("mean", "sum")
+
+
+class Loss:
+    """Base class: validation, the reusable gradient buffer and the reduction scale."""
+
+    #: True when the per-sample loss is averaged over the outputs under "mean".
+    mean_over_outputs = True
+
+    def __init__(self, reduction="mean"):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+        self.reduction = reduction
+        self._grad = None
+        self._empty = {}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+    def __call__(self, output, target, sample_weight=None):
+        """Return ``(value, grad_output)`` for output (n_samples, n_outputs).
+
+        ``grad_output`` is owned by the loss and overwritten by its next call with the
+        same shape; copy it to keep it.
+        """
+        if isinstance(output, np.ndarray) and output.dtype in _validation.FLOAT_DTYPES:
+            dtype = output.dtype
+        else:
+            dtype = np.float64
+        output = _validation.float_matrix(output, "output", dtype, column_word="outputs")
+        return self.compute(output, *self.validate(target, output.shape, dtype, sample_weight))
+
+    def validate(self, target, shape, dtype, sample_weight=None):
+        """Check target and sample_weight against an output of ``shape``.
+
+        Returns ``(target, weight, scale)`` ready for ``compute``: both converted for
+        the kernel (weight empty when None) and the reduction's scale factor.
+        """
+        target = self._check_target(_validation.as_array(target, "target"), shape, dtype)
+        weight = _validation.sample_weight(sample_weight, shape[0], dtype)
+        if weight is None:
+            weight = self._empty.get(dtype)
+            if weight is None:
+                weight = self._empty[dtype] = np.empty(0, dtype=dtype)
+            total = shape[0]
+        else:
+            total = float(weight.sum(dtype=np.float64))
+            if self.reduction == "mean" and total == 0:
+                raise ValueError("sample_weight sums to zero; the weighted mean is undefined")
+        scale = 1.0
+        if self.reduction == "mean":
+            scale = 1.0 / (total * (shape[1] if self.mean_over_outputs else 1))
+        return target, weight, scale
+
+    def compute(self, output, target, weight, scale):
+        """Run the kernel on arguments checked by ``validate``; return (value, grad)."""
+        grad = self._grad
+        if grad is None or grad.shape != output.shape or grad.dtype != output.dtype:
+            grad = self._grad = np.empty_like(output)
+        value = self._kernel_for(target)(output, target, weight, grad, scale)
+        return value, grad
+
+    def _float_target(self, target, shape, dtype):
+        if target.dtype.kind not in "biuf":
+            raise TypeError(f"target must be a real numeric array; got dtype {target.dtype}")
+        if target.ndim == 1 and shape[1] == 1 and target.shape[0] == shape[0]:
+            target = target.reshape(-1, 1)
+        if target.shape != tuple(shape):
+            raise ValueError(f"target must have shape {tuple(shape)} like the output; "
+                             f"got shape {target.shape}")
+        target = np.ascontiguousarray(target, dtype=dtype)
+        _validation.check_finite(target, "target")
+        return target
+
+
+class MSELoss(Loss):
+    """Mean squared error ``(output - target)^2``, averaged over all elements
+    ("mean", PyTorch's default) or summed ("sum"). A 1-D target is accepted for a
+    single-output model."""
+
+    def _check_target(self, target, shape, dtype):
+        return self._float_target(target, shape, dtype)
+
+    def _kernel_for(self, target):
+        return _losses.mse
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits (sigmoid fused in, stable for any logit).
+
+    Targets are probabilities in [0, 1] of the output's shape (or 1-D for one
+    output). "mean" averages over all elements, like PyTorch.
+    """
+
+    def _check_target(self, target, shape, dtype):
+        target = self._float_target(target, shape, dtype)
+        if target.size and (target.min() < 0 or target.max() > 1):
+            raise ValueError("target of BCEWithLogitsLoss must lie in [0, 1]; got values "
+                             f"in [{target.min()}, {target.max()}]")
+        return target
+
+    def _kernel_for(self, target):
+        return _losses.bce_with_logits
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy on logits (log-sum-exp stable), PyTorch's rule.
+
+    The target is either integer class labels of shape (n_samples,) in
+    [0, n_classes), or class probabilities (non-negative floats) of the output's
+    shape. "mean" averages over samples.
+    """
+
+    mean_over_outputs = False
+
+    def _check_target(self, target, shape, dtype):
+        n, k = shape
+        if target.ndim == 1:
+            if target.dtype.kind not in "iu":
+                raise TypeError("target of CrossEntropyLoss must be integer class labels "
+                                f"(1-D) or class probabilities (2-D); got a 1-D array of "
+                                f"dtype {target.dtype}")
+            if target.shape[0] != n:
+                raise ValueError(f"target has {target.shape[0]} labels but the output has "
+                                 f"{n} samples")
+            low, high = target.min(), target.max()
+            if low < 0 or high >= k:
+                raise ValueError(f"target labels must lie in [0, {k - 1}] for {k} classes; "
+                                 f"got labels in [{low}, {high}]")
+            return np.ascontiguousarray(target, dtype=np.int64)
+        target = self._float_target(target, shape, dtype)
+        if target.min() < 0:
+            raise ValueError("target probabilities of CrossEntropyLoss must be "
+                             f"non-negative; got a minimum of {target.min()}")
+        return target
+
+    def _kernel_for(self, target):
+        if target.ndim == 1:
+            return _losses.cross_entropy_labels
+        return _losses.cross_entropy_probs

@@ -1,0 +1,239 @@
+"""The Model: one flat parameter buffer, one flat gradient buffer, layers as views.
+
+Data flows one way: X -> forward (activations and derivative caches written into
+per-batch-size workspaces) -> loss (grad_output written) -> backward (parameter
+gradients accumulated, dL/dX returned) -> optimizer (one pass over the flat buffers).
+
+``params`` and ``grads`` are created once and never rebound: optimizers, gradient
+clipping and user code (scipy.optimize, MPI all-reduce) write into them in place.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _dense, _validation
+from .layers import Dense
+from .losses import Loss
+
+# Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
+# the smaller last batch of an epoch, plus an evaluation size).
+_WORKSPACE_SIZES = 4
+
+
+class _Workspace:
+    """Buffers for one batch size: activations, derivative caches, deltas, dL/dinput."""
+
+    def __init__(self, layers, n, dtype, training):
+        empty = np.empty((0, 0), dtype=dtype)
+        self.A = [np.empty((n, layer.n_out), dtype) for layer in layers]
+        if not training:
+            self.D = self.G = self.delta = self.dX = [empty] * len(layers)
+            return
+        self.D = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
+                  for l in layers]
+        self.G = [np.empty((n, l.n_out), dtype) if l.has_scale else empty for l in layers]
+        self.delta = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
+                      for l in layers]
+        self.dX = [np.empty((n, l.n_in), dtype) for l in layers]
+
+
+class Model:
+    """A feed-forward stack of ``Dense`` layers trained by exact backpropagation.
+
+    Parameters
+    ----------
+    layers : sequence of Dense
+        Consecutive layers must agree: ``layers[i].n_out == layers[i + 1].n_in``.
+        A layer belongs to one model only.
+    dtype : float32 or float64
+        Precision of parameters, gradients and all computation.
+    seed : int, numpy Generator or None
+        Seeds the weight initialisation.
+
+    Attributes
+    ----------
+    params, grads : 1-D ndarray
+        The flat parameter and gradient buffers; every layer's ``W``, ``b``, ``dW``,
+        ``db`` is a view into them. Write into them in place, never rebind them.
+    layers : list of Dense
+    """
+
+    def __init__(self, layers, *, dtype=np.float64, seed=None):
+        layers = list(layers) if not isinstance(layers, Dense) else [layers]
+        if not layers:
+            raise ValueError("layers must hold at least one Dense layer; got none")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a Dense layer; got {type(layer).__name__}")
+            if layer.model is not None:
+                raise ValueError(f"layers[{i}] already belongs to another Model")
+        for i in range(len(layers) - 1):
+            if layers[i].n_out != layers[i + 1].n_in:
+                raise ValueError(
+                    f"layers[{i}] has n_out={layers[i].n_out} but layers[{i + 1}] has "
+                    f"n_in={layers[i + 1].n_in}; consecutive layers must agree"
+                )
+        if len(set(map(id, layers))) != len(layers):
+            raise ValueError("layers must not repeat the same Dense object")
+        self.dtype = _validation.check_dtype(dtype)
+        self.layers = layers
+
+        # The offsets table: one row per parameter tensor (name, layer, attr, shape, offset).
+        self.parameter_table = []
+        offset = 0
+        for i, layer in enumerate(layers):
+            for attr, shape in layer.parameter_shapes():
+                self.parameter_table.append((f"layers.{i}.{attr}", layer, attr, shape, offset))
+                offset += int(np.prod(shape))
+        self.params = np.zeros(offset, dtype=self.dtype)
+        self.grads = np.zeros(offset, dtype=self.dtype)
+        for name, layer, attr, shape, start in self.parameter_table:
+            stop = start + int(np.prod(shape))
+            setattr(layer, attr, self.params[start:stop].reshape(shape))
+            setattr(layer, "d" + attr, self.grads[start:stop].reshape(shape))
+        for layer in layers:
+            layer.model = self
+
+        rng = np.random.default_rng(seed)
+        for layer in layers:
+            layer.initialize(rng)
+
+        self._empty1 = np.empty(0, dtype=self.dtype)
+        self._train_spaces = OrderedDict()
+        self._predict_spaces = OrderedDict()
+        self._input = None      # the X of the last forward (the first layer's input)
+        self._cache = None      # the workspace the last forward wrote
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_in(self):
+        """Number of input features."""
+        return self.layers[0].n_in
+
+    @property
+    def n_out(self):
+        """Number of outputs of the last layer."""
+        return self.layers[-1].n_out
+
+    @property
+    def n_params(self):
+        """Total number of scalar parameters (the length of ``params``)."""
+        return self.params.size
+
+    def named_parameters(self):
+        """Yield ``(name, param_view, grad_view)`` per tensor, e.g. ``('layers.0.W', W, dW)``."""
+        for name, layer, attr, _, _ in self.parameter_table:
+            yield name, getattr(layer, attr), getattr(layer, "d" + attr)
+
+    def __repr__(self):
+        inner = ", ".join(map(repr, self.layers))
+        return f"Model([{inner}], dtype={self.dtype.name})"
+
+    # ------------------------------------------------------------- workspace
+    def _workspace(self, n, training):
+        spaces = self._train_spaces if training else self._predict_spaces
+        space = spaces.get(n)
+        if space is None:
+            if len(spaces) >= _WORKSPACE_SIZES:
+                evicted_key, evicted = spaces.popitem(last=False)
+                if evicted is self._cache:
+                    self._cache = self._input = None
+            space = spaces[n] = _Workspace(self.layers, n, self.dtype, training)
+        else:
+            spaces.move_to_end(n)
+        return space
+
+    def _check_input(self, X):
+        return _validation.float_matrix(X, "X", self.dtype, self.n_in)
+
+    def _run_forward(self, X, space):
+        inputs = X
+        for i, layer in enumerate(self.layers):
+            scale = layer.c if layer.has_scale else self._empty1
+            _dense.forward(inputs, layer.W, layer.b, scale, space.A[i], space.D[i],
+                           space.G[i], layer.kind, layer.negative_slope)
+            inputs = space.A[i]
+        return inputs
+
+    # ---------------------------------------------------------------- passes
+    def forward(self, X):
+        """Run the network on X (n_samples, n_in), keeping the caches backward needs.
+
+        Returns a read-only view of the output (n_samples, n_out). It, and the caches,
+        stay valid until the next ``forward`` with the same batch size; copy to keep.
+        X itself is kept for backward and must not be modified before it.
+        """
+        X = self._check_input(X)
+        space = self._workspace(X.shape[0], training=True)
+        output = self._run_forward(X, space)
+        self._input, self._cache = X, space
+        view = output.view()
+        view.flags.writeable = False
+        return view
+
+    def predict(self, X):
+        """Return the network's output for X as a new array; keeps no caches."""
+        X = self._check_input(X)
+        space = self._workspace(X.shape[0], training=False)
+        return self._run_forward(X, space).copy()
+
+    __call__ = predict
+
+    def backward(self, grad_output):
+        """Accumulate parameter gradients from dL/doutput and return dL/dX.
+
+        ``grad_output`` has the shape of the last ``forward``'s output. Gradients are
+        added to ``grads`` (call ``zero_grad`` to start afresh). Returns dL/dX of the
+        last forward's input, an array owned by the model and overwritten by the next
+        backward with the same batch size.
+        """
+        if self._cache is None:
+            raise ValueError("backward called before forward: run model.forward(X) first")
+        n = self._input.shape[0]
+        if not isinstance(grad_output, np.ndarray) or grad_output.shape != (n, self.n_out):
+            grad_output = _validation.as_array(grad_output, "grad_output")
+            if grad_output.shape != (n, self.n_out):
+                raise ValueError(
+                    f"grad_output must have the shape of the last forward's output "
+                    f"{(n, self.n_out)}; got shape {grad_output.shape}"
+                )
+        grad_output = _validation.float_matrix(grad_output, "grad_output", self.dtype,
+                                               self.n_out, "outputs")
+        return self._run_backward(grad_output, need_input_grad=True)
+
+    def _run_backward(self, grad_output, need_input_grad):
+        space, upstream = self._cache, grad_output
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            inputs = space.A[i - 1] if i > 0 else self._input
+            dX = space.dX[i] if (i > 0 or need_input_grad) else space.dX[i][:0]
+            dscale = layer.dc if layer.has_scale else self._empty1
+            _dense.backward(inputs, layer.W, upstream, space.D[i], space.G[i],
+                            space.delta[i], layer.dW, layer.db, dscale, dX)
+            upstream = dX
+        return upstream if need_input_grad else None
+
+    def zero_grad(self):
+        """Set every gradient to zero (one fill of the flat gradient buffer)."""
+        self.grads.fill(0)
+
+    def loss_and_grad(self, X, target, loss, *, sample_weight=None, accumulate=False):
+        """Forward, loss and backward in one call; return ``(loss_value, grads)``.
+
+        ``grads`` is the model's flat gradient buffer itself (not a copy). Gradients
+        are zeroed first unless ``accumulate=True``. dL/dX of the input is not computed.
+        Everything is validated before anything is written.
+        """
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a bpcore Loss (MSELoss, CrossEntropyLoss, "
+                            f"BCEWithLogitsLoss); got {type(loss).__name__}")
+        X = self._check_input(X)
+        checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype, sample_weight)
+        space = self._workspace(X.shape[0], training=True)
+        output = self._run_forward(X, space)
+        self._input, self._cache = X, space
+        value, grad_output = loss.compute(output, *checked)
+        if not accumulate:
+            self.zero_grad()
+        self._run_backward(grad_output, need_input_grad=False)
+        return value, self.grads

@@ -1,0 +1,210 @@
+"""Optimizers over the model's flat buffers, and gradient clipping.
+
+An optimizer owns only its state buffers (created lazily, at the first step, with
+the parameters' length and dtype) and updates ``model.params`` in place with one
+fused kernel pass (src/_optim.pyx). It never zeroes gradients behind the caller's
+back: call ``zero_grad()``.
+"""
+import math
+
+import numpy as np
+
+from . import _optim, _validation
+from .model import Model
+
+
+class Optimizer:
+    """Base class: ``step()``, ``zero_grad()``, ``state_dict()``, ``load_state_dict()``.
+
+    Subclasses name their hyper-parameters in ``_hyper`` (each with its check) and
+    their state buffers in ``_buffers``, and implement ``_update()``.
+    """
+
+    _hyper = {}
+    _buffers = ()
+
+    def __init__(self, model, **hyper):
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
+        self.model = model
+        self.steps = 0
+        self.state = {}
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self._check_combination()
+
+    def __setattr__(self, name, value):
+        check = type(self)._hyper.get(name)
+        if check is not None:
+            value = check(value, name)
+        object.__setattr__(self, name, value)
+
+    def _check_combination(self):
+        pass
+
+    @property
+    def hyperparameters(self):
+        """The hyper-parameters as a dict (e.g. ``{'lr': 0.01, 'momentum': 0.9, ...}``)."""
+        return {name: getattr(self, name) for name in self._hyper}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({args})"
+
+    def zero_grad(self):
+        """Zero the model's gradients (one fill of its flat gradient buffer)."""
+        self.model.zero_grad()
+
+    def _state_names(self):
+        """The state buffers the next step needs (created lazily, zero-filled)."""
+        return self._buffers
+
+    def step(self):
+        """Update ``model.params`` in place from ``model.grads``."""
+        if not self.state:
+            params = self.model.params
+            self.state = {name: np.zeros_like(params) for name in self._state_names()}
+        self.steps += 1
+        self._update()
+
+    def state_dict(self):
+        """A copy of everything needed to resume: type, hyper-parameters, step count, buffers."""
+        return {
+            "optimizer": type(self).__name__,
+            "hyperparameters": self.hyperparameters,
+            "steps": self.steps,
+            "state": {name: buf.copy() for name, buf in self.state.items()},
+        }
+
+    def load_state_dict(self, state_dict):
+        """Restore a ``state_dict()``; checked completely before anything changes."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict; got {type(state_dict).__name__}")
+        missing = {"optimizer", "hyperparameters", "steps", "state"} - set(state_dict)
+        if missing:
+            raise ValueError(f"state_dict lacks the keys {sorted(missing)}")
+        if state_dict["optimizer"] != type(self).__name__:
+            raise ValueError(f"state_dict is for {state_dict['optimizer']!r}, "
+                             f"this optimizer is {type(self).__name__!r}")
+        hyper = dict(state_dict["hyperparameters"])
+        if set(hyper) != set(self._hyper):
+            raise ValueError(f"state_dict hyperparameters must be {sorted(self._hyper)}; "
+                             f"got {sorted(hyper)}")
+        hyper = {name: check(hyper[name], f"hyperparameters[{name!r}]")
+                 for name, check in self._hyper.items()}
+        steps = state_dict["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"state_dict['steps'] must be a non-negative integer; got {steps!r}")
+        buffers = state_dict["state"]
+        if not isinstance(buffers, dict) or (buffers and set(buffers) != set(self._buffers)):
+            raise ValueError(f"state_dict['state'] must be empty or hold {list(self._buffers)}")
+        params = self.model.params
+        for name, buf in buffers.items():
+            buf = np.asarray(buf)
+            if buf.shape != params.shape or buf.dtype.kind != "f":
+                raise ValueError(f"state_dict['state'][{name!r}] must be a float array of "
+                                 f"shape {params.shape}; got {_validation.describe(buf)}")
+            _validation.check_finite(buf, f"state_dict['state'][{name!r}]")
+        # everything checked: now write
+        for name, value in hyper.items():
+            object.__setattr__(self, name, value)
+        self._check_combination()
+        self.steps = int(steps)
+        self.state = {name: np.array(buf, dtype=params.dtype, order="C")
+                      for name, buf in buffers.items()}
+
+
+def _learning_rate(value, name):
+    return _validation.real(value, name, low=0.0)
+
+
+def _non_negative(value, name):
+    return _validation.real(value, name, low=0.0)
+
+
+def _unit_interval(value, name):
+    return _validation.real(value, name, low=0.0, high=1.0, high_open=True)
+
+
+def _positive(value, name):
+    return _validation.real(value, name, low=0.0, low_open=True)
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {_validation.describe(value)}")
+    return bool(value)
+
+
+def _betas(value, name):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (beta1, beta2); got {value!r}")
+    return tuple(_unit_interval(v, f"{name}[{i}]") for i, v in enumerate(value))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with PyTorch's rule (dampening 0).
+
+    ``g = grad + weight_decay * p``; with momentum ``buf = momentum * buf + g`` and
+    ``g = buf`` (or ``g + momentum * buf`` when ``nesterov``); ``p -= lr * g``.
+    """
+
+    _hyper = {"lr": _learning_rate, "momentum": _unit_interval,
+              "nesterov": _flag, "weight_decay": _non_negative}
+    _buffers = ("momentum_buffer",)
+
+    def __init__(self, model, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(model, lr=lr, momentum=momentum, nesterov=nesterov,
+                         weight_decay=weight_decay)
+
+    def _check_combination(self):
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs a momentum > 0; got momentum=0.0")
+
+    def _state_names(self):
+        return self._buffers if self.momentum else ()   # plain SGD keeps no buffer
+
+    def _update(self):
+        model = self.model
+        velocity = self.state.get("momentum_buffer", model._empty1)
+        _optim.sgd(model.params, model.grads, velocity, self.lr, self.momentum,
+                   self.weight_decay, self.nesterov)
+
+
+class Adam(Optimizer):
+    """Adam with PyTorch's rule; ``weight_decay`` adds ``weight_decay * p`` to the
+    gradient (L2), it is not AdamW's decoupled decay."""
+
+    _hyper = {"lr": _learning_rate, "betas": _betas, "eps": _positive,
+              "weight_decay": _non_negative}
+    _buffers = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, model, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _update(self):
+        beta1, beta2 = self.betas
+        model = self.model
+        _optim.adam(model.params, model.grads, self.state["exp_avg"],
+                    self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
+                    self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
+
+
+def clip_grad_norm(model, max_norm, *, error_if_nonfinite=False):
+    """Scale ``model.grads`` in place so that their 2-norm is at most ``max_norm``.
+
+    PyTorch's rule: with ``total`` the norm of all gradients, every gradient is
+    multiplied by ``max_norm / (total + 1e-6)`` when that factor is below 1.
+    Returns ``total`` (before clipping). With ``error_if_nonfinite`` a NaN/inf norm
+    raises ValueError and leaves the gradients unchanged.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
+    max_norm = _validation.real(max_norm, "max_norm", low=0.0, low_open=True)
+    total = math.sqrt(_optim.squared_norm(model.grads))
+    if not math.isfinite(total) and error_if_nonfinite:
+        raise ValueError(f"the total gradient norm is {total}; gradients left unchanged")
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1:
+        model.grads *= coefficient
+    return total

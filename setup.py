@@ -1,0 +1,63 @@
+"""Build the Cython core: every ``src/*.pyx`` becomes ``bpcore.<name>``.
+
+Metadata lives in pyproject.toml; this file only builds extensions.
+
+Environment switches:
+  BPCORE_DEBUG=1   rebuild with bounds, wraparound and initialisation checks on
+                   (and -O0 -g), to catch out-of-bounds memory access in kernels.
+  BPCORE_NATIVE=1  add -march=native (not portable; off by default).
+"""
+import os
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = Path(__file__).parent
+SOURCES = sorted((HERE / "src").glob("*.pyx"))
+if not SOURCES:
+    raise SystemExit(
+        "setup.py: no Cython sources found in src/*.pyx; "
+        "an sdist built without MANIFEST.in would produce a wheel with no core"
+    )
+
+DEBUG = os.environ.get("BPCORE_DEBUG", "0") not in ("", "0")
+NATIVE = os.environ.get("BPCORE_NATIVE", "0") not in ("", "0")
+
+# The only place compiler directives are set (no `# cython:` header lines in src/,
+# which would silently override the debug build).
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "nonecheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+if DEBUG:
+    COMPILE_ARGS = ["-O0", "-g"]
+else:
+    COMPILE_ARGS = ["-O3"]
+if NATIVE:
+    COMPILE_ARGS.append("-march=native")
+
+extensions = [
+    Extension(
+        f"bpcore.{path.stem}",
+        [str(path.relative_to(HERE))],
+        extra_compile_args=COMPILE_ARGS,
+        libraries=["m"],
+    )
+    for path in SOURCES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=DIRECTIVES,
+        include_path=["src"],
+        force=DEBUG,
+    )
+)

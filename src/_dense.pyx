@@ -1,0 +1,91 @@
+# Dense layer kernels: forward fused with the activation and its derivative cache,
+# and the gradient-accumulating backward pass.
+#
+# Owns nothing and allocates nothing: every buffer is handed in by bpcore/model.py,
+# which has already checked shapes, dtypes and contiguity (these kernels trust it).
+# Each kernel releases the GIL for its whole body and cannot raise.
+#
+# Shapes (B = batch, I = n_in, O = n_out):
+#   X (B, I) input, W (I, O), b (O,), scale (O,) the per-unit c of scaled sigmoid units
+#   A (B, O) activation, D (B, O) derivative cache f'(z), G (B, O) sigmoid(z) of
+#   scaled units. An array of size 0 in place of D, G or dX means "not wanted".
+# Aliasing: outputs never alias inputs. A is written by the product first, so it must
+# not be X.
+from cython cimport floating
+
+from _activations cimport activate, ACT_SCALED_SIGMOID
+from _blas cimport gemm
+
+
+def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
+            const floating[::1] b not None, const floating[::1] scale not None,
+            floating[:, ::1] A not None, floating[:, ::1] D not None,
+            floating[:, ::1] G not None, int kind, double slope):
+    """A = f(X.W + b); D = f'(X.W + b) and G = sigmoid(X.W + b) when given (non-empty).
+
+    IN: X, W, b, scale (read only). OUT: A, D, G.
+    """
+    cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    cdef Py_ssize_t i, j
+    cdef bint keep_deriv = D.shape[0] > 0
+    cdef bint keep_gate = G.shape[0] > 0
+    cdef bint scaled = kind == ACT_SCALED_SIGMOID
+    cdef floating s = <floating> slope
+    cdef floating d = 0, g = 0, c = 1
+    with nogil:
+        gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1.0,
+             &X[0, 0], <int> n_in, &W[0, 0], <int> n_out, <floating> 0.0,
+             &A[0, 0], <int> n_out)
+        for i in range(n):
+            for j in range(n_out):
+                if scaled:
+                    c = scale[j]
+                A[i, j] = activate(kind, A[i, j] + b[j], c, s, &d, &g)
+                if keep_deriv:
+                    D[i, j] = d
+                if keep_gate:
+                    G[i, j] = g
+
+
+def backward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
+             const floating[:, ::1] upstream not None, const floating[:, ::1] D not None,
+             const floating[:, ::1] G not None, floating[:, ::1] delta not None,
+             floating[:, ::1] dW not None, floating[::1] db not None,
+             floating[::1] dscale not None, floating[:, ::1] dX not None):
+    """Accumulate this layer's parameter gradients from dL/dA = upstream.
+
+    delta = upstream * D (D empty: f' = 1, delta is upstream itself)
+    dW += X^T . delta;  db += sum over rows of delta;  dscale += sum of upstream * G
+    dX  = delta . W^T   (overwritten, not accumulated; skipped when dX is empty)
+
+    IN: X, W, upstream, D, G. OUT: delta (workspace), dW, db, dscale (accumulated), dX.
+    """
+    cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    cdef Py_ssize_t i, j
+    cdef bint has_deriv = D.shape[0] > 0
+    cdef bint has_gate = G.shape[0] > 0
+    cdef const floating* dlt = &upstream[0, 0]
+    cdef floating v
+    with nogil:
+        if has_deriv:
+            for i in range(n):
+                for j in range(n_out):
+                    v = upstream[i, j] * D[i, j]
+                    delta[i, j] = v
+                    db[j] += v
+            dlt = &delta[0, 0]
+        else:
+            for i in range(n):
+                for j in range(n_out):
+                    db[j] += upstream[i, j]
+        if has_gate:
+            for i in range(n):
+                for j in range(n_out):
+                    dscale[j] += upstream[i, j] * G[i, j]
+        gemm(True, False, <int> n_in, <int> n_out, <int> n, <floating> 1.0,
+             &X[0, 0], <int> n_in, dlt, <int> n_out, <floating> 1.0,
+             &dW[0, 0], <int> n_out)
+        if dX.shape[0] > 0:
+            gemm(False, True, <int> n, <int> n_in, <int> n_out, <floating> 1.0,
+                 dlt, <int> n_out, &W[0, 0], <int> n_out, <floating> 0.0,
+                 &dX[0, 0], <int> n_in)
