@@ -35,7 +35,7 @@ class GradCheckResult:
 def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
     """Compare ``model.loss_and_grad`` with central differences of the loss.
 
-    Needs a float64 model. Evaluates the loss twice per parameter, so keep the model
+    Needs a float64 model; dropout is switched off while checking. Evaluates the loss twice per parameter, so keep the model
     and batch small. The model's parameters and gradients are restored afterwards.
     Returns a ``GradCheckResult``.
     """
@@ -48,6 +48,8 @@ def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
         raise TypeError(f"loss must be a bpcore Loss; got {type(loss).__name__}")
     eps = _validation.real(eps, "eps", low=0.0, low_open=True)
     saved_params, saved_grads = model.params.copy(), model.grads.copy()
+    training = model.training
+    model.eval()            # dropout off: central differences need a deterministic loss
     try:
         _, grads = model.loss_and_grad(X, target, loss, sample_weight=sample_weight)
         analytic = grads.copy()
@@ -66,6 +68,7 @@ def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
             params[i] = original
             numerical[i] = (plus - minus) / (2 * eps)
     finally:
+        model.train(training)
         model.params[...] = saved_params
         model.grads[...] = saved_grads
     errors = {}

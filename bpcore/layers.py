@@ -34,13 +34,17 @@ class Dense:
         cross-entropy losses take logits.
     negative_slope : float
         Slope of ``leaky_relu`` for negative inputs (PyTorch's default 0.01).
+    dropout : float in [0, 1)
+        Rate of inverted dropout on this layer's output while training (``forward``
+        and ``loss_and_grad`` in training mode); off in ``predict`` and eval mode.
 
     After the layer joins a ``Model``, ``W``, ``b``, ``c``, ``dW``, ``db``, ``dc`` are
     views into the model's flat ``params``/``grads`` buffers (``c``/``dc`` are None
     unless the activation is ``scaled_sigmoid``).
     """
 
-    def __init__(self, n_in, n_out, activation="identity", *, negative_slope=0.01):
+    def __init__(self, n_in, n_out, activation="identity", *, negative_slope=0.01,
+                 dropout=0.0):
         self.n_in = _validation.positive_int(n_in, "n_in")
         self.n_out = _validation.positive_int(n_out, "n_out")
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
@@ -49,6 +53,7 @@ class Dense:
             )
         self.activation = activation
         self.negative_slope = _validation.real(negative_slope, "negative_slope", low=0.0)
+        self.dropout = _validation.real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
         self.kind, self.init = ACTIVATIONS[activation]
         self.W = self.b = self.c = None
         self.dW = self.db = self.dc = None
@@ -61,8 +66,8 @@ class Dense:
 
     @property
     def has_derivative_cache(self):
-        """True unless the activation is the identity (whose derivative is 1)."""
-        return self.activation != "identity"
+        """True unless the derivative is 1 everywhere (identity without dropout)."""
+        return self.activation != "identity" or self.dropout > 0
 
     def parameter_shapes(self):
         """The (name, shape) of each parameter tensor, in flat-buffer order."""
@@ -83,4 +88,5 @@ class Dense:
             self.c[...] = 1
 
     def __repr__(self):
-        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+        extra = f", dropout={self.dropout}" if self.dropout else ""
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}{extra})"

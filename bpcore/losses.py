@@ -152,3 +152,11 @@ class CrossEntropyLoss(Loss):
         if target.ndim == 1:
             return _losses.cross_entropy_labels
         return _losses.cross_entropy_probs
+
+
+#: names accepted wherever a loss is asked for (e.g. ``fit(loss="cross_entropy")``)
+LOSSES = {
+    "mse": MSELoss,
+    "cross_entropy": CrossEntropyLoss,
+    "bce": BCEWithLogitsLoss,
+}

@@ -28,6 +28,7 @@ class _Workspace:
         self.A = [np.empty((n, layer.n_out), dtype) for layer in layers]
         if not training:
             self.D = self.G = self.delta = self.dX = [empty] * len(layers)
+            self.U = [None] * len(layers)
             return
         self.D = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                   for l in layers]
@@ -35,6 +36,8 @@ class _Workspace:
         self.delta = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                       for l in layers]
         self.dX = [np.empty((n, l.n_in), dtype) for l in layers]
+        # dropout masks (uniform draws, then the mask) of layers with dropout
+        self.U = [np.empty((n, l.n_out), dtype) if l.dropout > 0 else None for l in layers]
 
 
 class Model:
@@ -97,6 +100,12 @@ class Model:
         rng = np.random.default_rng(seed)
         for layer in layers:
             layer.initialize(rng)
+        #: the generator of dropout masks (seeded from ``seed``); replace to reseed
+        self.dropout_rng = np.random.default_rng(rng.integers(2**63))
+        #: training mode: dropout active in forward/loss_and_grad (see train/eval)
+        self.training = True
+        #: epochs completed by fit/partial_fit
+        self.epochs_trained = 0
 
         self._empty1 = np.empty(0, dtype=self.dtype)
         self._train_spaces = OrderedDict()
@@ -147,13 +156,35 @@ class Model:
         return _validation.float_matrix(X, "X", self.dtype, self.n_in)
 
     def _run_forward(self, X, space):
-        inputs = X
+        inputs, training = X, self.training
         for i, layer in enumerate(self.layers):
             scale = layer.c if layer.has_scale else self._empty1
             _dense.forward(inputs, layer.W, layer.b, scale, space.A[i], space.D[i],
                            space.G[i], layer.kind, layer.negative_slope)
+            mask = space.U[i] if training else None
+            if mask is not None:
+                self.dropout_rng.random(out=mask, dtype=mask.dtype)
+                _dense.dropout(mask, space.A[i], space.D[i], space.G[i], layer.dropout)
             inputs = space.A[i]
         return inputs
+
+    def train(self, mode=True):
+        """Set training mode (dropout on in forward/loss_and_grad); return the model."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Set evaluation mode (no dropout anywhere); return the model."""
+        return self.train(False)
+
+    @property
+    def last_output(self):
+        """Read-only view of the last ``forward``'s output, or None before any forward."""
+        if self._cache is None:
+            return None
+        view = self._cache.A[-1].view()
+        view.flags.writeable = False
+        return view
 
     # ---------------------------------------------------------------- passes
     def forward(self, X):
@@ -164,12 +195,8 @@ class Model:
         X itself is kept for backward and must not be modified before it.
         """
         X = self._check_input(X)
-        space = self._workspace(X.shape[0], training=True)
-        output = self._run_forward(X, space)
-        self._input, self._cache = X, space
-        view = output.view()
-        view.flags.writeable = False
-        return view
+        self._forward_checked(X)
+        return self.last_output
 
     def predict(self, X):
         """Return the network's output for X as a new array; keeps no caches."""
@@ -220,20 +247,70 @@ class Model:
     def loss_and_grad(self, X, target, loss, *, sample_weight=None, accumulate=False):
         """Forward, loss and backward in one call; return ``(loss_value, grads)``.
 
+        ``loss`` is a bpcore ``Loss`` or any callable ``loss(output, target) ->
+        (value, grad_output)`` working on numpy arrays (``output`` is read-only).
         ``grads`` is the model's flat gradient buffer itself (not a copy). Gradients
         are zeroed first unless ``accumulate=True``. dL/dX of the input is not computed.
-        Everything is validated before anything is written.
+        A bpcore Loss has its target validated before anything is written.
         """
-        if not isinstance(loss, Loss):
-            raise TypeError(f"loss must be a bpcore Loss (MSELoss, CrossEntropyLoss, "
-                            f"BCEWithLogitsLoss); got {type(loss).__name__}")
         X = self._check_input(X)
-        checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype, sample_weight)
-        space = self._workspace(X.shape[0], training=True)
-        output = self._run_forward(X, space)
-        self._input, self._cache = X, space
-        value, grad_output = loss.compute(output, *checked)
+        if isinstance(loss, Loss):
+            checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype,
+                                    sample_weight)
+            output = self._forward_checked(X)
+            value, grad_output = loss.compute(output, *checked)
+        elif callable(loss):
+            if sample_weight is not None:
+                raise TypeError("sample_weight needs a bpcore Loss; a custom loss callable "
+                                "weighs its samples itself")
+            value, grad_output = self._custom_loss(loss, self._forward_checked(X), target)
+        else:
+            raise TypeError("loss must be a bpcore Loss or a callable "
+                            f"loss(output, target) -> (value, grad_output); got "
+                            f"{type(loss).__name__}")
         if not accumulate:
             self.zero_grad()
         self._run_backward(grad_output, need_input_grad=False)
         return value, self.grads
+
+    def _forward_checked(self, X):
+        space = self._workspace(X.shape[0], training=True)
+        output = self._run_forward(X, space)
+        self._input, self._cache = X, space
+        return output
+
+    def _custom_loss(self, loss, output, target):
+        view = output.view()
+        view.flags.writeable = False
+        result = loss(view, target)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise TypeError("a custom loss must return a pair (value, grad_output); got "
+                            f"{_validation.describe(result)}")
+        value, grad_output = result
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError("a custom loss must return a real number as its value; got "
+                            f"{_validation.describe(value)}") from None
+        grad_output = _validation.as_array(grad_output, "grad_output of the custom loss")
+        if grad_output.shape != output.shape or grad_output.dtype.kind != "f":
+            raise ValueError("a custom loss must return grad_output as a float array of the "
+                             f"output's shape {output.shape}; got "
+                             f"{_validation.describe(grad_output)}")
+        return value, np.ascontiguousarray(grad_output, dtype=self.dtype)
+
+    # ------------------------------------------------------------- training
+    def fit(self, X, y, **options):
+        """Train on (X, y); return a ``History``. See ``bpcore.training.fit``."""
+        from .training import fit
+        return fit(self, X, y, **options)
+
+    def partial_fit(self, X, y, **options):
+        """One pass over (X, y); return that epoch's logs. See ``bpcore.training.partial_fit``."""
+        from .training import partial_fit
+        return partial_fit(self, X, y, **options)
+
+    def evaluate(self, X, y, **options):
+        """Loss and metrics on (X, y) as a dict. See ``bpcore.training.evaluate``."""
+        from .training import evaluate
+        return evaluate(self, X, y, **options)

@@ -89,3 +89,27 @@ def backward(const floating[:, ::1] X not None, const floating[:, ::1] W not Non
             gemm(False, True, <int> n, <int> n_in, <int> n_out, <floating> 1.0,
                  dlt, <int> n_out, &W[0, 0], <int> n_out, <floating> 0.0,
                  &dX[0, 0], <int> n_in)
+
+
+def dropout(floating[:, ::1] U not None, floating[:, ::1] A not None,
+            floating[:, ::1] D not None, floating[:, ::1] G not None, double rate):
+    """Inverted dropout folded into a layer's output and caches.
+
+    U holds uniform draws in [0, 1) on entry and the mask m on exit: m = 1/(1-rate)
+    where U >= rate, else 0. A, D and G (G may be empty) are multiplied by m, so
+    backward needs no extra step: delta = upstream * D * m and dscale = upstream * G * m.
+    IN/OUT: U, A, D, G (all (B, O)).
+    """
+    cdef Py_ssize_t n = A.shape[0], n_out = A.shape[1], i, j
+    cdef bint has_gate = G.shape[0] > 0
+    cdef floating keep = <floating> (1.0 / (1.0 - rate)), m
+    cdef floating threshold = <floating> rate
+    with nogil:
+        for i in range(n):
+            for j in range(n_out):
+                m = keep if U[i, j] >= threshold else 0
+                U[i, j] = m
+                A[i, j] *= m
+                D[i, j] *= m
+                if has_gate:
+                    G[i, j] *= m

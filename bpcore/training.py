@@ -1,0 +1,402 @@
+"""The fit loop: mini-batches, validation, metrics, callbacks, progress, and a guard
+against divergence.
+
+``fit`` is deterministic given ``seed``: epoch e shuffles with a generator seeded by
+``(seed, e)`` and reseeds the model's dropout generator the same way, so a run
+resumed at epoch N (same seed, restored parameters and optimizer state) continues
+bit for bit like an uninterrupted one.
+"""
+import math
+
+import numpy as np
+
+from . import _penalty, _validation
+from ._finite import all_finite
+from .callbacks import Callback, LambdaCallback
+from .losses import LOSSES, Loss, MSELoss
+from .metrics import METRICS, accuracy
+from .optim import Optimizer
+from .progress import ProgressBar
+
+NONFINITE = ("raise", "skip")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss, the gradients or the parameters became NaN or infinite."""
+
+
+class History:
+    """What ``fit`` returns: ``history[name]`` is the list of that log per epoch
+    (``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ``lr``, ...)."""
+
+    def __init__(self, seed):
+        self.history = {}
+        self.epoch = []
+        self.seed = seed
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, name):
+        return self.history[name]
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, logs={sorted(self.history)})"
+
+
+def _resolve_loss(loss):
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, a Loss or a callable; "
+                             f"got {loss!r}")
+        return LOSSES[loss]()
+    if isinstance(loss, Loss) or callable(loss):
+        return loss
+    raise TypeError(f"loss must be a loss name, a bpcore Loss or a callable; got "
+                    f"{type(loss).__name__}")
+
+
+def _resolve_optimizer(model, optimizer):
+    if isinstance(optimizer, str):
+        classes = {cls.__name__.lower(): cls for cls in _subclasses(Optimizer)}
+        if optimizer.lower() not in classes:
+            raise ValueError(f"optimizer must be one of {sorted(classes)} or an Optimizer; "
+                             f"got {optimizer!r}")
+        return classes[optimizer.lower()](model)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an Optimizer or its name; got "
+                        f"{type(optimizer).__name__}")
+    if optimizer.model is not model:
+        raise ValueError("optimizer updates another model; build it with this model")
+    return optimizer
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _resolve_metrics(metrics, loss):
+    resolved = {}
+    for metric in metrics:
+        if callable(metric):
+            resolved[getattr(metric, "__name__", "metric")] = metric
+        elif metric in METRICS:
+            fn = METRICS[metric]
+            if metric == "accuracy" and isinstance(loss, MSELoss):
+                fn = lambda output, target: accuracy(output, target, threshold=0.5)  # noqa: E731
+            resolved[metric] = fn
+        else:
+            raise ValueError(f"metrics must be names among {sorted(METRICS)} or callables "
+                             f"metric(output, target); got {metric!r}")
+    return resolved
+
+
+def _class_weights(class_weight, y, n_classes):
+    """Per-sample weights from a {class: weight} dict or "balanced"."""
+    labels = np.asarray(y).reshape(-1) if np.ndim(y) <= 2 and np.size(y) == len(y) else None
+    if labels is None or labels.dtype.kind not in "biuf" or not np.all(labels == np.round(labels)):
+        raise ValueError("class_weight needs integer class labels (or 0/1 binary targets) as y")
+    labels = labels.astype(np.int64)
+    k = max(n_classes, int(labels.max()) + 1)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced'; got {class_weight!r}")
+        counts = np.bincount(labels, minlength=k).astype(np.float64)
+        table = np.where(counts > 0, labels.size / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+    elif isinstance(class_weight, dict):
+        table = np.ones(k)
+        for label, weight in class_weight.items():
+            if not isinstance(label, (int, np.integer)) or not 0 <= label < k:
+                raise ValueError(f"class_weight has key {label!r}; keys must be class labels "
+                                 f"in [0, {k - 1}]")
+            table[label] = _validation.real(weight, f"class_weight[{label}]", low=0.0)
+    else:
+        raise TypeError(f"class_weight must be a dict or 'balanced'; got "
+                        f"{type(class_weight).__name__}")
+    return table[labels]
+
+
+def _check_data(model, X, y, loss, sample_weight, name="X", target_name="y"):
+    """Validate a data set up front; return (X, y, weight or None)."""
+    X = _validation.float_matrix(X, name, model.dtype, model.n_in)
+    n = X.shape[0]
+    if isinstance(loss, Loss):
+        y_array = _validation.as_array(y, target_name)
+        if len(y_array) != n:
+            raise ValueError(f"{target_name} has {len(y_array)} samples but {name} has {n}")
+        y, weight, _ = loss.validate(y_array, (n, model.n_out), model.dtype, sample_weight)
+        if sample_weight is None:
+            weight = None
+    else:
+        if len(y) != n:
+            raise ValueError(f"{target_name} has {len(y)} samples but {name} has {n}")
+        weight = _validation.sample_weight(sample_weight, n, model.dtype)
+    return X, y, weight
+
+
+class Trainer:
+    """The state of one training run, handed to callbacks."""
+
+    def __init__(self, model, optimizer, loss, *, batch_size, shuffle, seed, metrics,
+                 callbacks, verbose, l2, accumulate, on_nonfinite, validation, epochs):
+        self.model, self.optimizer, self.loss = model, optimizer, loss
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.metrics, self.callbacks, self.verbose = metrics, callbacks, verbose
+        self.l2, self.accumulate, self.on_nonfinite = l2, accumulate, on_nonfinite
+        self.validation, self.epochs = validation, epochs
+        self.stop_training = False
+        self.history = History(seed)
+        self._backup = np.empty_like(model.params)
+
+    def progress(self, epoch):
+        """What a checkpoint needs to resume after ``epoch``."""
+        return {"epoch": epoch + 1, "seed": self.seed,
+                "history": {k: [float(v) for v in vals] for k, vals in self.history.history.items()}}
+
+    def run_epoch(self, epoch, X, y, weight):
+        model, n = self.model, X.shape[0]
+        for callback in self.callbacks:
+            callback.on_epoch_begin(self, epoch)
+        generator = np.random.default_rng([self.seed, epoch])
+        model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
+        order = generator.permutation(n) if self.shuffle else None
+        n_batches = math.ceil(n / self.batch_size)
+        bar = ProgressBar(self.epochs, n_batches, self.verbose)
+        bar.start_epoch(epoch)
+        logs = {}
+        if hasattr(self.optimizer, "lr"):
+            logs["lr"] = float(self.optimizer.lr)
+        total, mass, skipped = 0.0, 0.0, 0
+        model.train()
+        for batch in range(n_batches):
+            part = slice(batch * self.batch_size, min(n, (batch + 1) * self.batch_size))
+            index = order[part] if order is not None else part
+            Xb, yb = X[index], y[index]
+            wb = None if weight is None else weight[index]
+            first = batch % self.accumulate == 0
+            value, grads = model.loss_and_grad(Xb, yb, self.loss, sample_weight=wb,
+                                               accumulate=not first)
+            if self.l2:
+                for layer in model.layers:
+                    value += _penalty.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
+            size = float(wb.sum()) if wb is not None else float(Xb.shape[0])
+            if (batch + 1) % self.accumulate == 0 or batch == n_batches - 1:
+                count = batch % self.accumulate + 1
+                if count > 1:
+                    grads *= 1.0 / count
+                if not self._step(epoch, batch, value):
+                    skipped += 1
+                    continue
+            if math.isfinite(value):
+                total += value * size
+                mass += size
+            bar.update(batch, value, Xb.shape[0])
+            for callback in self.callbacks:
+                callback.on_batch_end(self, batch, {"loss": value})
+            if self.stop_training:
+                break
+        logs["loss"] = total / mass if mass else float("nan")
+        if skipped:
+            logs["skipped_steps"] = float(skipped)
+        if self.metrics:
+            logs.update(evaluate(model, X, y, metrics=self.metrics.values(),
+                                 _names=list(self.metrics), sample_weight=weight))
+        if self.validation is not None:
+            Xv, yv, wv = self.validation
+            scores = evaluate(model, Xv, yv, loss=self.loss, metrics=self.metrics.values(),
+                              _names=list(self.metrics), sample_weight=wv)
+            logs.update({"val_" + k: v for k, v in scores.items()})
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, epoch, logs)
+        bar.end_epoch(logs)
+        self.history.append(epoch, logs)
+        model.epochs_trained += 1
+        return logs
+
+    def _step(self, epoch, batch, value):
+        """Guarded optimizer step; False when a non-finite step was skipped."""
+        model = self.model
+        if not (math.isfinite(value) and all_finite(model.grads)):
+            what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
+            if self.on_nonfinite == "skip":
+                model.zero_grad()
+                return False
+            raise TrainingDiverged(
+                f"epoch {epoch}, batch {batch}: {what}; the parameters are left at the last "
+                "finite state (lower the learning rate, clip gradients, or pass "
+                "on_nonfinite='skip')")
+        np.copyto(self._backup, model.params)
+        self.optimizer.step()
+        if not all_finite(model.params):
+            np.copyto(model.params, self._backup)
+            raise TrainingDiverged(
+                f"epoch {epoch}, batch {batch}: the optimizer step made a parameter "
+                "non-finite; the parameters were restored to the last finite state")
+        return True
+
+
+def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validation_data,
+             validation_split, sample_weight, class_weight, metrics, callbacks, verbose,
+             l2, accumulate, on_nonfinite, epochs):
+    loss = _resolve_loss(loss)
+    optimizer = _resolve_optimizer(model, optimizer)
+    batch_size = _validation.positive_int(batch_size, "batch_size")
+    accumulate = _validation.positive_int(accumulate, "accumulate")
+    l2 = _validation.real(l2, "l2", low=0.0)
+    if on_nonfinite not in NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {NONFINITE}; got {on_nonfinite!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
+    metrics = _resolve_metrics(metrics, loss)
+    callbacks = [c if isinstance(c, Callback) else _wrap_callable(c) for c in callbacks]
+
+    if class_weight is not None:
+        weights = _class_weights(class_weight, y, model.n_out)
+        if sample_weight is not None:
+            weights = weights * _validation.sample_weight(sample_weight, len(weights), np.float64)
+        sample_weight = weights
+    validation_split = _validation.real(validation_split, "validation_split", low=0.0,
+                                        high=1.0, high_open=True)
+    if validation_split and validation_data is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    X, y, weight = _check_data(model, X, y, loss, sample_weight)
+    validation = None
+    if validation_split:
+        n_val = int(math.floor(X.shape[0] * validation_split))
+        if n_val < 1 or n_val >= X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves {n_val} validation "
+                             f"samples of {X.shape[0]}; each side needs at least one")
+        cut = X.shape[0] - n_val           # the last samples, before any shuffling
+        validation = (X[cut:], y[cut:], None if weight is None else weight[cut:])
+        X, y = X[:cut], y[:cut]
+        weight = None if weight is None else weight[:cut]
+    elif validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, "
+                             "sample_weight_val)")
+        Xv, yv, *wv = validation_data
+        validation = _check_data(model, Xv, yv, loss, wv[0] if wv else None,
+                                 "validation_data X", "validation_data y")
+    trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=bool(shuffle),
+                      seed=int(seed), metrics=metrics, callbacks=callbacks, verbose=verbose,
+                      l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
+                      validation=validation, epochs=epochs)
+    return trainer, X, y, weight
+
+
+def _wrap_callable(fn):
+    if not callable(fn):
+        raise TypeError(f"callbacks must be Callback objects or callables; got "
+                        f"{type(fn).__name__}")
+    return LambdaCallback(on_epoch_end=fn)
+
+
+def fit(model, X, y, *, loss, optimizer="adam", epochs=1, batch_size=32, shuffle=True,
+        seed=None, validation_data=None, validation_split=0.0, sample_weight=None,
+        class_weight=None, metrics=(), callbacks=(), verbose=1, l2=0.0, accumulate=1,
+        on_nonfinite="raise", initial_epoch=0):
+    """Train ``model`` on (X, y) with mini-batches; return a ``History``.
+
+    Parameters
+    ----------
+    loss : "mse", "cross_entropy", "bce", a bpcore Loss, or a callable
+        ``loss(output, target) -> (value, grad_output)`` on numpy arrays.
+    optimizer : Optimizer bound to ``model``, or a name ("sgd", "adam", ...) for
+        one with default hyper-parameters.
+    epochs, initial_epoch : train epochs ``initial_epoch .. epochs - 1``.
+    batch_size : samples per step (the last batch may be smaller).
+    shuffle, seed : reshuffle each epoch; ``seed`` (drawn when None, recorded in
+        ``History.seed``) makes shuffling and dropout reproducible.
+    validation_data : (X_val, y_val[, sample_weight_val]); or ``validation_split``,
+        the fraction of samples taken from the end of X, before shuffling.
+    sample_weight, class_weight : per-sample weights, and per-class weights (a dict
+        {label: weight} or "balanced"); they multiply.
+    metrics : names ("accuracy", "mse", "mae", "r2") or callables metric(output,
+        target), computed after each epoch on the training (and validation) data.
+    callbacks : Callback objects, or callables ``fn(epoch, logs)`` returning True to stop.
+    verbose : 0 silent; 1 a progress bar on a terminal; 2 one line per epoch.
+    l2 : adds ``l2/2 * sum(W**2)`` over weight matrices (not biases) to the loss.
+    accumulate : batches whose gradients are averaged before each optimizer step.
+    on_nonfinite : "raise" (``TrainingDiverged``) or "skip" the step, when the loss
+        or a gradient is NaN/inf; either way the parameters keep their last finite values.
+    """
+    epochs = _validation.positive_int(epochs, "epochs")
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
+            or not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"initial_epoch must be an integer in [0, epochs={epochs}]; "
+                         f"got {initial_epoch!r}")
+    trainer, X, y, weight = _prepare(
+        model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
+        seed=seed, validation_data=validation_data, validation_split=validation_split,
+        sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
+        callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
+        on_nonfinite=on_nonfinite, epochs=epochs)
+    for callback in trainer.callbacks:
+        callback.on_train_begin(trainer)
+    for epoch in range(int(initial_epoch), epochs):
+        trainer.run_epoch(epoch, X, y, weight)
+        if trainer.stop_training:
+            break
+    for callback in trainer.callbacks:
+        callback.on_train_end(trainer)
+    return trainer.history
+
+
+def partial_fit(model, X, y, *, loss, optimizer, batch_size=32, shuffle=True, seed=0,
+                validation_data=None, sample_weight=None, class_weight=None, metrics=(),
+                callbacks=(), verbose=0, l2=0.0, accumulate=1, on_nonfinite="raise"):
+    """One pass over (X, y): the data given is one epoch. Returns that epoch's logs,
+    with ``logs["stop_training"]`` True when a callback (e.g. ``EarlyStopping`` on
+    ``validation_data``) asks to stop. Callback state carries over between calls;
+    epochs are counted in ``model.epochs_trained``.
+    """
+    trainer, X, y, weight = _prepare(
+        model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
+        seed=seed, validation_data=validation_data, validation_split=0.0,
+        sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
+        callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
+        on_nonfinite=on_nonfinite, epochs=model.epochs_trained + 1)
+    logs = trainer.run_epoch(model.epochs_trained, X, y, weight)
+    return dict(logs, stop_training=trainer.stop_training)
+
+
+def evaluate(model, X, y, *, loss=None, metrics=(), sample_weight=None, batch_size=None,
+             _names=None):
+    """Return ``{"loss": ..., metric: ...}`` for (X, y) without training (no dropout).
+
+    ``loss`` and ``metrics`` as in ``fit``; ``batch_size`` bounds memory (default: all
+    samples at once).
+    """
+    X = _validation.float_matrix(X, "X", model.dtype, model.n_in)
+    n = X.shape[0]
+    if len(y) != n:
+        raise ValueError(f"y has {len(y)} samples but X has {n}")
+    if batch_size is None:
+        output = model.predict(X)
+    else:
+        batch_size = _validation.positive_int(batch_size, "batch_size")
+        output = np.concatenate([model.predict(X[i:i + batch_size])
+                                 for i in range(0, n, batch_size)])
+    logs = {}
+    if loss is not None:
+        loss = _resolve_loss(loss)
+        if isinstance(loss, Loss):
+            logs["loss"] = float(loss(output, y, sample_weight)[0])
+        else:
+            logs["loss"] = float(loss(output, y)[0])
+    if _names is None:
+        resolved = _resolve_metrics(metrics, loss)
+        names, functions = list(resolved), list(resolved.values())
+    else:
+        names, functions = _names, list(metrics)
+    for name, fn in zip(names, functions):
+        logs[name] = float(fn(output, y))
+    return logs
