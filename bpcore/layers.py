@@ -87,6 +87,58 @@ class Dense:
         if self.has_scale:
             self.c[...] = 1
 
+    # ------------------------------------------------------------------
+    # Per-node views of the last step. Each is a read-only view into the model's
+    # workspace (no copy), shape (n_samples, n_out): valid until the next forward
+    # (or, for delta and grad_a, the next backward) with the same batch size.
+    def _view(self, pick, needs_backward=False):
+        model = self.model
+        if model is None or model._cache is None:
+            return None
+        if needs_backward and model._grad_output is None:
+            return None
+        array = pick(model, model._cache, model.layers.index(self))
+        view = array.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def z(self):
+        """Pre-activation ``z = x.W + b`` of the last forward (None before any)."""
+        return self._view(lambda m, c, i: c.Z[i])
+
+    @property
+    def a(self):
+        """Activation ``a = f(z)`` of the last forward (after dropout, if any)."""
+        return self._view(lambda m, c, i: c.A[i])
+
+    @property
+    def derivative(self):
+        """The cached local derivative ``f'(z)`` (``c*g*(1-g)`` for scaled units; times
+        the dropout mask when dropout is on); all ones for the identity."""
+        def pick(model, cache, i):
+            if cache.D[i].size:
+                return cache.D[i]
+            return np.broadcast_to(np.ones(1, model.dtype), cache.A[i].shape)
+        return self._view(pick)
+
+    @property
+    def grad_a(self):
+        """dL/da of the last backward: for a hidden layer, the sum over the units it
+        feeds of their delta times the connecting weight (None before a backward)."""
+        def pick(model, cache, i):
+            return model._grad_output if i == len(model.layers) - 1 else cache.dX[i + 1]
+        return self._view(pick, needs_backward=True)
+
+    @property
+    def delta(self):
+        """delta = dL/dz = dL/da * f'(z) of the last backward (None before a backward)."""
+        def pick(model, cache, i):
+            if cache.delta[i].size:
+                return cache.delta[i]
+            return model._grad_output if i == len(model.layers) - 1 else cache.dX[i + 1]
+        return self._view(pick, needs_backward=True)
+
     def __repr__(self):
         extra = f", dropout={self.dropout}" if self.dropout else ""
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}{extra})"

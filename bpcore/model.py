@@ -27,9 +27,10 @@ class _Workspace:
         empty = np.empty((0, 0), dtype=dtype)
         self.A = [np.empty((n, layer.n_out), dtype) for layer in layers]
         if not training:
-            self.D = self.G = self.delta = self.dX = [empty] * len(layers)
+            self.Z = self.D = self.G = self.delta = self.dX = [empty] * len(layers)
             self.U = [None] * len(layers)
             return
+        self.Z = [np.empty((n, l.n_out), dtype) for l in layers]    # kept for inspection
         self.D = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                   for l in layers]
         self.G = [np.empty((n, l.n_out), dtype) if l.has_scale else empty for l in layers]
@@ -112,6 +113,7 @@ class Model:
         self._predict_spaces = OrderedDict()
         self._input = None      # the X of the last forward (the first layer's input)
         self._cache = None      # the workspace the last forward wrote
+        self._grad_output = None   # dL/doutput of the last backward since that forward
 
     # ------------------------------------------------------------------ shape
     @property
@@ -159,8 +161,8 @@ class Model:
         inputs, training = X, self.training
         for i, layer in enumerate(self.layers):
             scale = layer.c if layer.has_scale else self._empty1
-            _dense.forward(inputs, layer.W, layer.b, scale, space.A[i], space.D[i],
-                           space.G[i], layer.kind, layer.negative_slope)
+            _dense.forward(inputs, layer.W, layer.b, scale, space.Z[i], space.A[i],
+                           space.D[i], space.G[i], layer.kind, layer.negative_slope)
             mask = space.U[i] if training else None
             if mask is not None:
                 self.dropout_rng.random(out=mask, dtype=mask.dtype)
@@ -230,6 +232,7 @@ class Model:
 
     def _run_backward(self, grad_output, need_input_grad):
         space, upstream = self._cache, grad_output
+        self._grad_output = grad_output
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             inputs = space.A[i - 1] if i > 0 else self._input
@@ -276,7 +279,7 @@ class Model:
     def _forward_checked(self, X):
         space = self._workspace(X.shape[0], training=True)
         output = self._run_forward(X, space)
-        self._input, self._cache = X, space
+        self._input, self._cache, self._grad_output = X, space, None
         return output
 
     def _custom_loss(self, loss, output, target):
@@ -298,6 +301,18 @@ class Model:
                              f"output's shape {output.shape}; got "
                              f"{_validation.describe(grad_output)}")
         return value, np.ascontiguousarray(grad_output, dtype=self.dtype)
+
+    # ------------------------------------------------------------ inspection
+    def explain(self, layer, unit, sample=0):
+        """Print and return the chain-rule terms of one neuron for the last step
+        (see ``bpcore.inspection.explain``)."""
+        from .inspection import explain
+        return explain(self, layer, unit, sample)
+
+    def to_dot(self, values=False):
+        """Graphviz DOT text of the layers (``values``: the last step's magnitudes)."""
+        from .inspection import to_dot
+        return to_dot(self, values)
 
     # ------------------------------------------------------------- training
     def fit(self, X, y, **options):

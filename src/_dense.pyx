@@ -7,8 +7,9 @@
 #
 # Shapes (B = batch, I = n_in, O = n_out):
 #   X (B, I) input, W (I, O), b (O,), scale (O,) the per-unit c of scaled sigmoid units
-#   A (B, O) activation, D (B, O) derivative cache f'(z), G (B, O) sigmoid(z) of
-#   scaled units. An array of size 0 in place of D, G or dX means "not wanted".
+#   Z (B, O) pre-activation z = X.W + b, A (B, O) activation, D (B, O) derivative
+#   cache f'(z), G (B, O) sigmoid(z) of scaled units. An array of size 0 in place of
+#   Z, D, G or dX means "not wanted".
 # Aliasing: outputs never alias inputs. A is written by the product first, so it must
 # not be X.
 from cython cimport floating
@@ -19,19 +20,21 @@ from _blas cimport gemm
 
 def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
             const floating[::1] b not None, const floating[::1] scale not None,
-            floating[:, ::1] A not None, floating[:, ::1] D not None,
-            floating[:, ::1] G not None, int kind, double slope):
-    """A = f(X.W + b); D = f'(X.W + b) and G = sigmoid(X.W + b) when given (non-empty).
+            floating[:, ::1] Z not None, floating[:, ::1] A not None,
+            floating[:, ::1] D not None, floating[:, ::1] G not None, int kind,
+            double slope):
+    """A = f(X.W + b); Z = X.W + b, D = f'(Z) and G = sigmoid(Z) when given (non-empty).
 
-    IN: X, W, b, scale (read only). OUT: A, D, G.
+    IN: X, W, b, scale (read only). OUT: Z, A, D, G.
     """
     cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
     cdef Py_ssize_t i, j
+    cdef bint keep_z = Z.shape[0] > 0
     cdef bint keep_deriv = D.shape[0] > 0
     cdef bint keep_gate = G.shape[0] > 0
     cdef bint scaled = kind == ACT_SCALED_SIGMOID
     cdef floating s = <floating> slope
-    cdef floating d = 0, g = 0, c = 1
+    cdef floating d = 0, g = 0, c = 1, z
     with nogil:
         gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1.0,
              &X[0, 0], <int> n_in, &W[0, 0], <int> n_out, <floating> 0.0,
@@ -40,7 +43,10 @@ def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None
             for j in range(n_out):
                 if scaled:
                     c = scale[j]
-                A[i, j] = activate(kind, A[i, j] + b[j], c, s, &d, &g)
+                z = A[i, j] + b[j]
+                if keep_z:
+                    Z[i, j] = z
+                A[i, j] = activate(kind, z, c, s, &d, &g)
                 if keep_deriv:
                     D[i, j] = d
                 if keep_gate:

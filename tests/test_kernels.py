@@ -23,9 +23,10 @@ def test_dense_forward_writes_activation_and_derivative_cache(name, rng):
     W = rng.normal(size=(5, 4))
     b = rng.normal(size=4)
     c = rng.uniform(0.5, 2.0, size=4)
-    A, D, G = np.empty((7, 4)), np.empty((7, 4)), np.empty((7, 4))
-    _dense.forward(X, W, b, c, A, D, G, CODES[name], 0.01)
-    a, d, g, _ = ref.dense_forward(X, W, b, name, c)
+    Z, A, D, G = (np.empty((7, 4)) for _ in range(4))
+    _dense.forward(X, W, b, c, Z, A, D, G, CODES[name], 0.01)
+    a, d, g, z = ref.dense_forward(X, W, b, name, c)
+    close(Z, z)
     close(A, a)
     close(D, d)
     if g is not None:
@@ -35,7 +36,7 @@ def test_dense_forward_writes_activation_and_derivative_cache(name, rng):
 def test_dense_forward_skips_caches_given_empty_buffers(rng):
     X, W, b = rng.normal(size=(3, 2)), rng.normal(size=(2, 4)), rng.normal(size=4)
     A = np.empty((3, 4))
-    _dense.forward(X, W, b, EMPTY1, A, EMPTY2, EMPTY2, CODES["tanh"], 0.0)
+    _dense.forward(X, W, b, EMPTY1, EMPTY2, A, EMPTY2, EMPTY2, CODES["tanh"], 0.0)
     close(A, np.tanh(X @ W + b))
 
 
@@ -45,7 +46,7 @@ def test_saturating_activations_stay_finite_for_huge_inputs(name, dtype):
     X = np.array([[1e4], [-1e4], [800.0], [-800.0]], dtype=dtype)
     W, b, c = np.ones((1, 1), dtype), np.zeros(1, dtype), np.ones(1, dtype)
     A, D, G = (np.empty((4, 1), dtype) for _ in range(3))
-    _dense.forward(X, W, b, c, A, D, G, CODES[name], 0.0)
+    _dense.forward(X, W, b, c, np.empty((0, 0), dtype), A, D, G, CODES[name], 0.0)
     assert np.isfinite(A).all() and np.isfinite(D).all()
     expected = [1, 0, 1, 0] if name != "tanh" else [1, -1, 1, -1]
     np.testing.assert_allclose(A[:, 0], expected, atol=1e-7)
@@ -56,9 +57,9 @@ def test_relu_derivative_at_zero_is_zero_and_leaky_is_slope():
     X = np.zeros((1, 1))
     W, b = np.ones((1, 1)), np.zeros(1)
     A, D = np.empty((1, 1)), np.empty((1, 1))
-    _dense.forward(X, W, b, EMPTY1, A, D, EMPTY2, CODES["relu"], 0.0)
+    _dense.forward(X, W, b, EMPTY1, EMPTY2, A, D, EMPTY2, CODES["relu"], 0.0)
     assert D[0, 0] == 0.0
-    _dense.forward(X, W, b, EMPTY1, A, D, EMPTY2, CODES["leaky_relu"], 0.25)
+    _dense.forward(X, W, b, EMPTY1, EMPTY2, A, D, EMPTY2, CODES["leaky_relu"], 0.25)
     assert D[0, 0] == 0.25
 
 
