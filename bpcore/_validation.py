@@ -28,7 +28,13 @@ def describe(value):
     """A short description of what came, for error messages."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
-    return f"{type(value).__name__} {value!r}" if np.ndim(value) == 0 else type(value).__name__
+    if isinstance(value, (list, tuple, dict, set)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    try:
+        scalar = np.ndim(value) == 0
+    except (TypeError, ValueError):
+        scalar = False
+    return f"{type(value).__name__} {value!r}" if scalar else type(value).__name__
 
 
 def as_array(value, name):
@@ -38,7 +44,8 @@ def as_array(value, name):
     try:
         return np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be array-like; got {describe(value)} ({error})") from None
+        raise TypeError(f"{name} must be a rectangular array; got {describe(value)} that numpy "
+                        f"cannot turn into one ({error})") from None
 
 
 def check_finite(array, name):
@@ -118,3 +125,13 @@ def real(value, name, *, low=None, high=None, low_open=False, high_open=False):
         hi = "inf" if high is None else repr(high)
         raise ValueError(f"{name} must be a finite number in {left}{lo}, {hi}{right}; got {value!r}")
     return value
+
+
+def random_generator(seed):
+    """``numpy.random.default_rng(seed)`` for an int >= 0, a Generator or None."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator; "
+                         f"got {describe(seed)}")
+    return np.random.default_rng(int(seed))

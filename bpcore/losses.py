@@ -60,7 +60,8 @@ class Loss:
         else:
             total = float(weight.sum(dtype=np.float64))
             if self.reduction == "mean" and total == 0:
-                raise ValueError("sample_weight sums to zero; the weighted mean is undefined")
+                raise ValueError("sample_weight must have a positive sum for reduction='mean'; "
+                                 "got weights whose total sums to zero")
         scale = 1.0
         if self.reduction == "mean":
             scale = 1.0 / (total * (shape[1] if self.mean_over_outputs else 1))

@@ -70,16 +70,21 @@ class Model:
             if not isinstance(layer, Dense):
                 raise TypeError(f"layers[{i}] must be a Dense layer; got {type(layer).__name__}")
             if layer.model is not None:
-                raise ValueError(f"layers[{i}] already belongs to another Model")
+                raise ValueError(f"layers[{i}] already belongs to another Model; a layer must "
+                                 "belong to one model only: build a new Dense for this one")
         for i in range(len(layers) - 1):
             if layers[i].n_out != layers[i + 1].n_in:
                 raise ValueError(
                     f"layers[{i}] has n_out={layers[i].n_out} but layers[{i + 1}] has "
                     f"n_in={layers[i + 1].n_in}; consecutive layers must agree"
                 )
-        if len(set(map(id, layers))) != len(layers):
-            raise ValueError("layers must not repeat the same Dense object")
+        for i, layer in enumerate(layers):
+            first = next(j for j, other in enumerate(layers) if other is layer)
+            if first != i:
+                raise ValueError(f"layers must not repeat the same Dense object; got "
+                                 f"layers[{i}] is layers[{first}]")
         self.dtype = _validation.check_dtype(dtype)
+        rng = _validation.random_generator(seed)
         self.layers = layers
 
         # The offsets table: one row per parameter tensor (name, layer, attr, shape, offset).
@@ -98,7 +103,6 @@ class Model:
         for layer in layers:
             layer.model = self
 
-        rng = np.random.default_rng(seed)
         for layer in layers:
             layer.initialize(rng)
         #: the generator of dropout masks (seeded from ``seed``); replace to reseed
@@ -256,6 +260,9 @@ class Model:
         are zeroed first unless ``accumulate=True``. dL/dX of the input is not computed.
         A bpcore Loss has its target validated before anything is written.
         """
+        if isinstance(loss, type):
+            raise TypeError(f"loss must be a bpcore Loss instance such as {loss.__name__}() or "
+                            f"a callable loss(output, target); got type {loss.__name__}")
         X = self._check_input(X)
         if isinstance(loss, Loss):
             checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype,

@@ -29,18 +29,21 @@ class Optimizer:
         self.model = model
         self.steps = 0
         self.state = {}
-        for name, value in hyper.items():
-            setattr(self, name, value)
-        self._check_combination()
+        checked = {name: type(self)._hyper[name](value, name) for name, value in hyper.items()}
+        self._check_combination(checked)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
         check = type(self)._hyper.get(name)
         if check is not None:
             value = check(value, name)
+            if all(other in self.__dict__ for other in self._hyper):
+                self._check_combination({**self.hyperparameters, name: value})
         object.__setattr__(self, name, value)
 
-    def _check_combination(self):
-        pass
+    def _check_combination(self, hyper):
+        """Raise ValueError when hyper-parameters that are valid alone clash together."""
 
     @property
     def hyperparameters(self):
@@ -86,18 +89,25 @@ class Optimizer:
         if state_dict["optimizer"] != type(self).__name__:
             raise ValueError(f"state_dict is for {state_dict['optimizer']!r}, "
                              f"this optimizer is {type(self).__name__!r}")
-        hyper = dict(state_dict["hyperparameters"])
+        hyper = state_dict["hyperparameters"]
+        if not isinstance(hyper, dict):
+            raise TypeError("state_dict['hyperparameters'] must be a dict; got "
+                            f"{_validation.describe(hyper)}")
         if set(hyper) != set(self._hyper):
             raise ValueError(f"state_dict hyperparameters must be {sorted(self._hyper)}; "
                              f"got {sorted(hyper)}")
         hyper = {name: check(hyper[name], f"hyperparameters[{name!r}]")
                  for name, check in self._hyper.items()}
+        self._check_combination(hyper)
         steps = state_dict["steps"]
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise ValueError(f"state_dict['steps'] must be a non-negative integer; got {steps!r}")
         buffers = state_dict["state"]
         if not isinstance(buffers, dict) or (buffers and set(buffers) != set(self._buffers)):
-            raise ValueError(f"state_dict['state'] must be empty or hold {list(self._buffers)}")
+            came = (f"keys {sorted(map(repr, buffers))}" if isinstance(buffers, dict)
+                    else _validation.describe(buffers))
+            raise ValueError(f"state_dict['state'] must be empty or hold {list(self._buffers)}; "
+                             f"got {came}")
         params = self.model.params
         for name, buf in buffers.items():
             buf = np.asarray(buf)
@@ -108,7 +118,6 @@ class Optimizer:
         # everything checked: now write
         for name, value in hyper.items():
             object.__setattr__(self, name, value)
-        self._check_combination()
         self.steps = int(steps)
         self.state = {name: np.array(buf, dtype=params.dtype, order="C")
                       for name, buf in buffers.items()}
@@ -157,8 +166,8 @@ class SGD(Optimizer):
         super().__init__(model, lr=lr, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay)
 
-    def _check_combination(self):
-        if self.nesterov and self.momentum == 0:
+    def _check_combination(self, hyper):
+        if hyper["nesterov"] and hyper["momentum"] == 0:
             raise ValueError("nesterov=True needs a momentum > 0; got momentum=0.0")
 
     def _state_names(self):
