@@ -1,0 +1,1 @@
+"""Benchmarks of bpcore against its peers (BENCHMARKS.md); run with pytest."""
