@@ -47,6 +47,8 @@ extensions = [
     Extension(
         f"bpcore.{path.stem}",
         [str(path.relative_to(HERE))],
+        include_dirs=["src"],
+        depends=[str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h")],
         extra_compile_args=COMPILE_ARGS,
         libraries=["m"],
     )

@@ -14,8 +14,12 @@
 # not be X.
 from cython cimport floating
 
-from _activations cimport activate, ACT_SCALED_SIGMOID
 from _blas cimport gemm
+from _loops cimport bias_activation, delta_and_bias_grad
+
+
+cdef inline floating* data_or_null(floating[:, ::1] array) noexcept nogil:
+    return &array[0, 0] if array.shape[0] > 0 else NULL
 
 
 def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
@@ -28,29 +32,13 @@ def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None
     IN: X, W, b, scale (read only). OUT: Z, A, D, G.
     """
     cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
-    cdef Py_ssize_t i, j
-    cdef bint keep_z = Z.shape[0] > 0
-    cdef bint keep_deriv = D.shape[0] > 0
-    cdef bint keep_gate = G.shape[0] > 0
-    cdef bint scaled = kind == ACT_SCALED_SIGMOID
-    cdef floating s = <floating> slope
-    cdef floating d = 0, g = 0, c = 1, z
+    cdef const floating* c = &scale[0] if scale.shape[0] > 0 else NULL
     with nogil:
         gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1.0,
              &X[0, 0], <int> n_in, &W[0, 0], <int> n_out, <floating> 0.0,
              &A[0, 0], <int> n_out)
-        for i in range(n):
-            for j in range(n_out):
-                if scaled:
-                    c = scale[j]
-                z = A[i, j] + b[j]
-                if keep_z:
-                    Z[i, j] = z
-                A[i, j] = activate(kind, z, c, s, &d, &g)
-                if keep_deriv:
-                    D[i, j] = d
-                if keep_gate:
-                    G[i, j] = g
+        bias_activation(n, n_out, &A[0, 0], &b[0], c, data_or_null(Z), data_or_null(D),
+                        data_or_null(G), kind, slope)
 
 
 def backward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
@@ -67,27 +55,14 @@ def backward(const floating[:, ::1] X not None, const floating[:, ::1] W not Non
     IN: X, W, upstream, D, G. OUT: delta (workspace), dW, db, dscale (accumulated), dX.
     """
     cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
-    cdef Py_ssize_t i, j
     cdef bint has_deriv = D.shape[0] > 0
-    cdef bint has_gate = G.shape[0] > 0
-    cdef const floating* dlt = &upstream[0, 0]
-    cdef floating v
+    cdef const floating* dlt = &delta[0, 0] if has_deriv else &upstream[0, 0]
+    cdef const floating* d = &D[0, 0] if has_deriv else NULL
+    cdef const floating* g = &G[0, 0] if G.shape[0] > 0 else NULL
+    cdef floating* dc = &dscale[0] if g != NULL else NULL
     with nogil:
-        if has_deriv:
-            for i in range(n):
-                for j in range(n_out):
-                    v = upstream[i, j] * D[i, j]
-                    delta[i, j] = v
-                    db[j] += v
-            dlt = &delta[0, 0]
-        else:
-            for i in range(n):
-                for j in range(n_out):
-                    db[j] += upstream[i, j]
-        if has_gate:
-            for i in range(n):
-                for j in range(n_out):
-                    dscale[j] += upstream[i, j] * G[i, j]
+        delta_and_bias_grad(n, n_out, &upstream[0, 0], d, g,
+                            &delta[0, 0] if has_deriv else NULL, &db[0], dc, False)
         gemm(True, False, <int> n_in, <int> n_out, <int> n, <floating> 1.0,
              &X[0, 0], <int> n_in, dlt, <int> n_out, <floating> 1.0,
              &dW[0, 0], <int> n_out)

@@ -1,0 +1,68 @@
+# Cython's view of _loops.h: the element-wise loops, with one fused entry point each.
+# All nogil, no exceptions; pointers marked "may be NULL" in _loops.h accept NULL.
+from cython cimport floating
+
+cdef extern from "_loops.h" nogil:
+    void bp_bias_activation_f32(long n, long m, float* A, const float* b,
+                                const float* scale, float* Z, float* D, float* G,
+                                int kind, float slope)
+    void bp_bias_activation_f64(long n, long m, double* A, const double* b,
+                                const double* scale, double* Z, double* D, double* G,
+                                int kind, double slope)
+    void bp_delta_f32(long n, long m, const float* upstream, const float* D,
+                      const float* G, float* delta, float* db, float* dscale, int overwrite)
+    void bp_delta_f64(long n, long m, const double* upstream, const double* D,
+                      const double* G, double* delta, double* db, double* dscale,
+                      int overwrite)
+    void bp_sgd_f32(long n, float* params, const float* grads, float* velocity,
+                    float lr, float momentum, float weight_decay, int nesterov)
+    void bp_sgd_f64(long n, double* params, const double* grads, double* velocity,
+                    double lr, double momentum, double weight_decay, int nesterov)
+    void bp_adam_f32(long n, float* params, const float* grads, float* exp_avg,
+                     float* exp_avg_sq, float step_size, float beta1, float beta2,
+                     float eps, float weight_decay, float inv_root_bc2)
+    void bp_adam_f64(long n, double* params, const double* grads, double* exp_avg,
+                     double* exp_avg_sq, double step_size, double beta1, double beta2,
+                     double eps, double weight_decay, double inv_root_bc2)
+
+
+cdef inline void bias_activation(long n, long m, floating* A, const floating* b,
+                                 const floating* scale, floating* Z, floating* D,
+                                 floating* G, int kind, double slope) noexcept nogil:
+    if floating is float:
+        bp_bias_activation_f32(n, m, A, b, scale, Z, D, G, kind, <float> slope)
+    else:
+        bp_bias_activation_f64(n, m, A, b, scale, Z, D, G, kind, slope)
+
+
+cdef inline void delta_and_bias_grad(long n, long m, const floating* upstream,
+                                     const floating* D, const floating* G,
+                                     floating* delta, floating* db, floating* dscale,
+                                     bint overwrite) noexcept nogil:
+    if floating is float:
+        bp_delta_f32(n, m, upstream, D, G, delta, db, dscale, overwrite)
+    else:
+        bp_delta_f64(n, m, upstream, D, G, delta, db, dscale, overwrite)
+
+
+cdef inline void sgd_update(long n, floating* params, const floating* grads,
+                            floating* velocity, double lr, double momentum,
+                            double weight_decay, bint nesterov) noexcept nogil:
+    if floating is float:
+        bp_sgd_f32(n, params, grads, velocity, <float> lr, <float> momentum,
+                   <float> weight_decay, nesterov)
+    else:
+        bp_sgd_f64(n, params, grads, velocity, lr, momentum, weight_decay, nesterov)
+
+
+cdef inline void adam_update(long n, floating* params, const floating* grads,
+                             floating* exp_avg, floating* exp_avg_sq, double step_size,
+                             double beta1, double beta2, double eps, double weight_decay,
+                             double inv_root_bc2) noexcept nogil:
+    if floating is float:
+        bp_adam_f32(n, params, grads, exp_avg, exp_avg_sq, <float> step_size,
+                    <float> beta1, <float> beta2, <float> eps, <float> weight_decay,
+                    <float> inv_root_bc2)
+    else:
+        bp_adam_f64(n, params, grads, exp_avg, exp_avg_sq, step_size, beta1, beta2, eps,
+                    weight_decay, inv_root_bc2)
