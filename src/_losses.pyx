@@ -19,7 +19,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.math cimport log, fabs
 
-from _activations cimport fexp, flog1p, sigmoid
+from _scalar_math cimport fexp, flog1p, sigmoid
 
 
 cdef inline double weight_of(const floating[::1] weight, Py_ssize_t i) noexcept nogil:

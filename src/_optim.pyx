@@ -1,16 +1,29 @@
 # Optimizer updates: one fused pass over the flat parameter and gradient buffers.
 #
 # Owns nothing and allocates nothing: bpcore/optim.py owns the state buffers
-# (momentum, Adam moments), checks that every buffer has the parameters' length and
-# dtype, and computes the per-step scalars (bias corrections) in double.
+# (momentum, Adam moments, RMSprop averages, Rprop step sizes), checks that every
+# buffer has the parameters' length and dtype, and computes the per-step scalars
+# (bias corrections, AdamW's decay factor) in double.
 # Kernels release the GIL and cannot raise. They never write the gradient: zeroing
-# it is the caller's explicit choice (Model.zero_grad).
+# it is the caller's explicit choice (Model.zero_grad). Only clip_value writes it,
+# because clipping the gradient is what the caller asked for.
+# No argument may alias another (each state buffer is its own array).
 #
-# The rules are PyTorch's (torch.optim.SGD / Adam, dampening 0, amsgrad off):
+# The rules are PyTorch's (torch.optim.SGD / Adam / AdamW / RMSprop / Rprop,
+# dampening 0, amsgrad off):
 #   SGD:  g = grad + wd*p;  buf = mu*buf + g;  g = g + mu*buf (nesterov) or buf;
 #         p -= lr*g
 #   Adam: g = grad + wd*p;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
 #         p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)   with bci = 1 - bi^t
+#   AdamW: p *= 1 - lr*wd (decoupled decay), then Adam with g = grad.
+#         Adam and AdamW are one loop (_adam_pass) with the decay placed differently.
+#   RMSprop: g = grad + wd*p;  v = a*v + (1-a)*g^2;  centered: c = a*c + (1-a)*g,
+#         w = v - c^2 (clamped at 0: rounding may make it negative, torch then gives NaN);
+#         d = sqrt(w) + eps;  momentum: buf = mu*buf + g/d, p -= lr*buf;  else p -= lr*g/d
+#   Rprop (iRPROP-): s = sign(grad*prev);  step = clamp(step * (eta+ if s > 0,
+#         eta- if s < 0, 1 if s == 0), step_min, step_max);  g = 0 where s < 0, else grad;
+#         p -= sign(g)*step;  prev = g.  The zeroed g lives only in prev: model.grads
+#         is read, never written.
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
 
@@ -39,20 +52,24 @@ def sgd(floating[::1] params not None, const floating[::1] grads not None,
                 params[i] -= flr * g
 
 
-def adam(floating[::1] params not None, const floating[::1] grads not None,
-         floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
-         double lr, double beta1, double beta2, double eps, double weight_decay,
-         double bias_correction1, double bias_correction2):
-    """One Adam step in place. IN: grads. OUT: params, exp_avg, exp_avg_sq."""
+cdef void _adam_pass(floating[::1] params, const floating[::1] grads,
+                     floating[::1] exp_avg, floating[::1] exp_avg_sq,
+                     double lr, double beta1, double beta2, double eps,
+                     double l2_decay, double decay_factor,
+                     double bias_correction1, double bias_correction2) noexcept:
+    """Adam's loop. Adam: l2_decay = wd, decay_factor = 1 (p * 1 is exact);
+    AdamW: l2_decay = 0, decay_factor = 1 - lr*wd."""
     cdef Py_ssize_t i, n = params.shape[0]
-    cdef floating g, m, v, denom
+    cdef floating p, g, m, v, denom
     cdef floating b1 = <floating> beta1, b2 = <floating> beta2
-    cdef floating wd = <floating> weight_decay, fe = <floating> eps
+    cdef floating wd = <floating> l2_decay, fe = <floating> eps
+    cdef floating decay = <floating> decay_factor
     cdef floating step_size = <floating> (lr / bias_correction1)
     cdef floating root_bc2 = <floating> sqrt(bias_correction2)
     with nogil:
         for i in range(n):
-            g = grads[i] + wd * params[i]
+            p = params[i] * decay
+            g = grads[i] + wd * p
             m = b1 * exp_avg[i] + (1 - b1) * g
             v = b2 * exp_avg_sq[i] + (1 - b2) * g * g
             exp_avg[i] = m
@@ -61,7 +78,105 @@ def adam(floating[::1] params not None, const floating[::1] grads not None,
                 denom = sqrtf(v) / root_bc2 + fe
             else:
                 denom = sqrt(v) / root_bc2 + fe
-            params[i] -= step_size * m / denom
+            params[i] = p - step_size * m / denom
+
+
+def adam(floating[::1] params not None, const floating[::1] grads not None,
+         floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
+         double lr, double beta1, double beta2, double eps, double weight_decay,
+         double bias_correction1, double bias_correction2):
+    """One Adam step in place. IN: grads. OUT: params, exp_avg, exp_avg_sq."""
+    _adam_pass(params, grads, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+               weight_decay, 1.0, bias_correction1, bias_correction2)
+
+
+def adamw(floating[::1] params not None, const floating[::1] grads not None,
+          floating[::1] exp_avg not None, floating[::1] exp_avg_sq not None,
+          double lr, double beta1, double beta2, double eps, double weight_decay,
+          double bias_correction1, double bias_correction2):
+    """One AdamW step in place (decay decoupled from the gradient).
+    IN: grads. OUT: params, exp_avg, exp_avg_sq."""
+    _adam_pass(params, grads, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+               0.0, 1.0 - lr * weight_decay, bias_correction1, bias_correction2)
+
+
+def rmsprop(floating[::1] params not None, const floating[::1] grads not None,
+            floating[::1] square_avg not None, floating[::1] grad_avg not None,
+            floating[::1] momentum_buffer not None, double lr, double alpha, double eps,
+            double weight_decay, double momentum, bint centered):
+    """One RMSprop step in place. IN: grads. OUT: params, square_avg, grad_avg (used
+    only when centered), momentum_buffer (used only when momentum > 0)."""
+    cdef Py_ssize_t i, n = params.shape[0]
+    cdef floating g, v, c, w, denom, b
+    cdef floating flr = <floating> lr, a = <floating> alpha, fe = <floating> eps
+    cdef floating wd = <floating> weight_decay, mu = <floating> momentum
+    cdef bint use_momentum = momentum > 0
+    with nogil:
+        for i in range(n):
+            g = grads[i] + wd * params[i]
+            v = a * square_avg[i] + (1 - a) * g * g
+            square_avg[i] = v
+            if centered:
+                c = a * grad_avg[i] + (1 - a) * g
+                grad_avg[i] = c
+                w = v - c * c
+                if w < 0:
+                    w = 0
+            else:
+                w = v
+            if floating is float:
+                denom = sqrtf(w) + fe
+            else:
+                denom = sqrt(w) + fe
+            if use_momentum:
+                b = mu * momentum_buffer[i] + g / denom
+                momentum_buffer[i] = b
+                params[i] -= flr * b
+            else:
+                params[i] -= flr * (g / denom)
+
+
+def rprop(floating[::1] params not None, const floating[::1] grads not None,
+          floating[::1] prev not None, floating[::1] step_size not None,
+          double eta_minus, double eta_plus, double step_min, double step_max):
+    """One iRPROP- step in place. IN: grads. OUT: params, prev (the gradient this step
+    used: zero where its sign flipped), step_size (per-weight, within the bounds)."""
+    cdef Py_ssize_t i, n = params.shape[0]
+    cdef floating g, s, product
+    cdef floating lo = <floating> step_min, hi = <floating> step_max
+    cdef floating up = <floating> eta_plus, down = <floating> eta_minus
+    with nogil:
+        for i in range(n):
+            g = grads[i]
+            product = g * prev[i]      # its sign, as torch: an underflow to 0 is "no change"
+            s = step_size[i]
+            if product > 0:
+                s = s * up
+            elif product < 0:
+                s = s * down
+                g = 0
+            if s < lo:
+                s = lo
+            elif s > hi:
+                s = hi
+            step_size[i] = s
+            if g > 0:
+                params[i] -= s
+            elif g < 0:
+                params[i] += s
+            prev[i] = g
+
+
+def clip_value(floating[::1] values not None, double limit):
+    """Clamp every value into [-limit, limit] in place (NaN stays NaN). OUT: values."""
+    cdef Py_ssize_t i, n = values.shape[0]
+    cdef floating hi = <floating> limit, lo = -(<floating> limit)
+    with nogil:
+        for i in range(n):
+            if values[i] > hi:
+                values[i] = hi
+            elif values[i] < lo:
+                values[i] = lo
 
 
 def squared_norm(const floating[::1] values not None):
