@@ -1,0 +1,132 @@
+# Loss kernels on raw pointers, each fused with the gradient of the loss with respect
+# to its input; shared by the Python-facing wrappers (_losses.pyx) and the fused
+# training step (_engine.pyx).
+#
+# Own nothing, allocate nothing, run without the GIL, cannot raise. Sums are
+# accumulated in double whatever the buffer dtype.
+#
+# Every kernel returns   value = scale * sum_i w_i * l_i   and writes
+# grad = d value / d output, where l_i is sample i's loss summed over its k outputs
+# and w_i its weight (weight NULL means all ones). The caller picks `scale` for the
+# reduction (1 for "sum", 1/(k * sum w) or 1/sum w for the means).
+#
+# Softmax cross-entropy and binary cross-entropy take logits: the softmax/sigmoid is
+# fused into the loss so the output delta is simply  prediction - target  (this
+# identity holds for softmax + cross-entropy and sigmoid + binary cross-entropy,
+# which is why those losses take logits and the last layer stays "identity").
+# Log-sum-exp subtracts the row maximum and the binary form uses
+# max(z, 0) - z*t + log1p(exp(-|z|)), so logits of any size give finite values;
+# the sigmoid is evaluated by the sign of z, so exp never overflows.
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.math cimport exp, expf, log, log1p, log1pf, fabs
+
+# the loss codes of the fused training step
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_CE_LABELS = 1
+    LOSS_CE_PROBS = 2
+    LOSS_BCE = 3
+
+
+cdef inline floating fexp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating sigmoid(floating z) noexcept nogil:
+    cdef floating e
+    if z >= 0:
+        return 1 / (1 + fexp(-z))
+    e = fexp(z)
+    return e / (1 + e)
+
+
+cdef inline double mse_kernel(long n, long k, const floating* output,
+                              const floating* target, const floating* weight,
+                              floating* grad, double scale) noexcept nogil:
+    """l_i = sum_k (o_ik - t_ik)^2; grad = 2 * scale * w_i * (o - t)."""
+    cdef long i, j
+    cdef double total = 0.0, row, w, r
+    for i in range(n):
+        w = weight[i] if weight != NULL else 1.0
+        row = 0.0
+        for j in range(k):
+            r = <double> output[i * k + j] - <double> target[i * k + j]
+            row += r * r
+            grad[i * k + j] = <floating> (2.0 * scale * w * r)
+        total += w * row
+    return scale * total
+
+
+cdef inline double softmax_row(const floating* z, long k, floating* probs) noexcept nogil:
+    """Write softmax(z) into probs and return logsumexp(z)."""
+    cdef long j
+    cdef double m = z[0], s = 0.0, e
+    for j in range(1, k):
+        if z[j] > m:
+            m = z[j]
+    for j in range(k):
+        e = fexp(<floating> (z[j] - m))
+        probs[j] = <floating> e
+        s += e
+    for j in range(k):
+        probs[j] = <floating> (probs[j] / s)
+    return m + log(s)
+
+
+cdef inline double cross_entropy_labels_kernel(long n, long k, const floating* logits,
+                                               const int64_t* labels, const floating* weight,
+                                               floating* grad, double scale) noexcept nogil:
+    """l_i = logsumexp(z_i) - z_i[y_i]; grad = scale * w_i * (softmax(z_i) - onehot(y_i))."""
+    cdef long i, j
+    cdef double total = 0.0, lse, w
+    for i in range(n):
+        w = weight[i] if weight != NULL else 1.0
+        lse = softmax_row(logits + i * k, k, grad + i * k)
+        total += w * (lse - logits[i * k + labels[i]])
+        grad[i * k + labels[i]] -= 1
+        for j in range(k):
+            grad[i * k + j] = <floating> (scale * w * grad[i * k + j])
+    return scale * total
+
+
+cdef inline double cross_entropy_probs_kernel(long n, long k, const floating* logits,
+                                              const floating* target, const floating* weight,
+                                              floating* grad, double scale) noexcept nogil:
+    """l_i = sum_k t_ik * (logsumexp(z_i) - z_ik);
+    grad = scale * w_i * (softmax(z_i) * sum_k t_ik - t_i)."""
+    cdef long i, j
+    cdef double total = 0.0, lse, w, mass, row
+    for i in range(n):
+        w = weight[i] if weight != NULL else 1.0
+        lse = softmax_row(logits + i * k, k, grad + i * k)
+        mass = 0.0
+        row = 0.0
+        for j in range(k):
+            mass += target[i * k + j]
+            row += target[i * k + j] * (lse - logits[i * k + j])
+        total += w * row
+        for j in range(k):
+            grad[i * k + j] = <floating> (scale * w * (grad[i * k + j] * mass - target[i * k + j]))
+    return scale * total
+
+
+cdef inline double bce_kernel(long n, long k, const floating* logits, const floating* target,
+                              const floating* weight, floating* grad,
+                              double scale) noexcept nogil:
+    """l_i = sum_k max(z,0) - z*t + log1p(exp(-|z|)); grad = scale * w_i * (sigmoid(z) - t)."""
+    cdef long i, j
+    cdef double total = 0.0, w, row, z, t
+    for i in range(n):
+        w = weight[i] if weight != NULL else 1.0
+        row = 0.0
+        for j in range(k):
+            z = logits[i * k + j]
+            t = target[i * k + j]
+            row += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
+            grad[i * k + j] = <floating> (scale * w * (sigmoid(logits[i * k + j]) - t))
+        total += w * row
+    return scale * total
