@@ -3,6 +3,7 @@
 A Cython core over flat numpy buffers (forward, derivative caches, backward, fused
 optimizer updates, all without the GIL) behind a small Python API.
 """
+from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
 from .layers import ACTIVATIONS, Dense
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
@@ -15,6 +16,8 @@ __all__ = [
     "ACTIVATIONS",
     "Adam",
     "BCEWithLogitsLoss",
+    "Checkpoint",
+    "CheckpointError",
     "CrossEntropyLoss",
     "Dense",
     "GradCheckResult",
@@ -25,4 +28,6 @@ __all__ = [
     "SGD",
     "clip_grad_norm",
     "gradcheck",
+    "load",
+    "load_checkpoint",
 ]

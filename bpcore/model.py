@@ -322,6 +322,12 @@ class Model:
         return to_dot(self, values)
 
     # ------------------------------------------------------------- training
+    def save(self, path, optimizer=None, progress=None):
+        """Write the model (and an optimizer's state, training progress) to ``path``
+        atomically; read it back with ``bpcore.load``. See ``bpcore.checkpoint.save``."""
+        from .checkpoint import save
+        save(path, self, optimizer, progress)
+
     def fit(self, X, y, **options):
         """Train on (X, y); return a ``History``. See ``bpcore.training.fit``."""
         from .training import fit

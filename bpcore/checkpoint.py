@@ -1,0 +1,530 @@
+"""Checkpoints: a model, optionally its optimizer and training progress, in one file.
+
+The file (format version 1) is a zip archive, as ``np.savez`` writes, members stored
+uncompressed, no pickle anywhere:
+
+    header.json              {"format": "bpcore-checkpoint", "version": 1,
+                              "dtype", "layers", "model_state", "optimizer",
+                              "progress", "arrays": [{"name", "shape", "dtype"}, ...]}
+    params.npy               the model's flat parameter buffer
+    optimizer.<buffer>.npy   one per optimizer state buffer (e.g. ``exp_avg``)
+
+``model_state`` holds what a resumed run needs beyond the weights: the state of the
+model's dropout generator, ``epochs_trained`` and the training flag.
+
+Writing is atomic: the archive goes to a temporary file beside the target, is
+fsynced, renamed over the target, and the folder is fsynced. A save killed half-way
+leaves the previous file intact and at worst a stray ``.<name>.<random>.tmp`` beside
+it, which ``load`` never looks at.
+
+Reading trusts nothing. ``np.load(allow_pickle=False)`` is not enough: a crafted
+100-byte ``.npy`` header makes it allocate whatever shape it declares. So the
+architecture is read first, every member's size in the zip directory and then its
+``.npy`` header (shape, dtype) are checked against it before any data is read, and
+every array is bounded by the bytes really present in the file. Whatever is wrong
+becomes one ``CheckpointError`` naming the file and the fault.
+"""
+import dataclasses
+import errno
+import json
+import math
+import os
+import re
+import secrets
+import zipfile
+
+import numpy as np
+
+from . import _validation
+from .layers import Dense
+from .model import Model
+from .optim import Optimizer
+
+FORMAT = "bpcore-checkpoint"
+VERSION = 1
+
+_HEADER = "header.json"
+_PARAMS = "params.npy"
+_MAX_HEADER_BYTES = 16 * 2**20       # architecture + progress; rng states are ~10 KB
+_MAX_MEMBERS = 64                    # header, params and a few optimizer buffers
+_MAX_NPY_HEADER = 10_000             # numpy's own default limit
+_READ_CHUNK = 16 * 2**20
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# the bit generators whose state is plain JSON (ints, strings, lists of ints)
+_BIT_GENERATORS = {cls.__name__: cls for cls in (
+    np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
+    np.random.SFC64)}
+_LAYER_KEYS = {"n_in", "n_out", "activation", "negative_slope"}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable bpcore checkpoint; says which file and why."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"cannot load checkpoint {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns: the model, its optimizer (or None) and the
+    progress dict that was saved with it (or None)."""
+
+    model: Model
+    optimizer: Optimizer = None
+    progress: dict = None
+
+
+# -------------------------------------------------------------------------- save
+def save(path, model, optimizer=None, progress=None):
+    """Write ``model`` (and ``optimizer``'s state, and ``progress``) to ``path`` atomically.
+
+    ``optimizer`` must be bound to ``model``. ``progress`` is a JSON-serializable
+    dict (epoch, seeds, ``bit_generator.state`` dicts, ...); ``load_checkpoint``
+    returns it as JSON gives it back (tuples become lists, keys strings). ``path`` is
+    used exactly as given (no ``.npz`` is appended). Everything is checked before a
+    file is created.
+    """
+    path = _check_path(path)
+    header, arrays = _describe(model, optimizer, progress)
+    try:
+        text = json.dumps(header, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise TypeError(f"progress must be a JSON-serializable dict; {error}") from None
+    _write_atomically(path, text.encode("ascii"), arrays)
+
+
+def _check_path(path):
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike; got "
+                        f"{type(path).__name__}") from None
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"path must be a non-empty str path; got {path!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path {path!r} is a folder; give a file name")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"the folder of path {path!r} does not exist")
+    return path
+
+
+def _describe(model, optimizer, progress):
+    """The header dict and the (member name, array) list to write; checks arguments."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
+    if optimizer is not None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError("optimizer must be a bpcore Optimizer or None; got "
+                            f"{type(optimizer).__name__}")
+        if optimizer.model is not model:
+            raise ValueError("optimizer is bound to another model; save it with its own")
+    if progress is not None and not isinstance(progress, dict):
+        raise TypeError(f"progress must be a dict or None; got {type(progress).__name__}")
+    rng = model.dropout_rng
+    if not isinstance(rng, np.random.Generator) or \
+            type(rng.bit_generator).__name__ not in _BIT_GENERATORS:
+        raise TypeError("model.dropout_rng must be a numpy Generator over one of "
+                        f"{sorted(_BIT_GENERATORS)} to be saved; got {_validation.describe(rng)}")
+
+    little = model.dtype.newbyteorder("<")
+    arrays = [(_PARAMS, model.params.astype(little, copy=False))]
+    optimizer_header = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for name, buffer in state["state"].items():
+            if buffer.shape != model.params.shape or buffer.dtype != model.dtype:
+                raise ValueError(f"optimizer state {name!r} must match model.params "
+                                 f"{model.params.shape} {model.dtype}; got "
+                                 f"{_validation.describe(buffer)}")
+            arrays.append((f"optimizer.{name}.npy", buffer.astype(little, copy=False)))
+        optimizer_header = {"class": state["optimizer"],
+                            "module": type(optimizer).__module__,
+                            "hyperparameters": state["hyperparameters"],
+                            "steps": int(state["steps"]),
+                            "state": list(state["state"])}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": model.dtype.name,
+        "layers": [{"n_in": layer.n_in, "n_out": layer.n_out,
+                    "activation": layer.activation,
+                    "negative_slope": float(layer.negative_slope),
+                    "dropout": float(getattr(layer, "dropout", 0.0))}
+                   for layer in model.layers],
+        "model_state": {"epochs_trained": int(model.epochs_trained),
+                        "training": bool(model.training),
+                        "dropout_rng": {"bit_generator": type(rng.bit_generator).__name__,
+                                        "state": _plain(rng.bit_generator.state)}},
+        "optimizer": optimizer_header,
+        "progress": progress,
+        "arrays": [{"name": name, "shape": list(array.shape), "dtype": array.dtype.str}
+                   for name, array in arrays],
+    }
+    return header, arrays
+
+
+def _plain(value):
+    """A bit generator's state with numpy arrays and scalars made JSON types."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return value
+
+
+def _write_zip(file, header_bytes, arrays):
+    """The archive itself, into an open binary file (no atomicity here)."""
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
+        # a fixed date keeps the bytes of a checkpoint a function of its contents
+        archive.writestr(zipfile.ZipInfo(_HEADER, date_time=(1980, 1, 1, 0, 0, 0)),
+                         header_bytes)
+        for name, array in arrays:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, version=(1, 0),
+                                          allow_pickle=False)
+
+
+def _write_atomically(path, header_bytes, arrays):
+    folder, name = os.path.split(path)
+    folder = folder or "."
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            descriptor = os.open(temp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"could not create a temporary file beside {path!r}")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            _write_zip(file, header_bytes, arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename durable; skipped where folders cannot be opened or synced."""
+    if os.name == "nt":
+        return
+    descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(descriptor)
+
+
+# -------------------------------------------------------------------------- load
+def load(path):
+    """The ``Model`` saved at ``path`` (see ``load_checkpoint`` for optimizer/progress)."""
+    return load_checkpoint(path).model
+
+
+def load_checkpoint(path):
+    """Read a checkpoint: a ``Checkpoint(model, optimizer, progress)``.
+
+    Raises ``CheckpointError`` for anything that is not an intact version-1 bpcore
+    checkpoint (truncated, corrupt, hostile, another version); ``OSError`` (e.g.
+    FileNotFoundError) when the file cannot be opened. Nothing in the file is ever
+    executed, and no array larger than the file itself is allocated.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        try:
+            return _Reader(path, file).read()
+        except CheckpointError:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+                TypeError, KeyError, IndexError, OverflowError, RecursionError,
+                NotImplementedError) as error:
+            raise CheckpointError(path, f"the file is corrupt ({type(error).__name__}: "
+                                        f"{error})") from None
+
+
+class _Reader:
+    """One load: every check raises ``CheckpointError`` through ``fail``."""
+
+    def __init__(self, path, file):
+        self.path = path
+        self.file = file
+        self.size = os.fstat(file.fileno()).st_size
+
+    def fail(self, reason):
+        raise CheckpointError(self.path, reason)
+
+    def read(self):
+        try:
+            archive = zipfile.ZipFile(self.file)
+        except zipfile.BadZipFile:
+            self.fail("not a zip archive, or a truncated one (no zip directory at its end)")
+        with archive:
+            self.archive = archive
+            members = self.members()
+            header = self.header(members)
+            dtype = self.dtype(header)
+            layers = [self.layer(i, spec) for i, spec in enumerate(
+                self.field(header, "layers", list, "a list"))]
+            if not layers:
+                self.fail(f"{_HEADER} lists no layers")
+            for i in range(len(layers) - 1):
+                if layers[i].n_out != layers[i + 1].n_in:
+                    self.fail(f"{_HEADER} layers[{i}] has n_out={layers[i].n_out} but "
+                              f"layers[{i + 1}] has n_in={layers[i + 1].n_in}")
+            n_params = sum(math.prod(shape) for layer in layers
+                           for _, shape in layer.parameter_shapes())
+            optimizer_class, optimizer_spec = self.optimizer_spec(header)
+            epochs, training, dropout_rng = self.model_state(header)
+            progress = header.get("progress")
+            if progress is not None and not isinstance(progress, dict):
+                self.fail(f"{_HEADER} field 'progress' must be an object or null")
+            little = dtype.newbyteorder("<")
+            expected = [(_PARAMS, (n_params,))]
+            expected += [(f"optimizer.{name}.npy", (n_params,))
+                         for name in (optimizer_spec or {}).get("state", [])]
+            self.check_arrays(header, members, expected, little)
+
+            # the sizes bound every array by the file: building the model is safe now
+            model = Model(layers, dtype=dtype, seed=0)
+            self.read_array(members[_PARAMS], (n_params,), little, out=model.params)
+            model.epochs_trained, model.training = epochs, training
+            model.dropout_rng = dropout_rng
+            optimizer = None
+            if optimizer_class is not None:
+                buffers = {name: self.read_array(members[f"optimizer.{name}.npy"],
+                                                 (n_params,), little)
+                           for name in optimizer_spec["state"]}
+                optimizer = self.optimizer(optimizer_class, optimizer_spec, buffers, model)
+            return Checkpoint(model, optimizer, progress)
+
+    # ------------------------------------------------------------ zip directory
+    def members(self):
+        infos = self.archive.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            self.fail(f"the archive holds {len(infos)} members; a checkpoint has at most "
+                      f"{_MAX_MEMBERS}")
+        members = {}
+        for info in infos:
+            if info.filename in members:
+                self.fail(f"the archive holds {info.filename!r} twice")
+            members[info.filename] = info
+        for name, info in members.items():
+            if info.compress_type != zipfile.ZIP_STORED:
+                self.fail(f"member {name!r} is compressed; checkpoints store members "
+                          "uncompressed")
+            if info.compress_size != info.file_size:
+                self.fail(f"member {name!r} declares {info.file_size} bytes but stores "
+                          f"{info.compress_size}")
+            if info.header_offset + info.compress_size > self.size:
+                self.fail(f"member {name!r} declares {info.file_size} bytes, more than the "
+                          f"file holds ({self.size} bytes): truncated or forged")
+        return members
+
+    # ------------------------------------------------------------------ header
+    def header(self, members):
+        info = members.get(_HEADER)
+        if info is None:
+            self.fail(f"no {_HEADER} in the archive; not a bpcore checkpoint")
+        if info.file_size > _MAX_HEADER_BYTES:
+            self.fail(f"{_HEADER} is {info.file_size} bytes; the limit is "
+                      f"{_MAX_HEADER_BYTES}")
+        with self.archive.open(info) as member:
+            raw = member.read(_MAX_HEADER_BYTES + 1)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as error:   # bad UTF-8, JSON, huge ints
+            self.fail(f"{_HEADER} is not valid JSON ({error})")
+        if not isinstance(header, dict):
+            self.fail(f"{_HEADER} must hold a JSON object; got {type(header).__name__}")
+        if header.get("format") != FORMAT:
+            self.fail(f"{_HEADER} names format {header.get('format')!r}; expected {FORMAT!r}")
+        version = header.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            self.fail(f"{_HEADER} has no integer format version; got {version!r}")
+        if version != VERSION:
+            newer = "a newer" if version > VERSION else "an older"
+            self.fail(f"format version {version} ({newer} bpcore wrote it); this bpcore "
+                      f"reads version {VERSION} only")
+        return header
+
+    def field(self, mapping, key, kind, kind_words, where=_HEADER):
+        value = mapping.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.fail(f"{where} field {key!r} must be {kind_words}; got {value!r:.80}")
+        return value
+
+    def dtype(self, header):
+        name = header.get("dtype")
+        if name not in ("float32", "float64"):
+            self.fail(f"{_HEADER} dtype must be 'float32' or 'float64'; got {name!r:.80}")
+        return np.dtype(name)
+
+    def layer(self, i, spec):
+        where = f"{_HEADER} layers[{i}]"
+        if not isinstance(spec, dict):
+            self.fail(f"{where} must be an object; got {type(spec).__name__}")
+        keys = set(spec)
+        if not _LAYER_KEYS <= keys <= _LAYER_KEYS | {"dropout"}:
+            self.fail(f"{where} must have the keys {sorted(_LAYER_KEYS)} (and 'dropout'); "
+                      f"got {sorted(keys)}")
+        options = {"negative_slope": spec["negative_slope"]}
+        if spec.get("dropout", 0.0) != 0.0:
+            options["dropout"] = spec["dropout"]
+        try:
+            return Dense(spec["n_in"], spec["n_out"], spec["activation"], **options)
+        except (TypeError, ValueError) as error:
+            self.fail(f"{where}: {error}")
+
+    def optimizer_spec(self, header):
+        spec = header.get("optimizer")
+        if spec is None:
+            return None, None
+        where = f"{_HEADER} optimizer"
+        if not isinstance(spec, dict):
+            self.fail(f"{where} must be an object or null")
+        name = self.field(spec, "class", str, "a class name", where)
+        module = self.field(spec, "module", str, "a module name", where)
+        self.field(spec, "hyperparameters", dict, "an object", where)
+        self.field(spec, "steps", int, "an integer", where)
+        state = self.field(spec, "state", list, "a list of buffer names", where)
+        if not all(isinstance(s, str) and _NAME.match(s) for s in state) or \
+                len(set(state)) != len(state):
+            self.fail(f"{where} state must list distinct buffer names; got {state!r:.200}")
+        # by name among Optimizer subclasses only: nothing is ever imported
+        found = [cls for cls in _subclasses(Optimizer) if cls.__name__ == name]
+        if len(found) > 1:
+            found = [cls for cls in found if cls.__module__ == module]
+        if len(found) != 1:
+            self.fail(f"{where} class {name!r} (from {module!r}) is not a known bpcore "
+                      "Optimizer; define or import it before loading")
+        return found[0], spec
+
+    # ------------------------------------------------------------------ arrays
+    def check_arrays(self, header, members, expected, dtype):
+        declared = header.get("arrays")
+        wanted = [{"name": name, "shape": list(shape), "dtype": dtype.str}
+                  for name, shape in expected]
+        if declared != wanted:
+            self.fail(f"{_HEADER} lists the arrays {declared!r:.300}; its architecture and "
+                      f"optimizer need {wanted!r}")
+        names = {name for name, _ in expected} | {_HEADER}
+        unknown = sorted(set(members) - names)
+        if unknown:
+            self.fail(f"unexpected members {unknown!r:.200} in the archive")
+        missing = sorted(names - set(members))
+        if missing:
+            self.fail(f"the archive lacks the members {missing}")
+        for name, shape in expected:
+            self.check_size(members[name], shape, dtype)
+
+    def check_size(self, info, shape, dtype):
+        nbytes = math.prod(shape) * dtype.itemsize
+        # a version 1.0 .npy header takes 10 bytes and more, 2.0 12 bytes and more
+        if not nbytes + 10 <= info.file_size <= nbytes + 12 + _MAX_NPY_HEADER:
+            self.fail(f"member {info.filename!r} holds {info.file_size} bytes; an array of "
+                      f"shape {tuple(shape)} and dtype {dtype} needs {nbytes} plus its header")
+        return nbytes
+
+    def read_array(self, info, shape, dtype, out=None):
+        """Check the member's .npy header against (shape, dtype), then read its data."""
+        name = info.filename
+        nbytes = self.check_size(info, shape, dtype)
+        with self.archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                read_header = np.lib.format.read_array_header_1_0
+            elif version == (2, 0):
+                read_header = np.lib.format.read_array_header_2_0
+            else:
+                self.fail(f"member {name!r} is .npy version {version}; expected 1.0 or 2.0")
+            found_shape, fortran_order, found_dtype = read_header(
+                member, max_header_size=_MAX_NPY_HEADER)
+            if found_dtype.hasobject:
+                self.fail(f"member {name!r} holds Python objects (a pickle); checkpoints "
+                          "never load those")
+            if found_shape != tuple(shape) or found_dtype != dtype or fortran_order:
+                self.fail(f"member {name!r} declares shape {found_shape!r:.80} and dtype "
+                          f"{found_dtype!s:.80}{' (Fortran order)' if fortran_order else ''}; "
+                          f"the architecture needs shape {tuple(shape)} and dtype {dtype}")
+            if info.file_size - member.tell() != nbytes:
+                self.fail(f"member {name!r} holds {info.file_size - member.tell()} data bytes; "
+                          f"shape {tuple(shape)} needs {nbytes}")
+            if out is None or out.dtype != dtype:
+                target = np.empty(shape, dtype)
+            else:
+                target = out
+            view = memoryview(target).cast("B")
+            done = 0
+            while done < nbytes:
+                count = member.readinto(view[done:done + _READ_CHUNK])
+                if not count:
+                    self.fail(f"member {name!r} ends after {done} of {nbytes} data bytes")
+                done += count
+            if member.read(1):   # reaching the end also checks the CRC
+                self.fail(f"member {name!r} holds more data than its shape")
+        if out is not None and target is not out:
+            out[...] = target
+            return out
+        return target
+
+    # ------------------------------------------------------------ model state
+    def model_state(self, header):
+        """``(epochs_trained, training, dropout_rng)`` from the header."""
+        where = f"{_HEADER} model_state"
+        state = self.field(header, "model_state", dict, "an object")
+        epochs = self.field(state, "epochs_trained", int, "an integer", where)
+        training = self.field(state, "training", bool, "true or false", where)
+        if epochs < 0:
+            self.fail(f"{where} epochs_trained must be >= 0; got {epochs}")
+        rng = self.field(state, "dropout_rng", dict, "an object", where)
+        kind = _BIT_GENERATORS.get(rng.get("bit_generator"))
+        if kind is None:
+            self.fail(f"{where} dropout_rng names bit generator "
+                      f"{rng.get('bit_generator')!r:.80}; expected one of "
+                      f"{sorted(_BIT_GENERATORS)}")
+        bit_generator = kind()
+        try:
+            bit_generator.state = rng.get("state")
+        except (TypeError, ValueError, KeyError, OverflowError) as error:
+            self.fail(f"{where} dropout_rng state is invalid ({error})")
+        return epochs, training, np.random.Generator(bit_generator)
+
+    def optimizer(self, cls, spec, buffers, model):
+        where = f"{_HEADER} optimizer"
+        hyper = spec["hyperparameters"]
+        if set(hyper) != set(cls._hyper):
+            self.fail(f"{where} hyperparameters of {cls.__name__} must be "
+                      f"{sorted(cls._hyper)}; got {sorted(hyper)!r:.200}")
+        try:
+            optimizer = cls(model, **hyper)
+            optimizer.load_state_dict({"optimizer": cls.__name__, "hyperparameters": hyper,
+                                       "steps": spec["steps"], "state": buffers})
+        except (TypeError, ValueError) as error:
+            self.fail(f"{where} ({cls.__name__}): {error}")
+        return optimizer
+
+
+def _subclasses(cls):
+    """Every subclass of ``cls``, recursively, each once."""
+    seen, stack = [], list(cls.__subclasses__())
+    while stack:
+        sub = stack.pop()
+        if sub not in seen:
+            seen.append(sub)
+            stack.extend(sub.__subclasses__())
+    return seen
