@@ -3,6 +3,7 @@
 A Cython core over flat numpy buffers (forward, derivative caches, backward, fused
 optimizer updates, all without the GIL) behind a small Python API.
 """
+from . import datasets
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
 from .layers import ACTIVATIONS, Dense
