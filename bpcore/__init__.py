@@ -4,30 +4,51 @@ A Cython core over flat numpy buffers (forward, derivative caches, backward, fus
 optimizer updates, all without the GIL) behind a small Python API.
 """
 from . import datasets
+from .callbacks import (Callback, EarlyStopping, LambdaCallback, LearningRateScheduler,
+                        ModelCheckpoint)
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
 from .layers import ACTIVATIONS, Dense
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 from .model import Model
-from .optim import SGD, Adam, Optimizer, clip_grad_norm
+from .optim import (SGD, Adam, AdamW, Optimizer, RMSprop, Rprop, clip_grad_norm,
+                    clip_grad_value)
+from .schedules import CosineLR, ExponentialLR, LambdaLR, ReduceLROnPlateau, StepLR
+from .training import History, TrainingDiverged
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
     "Adam",
+    "AdamW",
     "BCEWithLogitsLoss",
+    "Callback",
     "Checkpoint",
     "CheckpointError",
+    "CosineLR",
     "CrossEntropyLoss",
     "Dense",
+    "EarlyStopping",
+    "ExponentialLR",
     "GradCheckResult",
+    "History",
+    "LambdaCallback",
+    "LambdaLR",
+    "LearningRateScheduler",
     "Loss",
     "MSELoss",
     "Model",
+    "ModelCheckpoint",
     "Optimizer",
+    "RMSprop",
+    "ReduceLROnPlateau",
+    "Rprop",
     "SGD",
+    "StepLR",
+    "TrainingDiverged",
     "clip_grad_norm",
+    "clip_grad_value",
     "gradcheck",
     "load",
     "load_checkpoint",

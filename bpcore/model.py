@@ -7,13 +7,14 @@ gradients accumulated, dL/dX returned) -> optimizer (one pass over the flat buff
 ``params`` and ``grads`` are created once and never rebound: optimizers, gradient
 clipping and user code (scipy.optimize, MPI all-reduce) write into them in place.
 """
+import math
 from collections import OrderedDict
 
 import numpy as np
 
-from . import _dense, _validation
+from . import _dense, _engine, _validation
 from .layers import Dense
-from .losses import Loss
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 
 # Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
 # the smaller last batch of an epoch, plus an evaluation size).
@@ -113,6 +114,7 @@ class Model:
         self.epochs_trained = 0
 
         self._empty1 = np.empty(0, dtype=self.dtype)
+        self._engines = OrderedDict()   # fused training steps, see train_step
         self._train_spaces = OrderedDict()
         self._predict_spaces = OrderedDict()
         self._input = None      # the X of the last forward (the first layer's input)
@@ -282,6 +284,85 @@ class Model:
             self.zero_grad()
         self._run_backward(grad_output, need_input_grad=False)
         return value, self.grads
+
+    def train_step(self, X, target, loss, optimizer):
+        """One training step in one call: forward, loss, backward and ``optimizer``'s
+        update; return the loss value.
+
+        The same numbers as ``loss_and_grad(X, target, loss)`` followed by
+        ``optimizer.step()``, computed by one fused kernel without the GIL for a
+        bpcore ``Loss`` with SGD or Adam (other optimizers step after the fused
+        backward; custom losses and dropout in training mode take the two-call path).
+        ``grads`` holds this batch's gradient afterwards; no caches are left for
+        ``backward`` or the per-node views. Bad input raises before anything changes.
+        """
+        from .optim import SGD, Adam, Optimizer
+        if not isinstance(optimizer, Optimizer) or optimizer.model is not self:
+            raise TypeError("optimizer must be an Optimizer of this model; got "
+                            f"{_validation.describe(optimizer)}")
+        if not isinstance(loss, Loss) or (self.training and any(l.dropout for l in self.layers)):
+            value, _ = self.loss_and_grad(X, target, loss)
+            optimizer.step()
+            return value
+        n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else None
+        labels = isinstance(loss, CrossEntropyLoss) and np.ndim(target) == 1
+        engine = self._engines.get((n, id(loss), labels, id(optimizer)))
+        if engine is None or not self._engine_current(engine, optimizer):
+            X = self._check_input(X)
+            target, _, scale = loss.validate(target, (X.shape[0], self.n_out), self.dtype)
+            engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer)
+        kind = type(optimizer)
+        if kind is SGD:
+            hyper = (optimizer.lr, optimizer.momentum, optimizer.weight_decay, 0.0, 0.0, 0.0,
+                     optimizer.nesterov)
+        elif kind is Adam:
+            beta1, beta2 = optimizer.betas
+            t = optimizer.steps + 1
+            hyper = (optimizer.lr / (1.0 - beta1 ** t), beta1, beta2, optimizer.eps,
+                     optimizer.weight_decay, 1.0 / math.sqrt(1.0 - beta2 ** t), False)
+        else:
+            hyper = ()
+        value = engine.step(X, target, *hyper)
+        if value is None:               # not directly usable: validate (raises) or convert
+            X = self._check_input(X)
+            target, _, _ = loss.validate(target, (X.shape[0], self.n_out), self.dtype)
+            value = engine.step(X, target, *hyper)
+        self._input = self._cache = self._grad_output = None
+        if kind is SGD or kind is Adam:
+            optimizer.steps += 1
+        else:
+            optimizer.step()
+        return value
+
+    def _engine_current(self, engine, optimizer):
+        """An engine is stale once the optimizer's state buffers were replaced."""
+        state = tuple(optimizer.state[name] for name in optimizer._state_names()) \
+            if optimizer.state else ()
+        return len(state) == len(engine.state) and all(
+            a is b for a, b in zip(state, engine.state))
+
+    def _build_engine(self, n, loss, labels, scale, optimizer):
+        from .optim import SGD, Adam
+        codes = {MSELoss: 0, CrossEntropyLoss: 2, BCEWithLogitsLoss: 3}
+        loss_code = 1 if labels else codes[type(loss)]
+        optimizer_code = {SGD: 1, Adam: 2}.get(type(optimizer), 0)
+        if optimizer_code and not optimizer.state:
+            optimizer.state = {name: np.zeros_like(self.params)
+                               for name in optimizer._state_names()}
+        state = tuple(optimizer.state[name] for name in optimizer._state_names()) \
+            if optimizer_code else ()
+        space = self._workspace(n, training=True)
+        layers = [(l.n_in, l.n_out, l.kind, l.negative_slope, l.W, l.b, l.c, l.dW, l.db,
+                   l.dc, space.A[i], space.D[i], space.G[i], space.delta[i], space.dX[i])
+                  for i, l in enumerate(self.layers)]
+        engine = _engine.Engine(layers, self.params, self.grads,
+                                np.empty((n, self.n_out), self.dtype), n, loss_code, scale,
+                                optimizer_code, state)
+        key = (n, id(loss), labels, id(optimizer))
+        self._engines[key] = engine
+        while len(self._engines) > _WORKSPACE_SIZES:
+            self._engines.popitem(last=False)
+        return engine
 
     def _forward_checked(self, X):
         space = self._workspace(X.shape[0], training=True)

@@ -1,7 +1,9 @@
-"""Optimizers over the model's flat buffers, and gradient clipping.
+"""Optimizers over the model's flat buffers (SGD, Adam, AdamW, RMSprop, Rprop), and
+gradient clipping (by value, by norm).
 
-An optimizer owns only its state buffers (created lazily, at the first step, with
-the parameters' length and dtype) and updates ``model.params`` in place with one
+An optimizer owns only its state buffers (created lazily, with the parameters'
+length and dtype, at the first step that needs them: only the buffers the current
+options use exist) and updates ``model.params`` in place with one
 fused kernel pass (src/_optim.pyx). It never zeroes gradients behind the caller's
 back: call ``zero_grad()``.
 """
@@ -58,15 +60,23 @@ class Optimizer:
         """Zero the model's gradients (one fill of its flat gradient buffer)."""
         self.model.zero_grad()
 
-    def _state_names(self):
-        """The state buffers the next step needs (created lazily, zero-filled)."""
+    def _buffers_for(self, hyper):
+        """The state buffers a step with the hyper-parameters ``hyper`` (a mapping) needs."""
         return self._buffers
+
+    def _state_names(self):
+        """The state buffers the next step needs (created lazily by ``_new_buffer``)."""
+        return self._buffers_for(vars(self))
+
+    def _new_buffer(self, name):
+        """A fresh state buffer: zeros of the parameters' length and dtype."""
+        return np.zeros_like(self.model.params)
 
     def step(self):
         """Update ``model.params`` in place from ``model.grads``."""
-        if not self.state:
-            params = self.model.params
-            self.state = {name: np.zeros_like(params) for name in self._state_names()}
+        for name in self._state_names():
+            if name not in self.state:      # the first step, or an option switched on since
+                self.state[name] = self._new_buffer(name)
         self.steps += 1
         self._update()
 
@@ -103,10 +113,14 @@ class Optimizer:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise ValueError(f"state_dict['steps'] must be a non-negative integer; got {steps!r}")
         buffers = state_dict["state"]
-        if not isinstance(buffers, dict) or (buffers and set(buffers) != set(self._buffers)):
+        needed = list(self._buffers_for(hyper))
+        if not isinstance(buffers, dict) or not set(buffers) <= set(self._buffers) or \
+                (buffers and not set(needed) <= set(buffers)):
             came = (f"keys {sorted(map(repr, buffers))}" if isinstance(buffers, dict)
                     else _validation.describe(buffers))
-            raise ValueError(f"state_dict['state'] must be empty or hold {list(self._buffers)}; "
+            others = "" if set(needed) == set(self._buffers) else \
+                f" and no names outside {list(self._buffers)}"
+            raise ValueError(f"state_dict['state'] must be empty or hold {needed}{others}; "
                              f"got {came}")
         params = self.model.params
         for name, buf in buffers.items():
@@ -151,6 +165,29 @@ def _betas(value, name):
     return tuple(_unit_interval(v, f"{name}[{i}]") for i, v in enumerate(value))
 
 
+def _pair(value, name, what):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair {what}; got {_validation.describe(value)}")
+    return value
+
+
+def _etas(value, name):
+    eta_minus, eta_plus = _pair(value, name, "(eta_minus, eta_plus)")
+    return (_validation.real(eta_minus, f"{name}[0]", low=0.0, high=1.0,
+                             low_open=True, high_open=True),
+            _validation.real(eta_plus, f"{name}[1]", low=1.0, low_open=True))
+
+
+def _step_sizes(value, name):
+    low, high = _pair(value, name, "(step_min, step_max)")
+    low = _validation.real(low, f"{name}[0]", low=0.0)
+    high = _validation.real(high, f"{name}[1]", low=0.0)
+    if high < low:
+        raise ValueError(f"{name} must be (step_min, step_max) with step_min <= step_max; "
+                         f"got ({low!r}, {high!r})")
+    return low, high
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's rule (dampening 0).
 
@@ -170,8 +207,8 @@ class SGD(Optimizer):
         if hyper["nesterov"] and hyper["momentum"] == 0:
             raise ValueError("nesterov=True needs a momentum > 0; got momentum=0.0")
 
-    def _state_names(self):
-        return self._buffers if self.momentum else ()   # plain SGD keeps no buffer
+    def _buffers_for(self, hyper):
+        return self._buffers if hyper["momentum"] else ()   # plain SGD keeps no buffer
 
     def _update(self):
         model = self.model
@@ -197,6 +234,102 @@ class Adam(Optimizer):
         _optim.adam(model.params, model.grads, self.state["exp_avg"],
                     self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
                     self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), PyTorch's AdamW rule.
+
+    Each step first shrinks the parameters, ``p *= 1 - lr * weight_decay``, then takes
+    an Adam step on the plain gradient (no decay term in the moments).
+    """
+
+    def __init__(self, model, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _update(self):
+        beta1, beta2 = self.betas
+        model = self.model
+        _optim.adamw(model.params, model.grads, self.state["exp_avg"],
+                     self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
+                     self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with PyTorch's rule (no bias correction).
+
+    ``g = grad + weight_decay * p``; ``v = alpha * v + (1 - alpha) * g**2``. When
+    ``centered``, ``c = alpha * c + (1 - alpha) * g`` and ``v - c**2`` replaces ``v``
+    below, clamped at 0 (rounding can make it negative; torch then gives NaN).
+    ``d = sqrt(v) + eps``; with momentum
+    ``buf = momentum * buf + g / d`` and ``p -= lr * buf``, else ``p -= lr * g / d``.
+    Only the buffers the options need are kept.
+    """
+
+    _hyper = {"lr": _learning_rate, "alpha": _unit_interval, "eps": _positive,
+              "weight_decay": _non_negative, "momentum": _unit_interval, "centered": _flag}
+    _buffers = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(self, model, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        super().__init__(model, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=centered)
+
+    def _buffers_for(self, hyper):
+        return (("square_avg",) + (("momentum_buffer",) if hyper["momentum"] else ())
+                + (("grad_avg",) if hyper["centered"] else ()))
+
+    def _update(self):
+        model, state = self.model, self.state
+        _optim.rmsprop(model.params, model.grads, state["square_avg"],
+                       state.get("grad_avg", model._empty1),
+                       state.get("momentum_buffer", model._empty1), self.lr, self.alpha,
+                       self.eps, self.weight_decay, self.momentum, self.centered)
+
+
+class Rprop(Optimizer):
+    """iRPROP- (Igel & Huesken 2000; FANN's default full-batch method), PyTorch's Rprop.
+
+    Every weight has its own step size, started at ``lr``. Where the gradient keeps
+    its sign the step grows by ``etas[1]``, where it flips the step shrinks by
+    ``etas[0]`` and that weight rests this step (its remembered gradient is set to 0,
+    so the next step neither grows nor shrinks it); every step size is clamped to
+    ``step_sizes``. Each weight then moves by its step against the gradient's sign.
+    Only signs count: meant for full-batch training.
+
+    Same rule as ``torch.optim.Rprop``'s code, which clamps every step size to both
+    bounds each step (the papers and torch's documented algorithm only clamp the
+    grown or shrunk ones; the two differ only when ``lr`` lies outside
+    ``step_sizes``). ``lr`` matters only when the step sizes are created (the first
+    step): changing it later, e.g. by a schedule, does nothing. ``model.grads`` is
+    read, never written.
+    """
+
+    _hyper = {"lr": _learning_rate, "etas": _etas, "step_sizes": _step_sizes}
+    _buffers = ("prev", "step_size")
+
+    def __init__(self, model, lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
+        super().__init__(model, lr=lr, etas=etas, step_sizes=step_sizes)
+
+    def _new_buffer(self, name):
+        if name == "step_size":
+            return np.full_like(self.model.params, self.lr)
+        return super()._new_buffer(name)
+
+    def _update(self):
+        eta_minus, eta_plus = self.etas
+        step_min, step_max = self.step_sizes
+        model = self.model
+        _optim.rprop(model.params, model.grads, self.state["prev"], self.state["step_size"],
+                     eta_minus, eta_plus, step_min, step_max)
+
+
+def clip_grad_value(model, clip_value):
+    """Clamp every gradient into ``[-clip_value, clip_value]`` in place (PyTorch's
+    ``clip_grad_value_``; NaN stays NaN)."""
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
+    clip_value = _validation.real(clip_value, "clip_value", low=0.0, low_open=True)
+    _optim.clip_value(model.grads, clip_value)
 
 
 def clip_grad_norm(model, max_norm, *, error_if_nonfinite=False):

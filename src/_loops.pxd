@@ -20,10 +20,10 @@ cdef extern from "_loops.h" nogil:
                     double lr, double momentum, double weight_decay, int nesterov)
     void bp_adam_f32(long n, float* params, const float* grads, float* exp_avg,
                      float* exp_avg_sq, float step_size, float beta1, float beta2,
-                     float eps, float weight_decay, float inv_root_bc2)
+                     float eps, float l2, float decay, float inv_root_bc2)
     void bp_adam_f64(long n, double* params, const double* grads, double* exp_avg,
                      double* exp_avg_sq, double step_size, double beta1, double beta2,
-                     double eps, double weight_decay, double inv_root_bc2)
+                     double eps, double l2, double decay, double inv_root_bc2)
 
 
 cdef inline void bias_activation(long n, long m, floating* A, const floating* b,
@@ -57,12 +57,12 @@ cdef inline void sgd_update(long n, floating* params, const floating* grads,
 
 cdef inline void adam_update(long n, floating* params, const floating* grads,
                              floating* exp_avg, floating* exp_avg_sq, double step_size,
-                             double beta1, double beta2, double eps, double weight_decay,
-                             double inv_root_bc2) noexcept nogil:
+                             double beta1, double beta2, double eps, double l2,
+                             double decay, double inv_root_bc2) noexcept nogil:
     if floating is float:
         bp_adam_f32(n, params, grads, exp_avg, exp_avg_sq, <float> step_size,
-                    <float> beta1, <float> beta2, <float> eps, <float> weight_decay,
+                    <float> beta1, <float> beta2, <float> eps, <float> l2, <float> decay,
                     <float> inv_root_bc2)
     else:
         bp_adam_f64(n, params, grads, exp_avg, exp_avg_sq, step_size, beta1, beta2, eps,
-                    weight_decay, inv_root_bc2)
+                    l2, decay, inv_root_bc2)

@@ -107,18 +107,22 @@ BP_CLONES static void NAME(bp_sgd)(
     }
 }
 
-/* PyTorch's Adam (L2 weight decay, amsgrad off); step_size = lr / (1 - beta1^t),
- * inv_root_bc2 = 1 / sqrt(1 - beta2^t). IN: grads. OUT: params, exp_avg, exp_avg_sq. */
+/* PyTorch's Adam and AdamW (amsgrad off) as one loop: p is first multiplied by
+ * decay (AdamW's decoupled 1 - lr*wd; 1 for Adam, exact), then the L2 term
+ * l2 * p is added to the gradient (Adam's weight_decay; 0 for AdamW).
+ * step_size = lr / (1 - beta1^t), inv_root_bc2 = 1 / sqrt(1 - beta2^t).
+ * IN: grads. OUT: params, exp_avg, exp_avg_sq. */
 BP_CLONES static void NAME(bp_adam)(
         long n, T *restrict params, const T *restrict grads, T *restrict exp_avg,
-        T *restrict exp_avg_sq, T step_size, T beta1, T beta2, T eps, T weight_decay,
+        T *restrict exp_avg_sq, T step_size, T beta1, T beta2, T eps, T l2, T decay,
         T inv_root_bc2) {
     for (long i = 0; i < n; i++) {
-        T g = grads[i] + weight_decay * params[i];
+        T p = params[i] * decay;
+        T g = grads[i] + l2 * p;
         T m = beta1 * exp_avg[i] + (1 - beta1) * g;
         T v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g;
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
-        params[i] -= step_size * m / (SQRT(v) * inv_root_bc2 + eps);
+        params[i] = p - step_size * m / (SQRT(v) * inv_root_bc2 + eps);
     }
 }

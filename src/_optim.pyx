@@ -16,7 +16,8 @@
 #   Adam: g = grad + wd*p;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
 #         p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)   with bci = 1 - bi^t
 #   AdamW: p *= 1 - lr*wd (decoupled decay), then Adam with g = grad.
-#         Adam and AdamW are one loop (_adam_pass) with the decay placed differently.
+#   SGD, Adam and AdamW run the vectorised loops of _loops_impl.h (shared with the
+#   fused training step); Adam and AdamW are one loop with the decay placed differently.
 #   RMSprop: g = grad + wd*p;  v = a*v + (1-a)*g^2;  centered: c = a*c + (1-a)*g,
 #         w = v - c^2 (clamped at 0: rounding may make it negative, torch then gives NaN);
 #         d = sqrt(w) + eps;  momentum: buf = mu*buf + g/d, p -= lr*buf;  else p -= lr*g/d
@@ -27,58 +28,17 @@
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
 
+from _loops cimport adam_update, sgd_update
+
 
 def sgd(floating[::1] params not None, const floating[::1] grads not None,
         floating[::1] velocity not None, double lr, double momentum,
         double weight_decay, bint nesterov):
     """One SGD step in place. IN: grads. OUT: params, velocity (unused when momentum == 0)."""
-    cdef Py_ssize_t i, n = params.shape[0]
-    cdef floating g, v
-    cdef floating flr = <floating> lr, mu = <floating> momentum
-    cdef floating wd = <floating> weight_decay
+    cdef floating* v = &velocity[0] if velocity.shape[0] > 0 else NULL
     with nogil:
-        if momentum == 0:
-            for i in range(n):
-                params[i] -= flr * (grads[i] + wd * params[i])
-        else:
-            for i in range(n):
-                g = grads[i] + wd * params[i]
-                v = mu * velocity[i] + g
-                velocity[i] = v
-                if nesterov:
-                    g = g + mu * v
-                else:
-                    g = v
-                params[i] -= flr * g
-
-
-cdef void _adam_pass(floating[::1] params, const floating[::1] grads,
-                     floating[::1] exp_avg, floating[::1] exp_avg_sq,
-                     double lr, double beta1, double beta2, double eps,
-                     double l2_decay, double decay_factor,
-                     double bias_correction1, double bias_correction2) noexcept:
-    """Adam's loop. Adam: l2_decay = wd, decay_factor = 1 (p * 1 is exact);
-    AdamW: l2_decay = 0, decay_factor = 1 - lr*wd."""
-    cdef Py_ssize_t i, n = params.shape[0]
-    cdef floating p, g, m, v, denom
-    cdef floating b1 = <floating> beta1, b2 = <floating> beta2
-    cdef floating wd = <floating> l2_decay, fe = <floating> eps
-    cdef floating decay = <floating> decay_factor
-    cdef floating step_size = <floating> (lr / bias_correction1)
-    cdef floating root_bc2 = <floating> sqrt(bias_correction2)
-    with nogil:
-        for i in range(n):
-            p = params[i] * decay
-            g = grads[i] + wd * p
-            m = b1 * exp_avg[i] + (1 - b1) * g
-            v = b2 * exp_avg_sq[i] + (1 - b2) * g * g
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            if floating is float:
-                denom = sqrtf(v) / root_bc2 + fe
-            else:
-                denom = sqrt(v) / root_bc2 + fe
-            params[i] = p - step_size * m / denom
+        sgd_update(params.shape[0], &params[0], &grads[0], v, lr, momentum, weight_decay,
+                   nesterov)
 
 
 def adam(floating[::1] params not None, const floating[::1] grads not None,
@@ -86,8 +46,10 @@ def adam(floating[::1] params not None, const floating[::1] grads not None,
          double lr, double beta1, double beta2, double eps, double weight_decay,
          double bias_correction1, double bias_correction2):
     """One Adam step in place. IN: grads. OUT: params, exp_avg, exp_avg_sq."""
-    _adam_pass(params, grads, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-               weight_decay, 1.0, bias_correction1, bias_correction2)
+    with nogil:
+        adam_update(params.shape[0], &params[0], &grads[0], &exp_avg[0], &exp_avg_sq[0],
+                    lr / bias_correction1, beta1, beta2, eps, weight_decay, 1.0,
+                    1.0 / sqrt(bias_correction2))
 
 
 def adamw(floating[::1] params not None, const floating[::1] grads not None,
@@ -96,8 +58,10 @@ def adamw(floating[::1] params not None, const floating[::1] grads not None,
           double bias_correction1, double bias_correction2):
     """One AdamW step in place (decay decoupled from the gradient).
     IN: grads. OUT: params, exp_avg, exp_avg_sq."""
-    _adam_pass(params, grads, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-               0.0, 1.0 - lr * weight_decay, bias_correction1, bias_correction2)
+    with nogil:
+        adam_update(params.shape[0], &params[0], &grads[0], &exp_avg[0], &exp_avg_sq[0],
+                    lr / bias_correction1, beta1, beta2, eps, 0.0, 1.0 - lr * weight_decay,
+                    1.0 / sqrt(bias_correction2))
 
 
 def rmsprop(floating[::1] params not None, const floating[::1] grads not None,

@@ -117,3 +117,43 @@ def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=
     v = beta2 * v + (1 - beta2) * g * g
     bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
     return p - (lr / bc1) * m / (np.sqrt(v) / np.sqrt(bc2) + eps), m, v
+
+
+def adamw_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2):
+    """AdamW (Loshchilov & Hutter; PyTorch's form): decay the weights, then Adam on the
+    plain gradient. Returns new (p, m, v)."""
+    p = p * (1 - lr * weight_decay)
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def rmsprop_step(p, g, v, c, buf, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+    """RMSprop (Tieleman & Hinton; centered: Graves 2013; PyTorch's form, no bias
+    correction). Returns new (p, v, c, buf); c and buf pass through when unused."""
+    g = g + weight_decay * p
+    v = alpha * v + (1 - alpha) * g ** 2
+    if centered:
+        c = alpha * c + (1 - alpha) * g
+        rms = np.sqrt(v - c ** 2)
+    else:
+        rms = np.sqrt(v)
+    direction = g / (rms + eps)
+    if momentum:
+        buf = momentum * buf + direction
+        direction = buf
+    return p - lr * direction, v, c, buf
+
+
+def irprop_minus_step(p, g, prev, delta, eta_minus=0.5, eta_plus=1.2, delta_min=1e-6,
+                      delta_max=50.0):
+    """iRPROP- (Igel & Huesken 2000, fig. 2): grow/shrink each step size by the sign of
+    g_{t-1} * g_t, forget the gradient where it flipped, move by -sign(g) * delta.
+    Returns new (p, prev, delta)."""
+    product = g * prev
+    delta = np.where(product > 0, np.minimum(delta * eta_plus, delta_max),
+                     np.where(product < 0, np.maximum(delta * eta_minus, delta_min), delta))
+    g = np.where(product < 0, 0.0, g)
+    return p - np.sign(g) * delta, g, delta

@@ -1,0 +1,252 @@
+# The fused training step: forward, loss, backward and optimizer update in one call,
+# the GIL released throughout.
+#
+# An Engine is built by bpcore/model.py for one batch size, one loss and one
+# optimizer. It owns nothing either: it holds raw pointers into the model's flat
+# parameter/gradient buffers, the workspace of that batch size, the loss's gradient
+# buffer and the optimizer's state, and keeps references to those arrays so the
+# pointers stay valid. Only X and the target cross per call.
+#
+# Differences from loss_and_grad + optimizer.step(), each saving a pass over memory:
+# gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
+# product with beta = 0 and db from an assigning column sum); dL/dX of the input is
+# not computed; pre-activations are not kept for inspection.
+#
+# `step` returns None when it cannot take its arguments as they are (other dtype or
+# layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
+# full validation, which raises the clear error or converts, and calls again.
+from cython cimport floating
+from libc.stdint cimport int64_t, intptr_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport isfinite
+
+from _blas cimport gemm
+from _loops cimport bias_activation, delta_and_bias_grad, sgd_update, adam_update
+from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
+                            cross_entropy_labels_kernel, cross_entropy_probs_kernel,
+                            mse_kernel)
+
+cdef enum:
+    OPT_NONE = 0      # the caller steps its optimizer itself
+    OPT_SGD = 1
+    OPT_ADAM = 2
+
+
+cdef struct Layer:
+    long n_in, n_out
+    int kind
+    double slope
+    char* W
+    char* b
+    char* c
+    char* dW
+    char* db
+    char* dc
+    char* A
+    char* D
+    char* G
+    char* delta
+    char* dX
+
+
+cdef char* address(object array):
+    """The data pointer of an ndarray (None or an empty array: NULL)."""
+    if array is None or array.size == 0:
+        return NULL
+    return <char*> <intptr_t> array.__array_interface__["data"][0]
+
+
+cdef class Engine:
+    cdef Layer* layers
+    cdef int n_layers, loss_code, optimizer_code
+    cdef long n, n_params
+    cdef bint single
+    cdef double scale
+    cdef char* params
+    cdef char* grads
+    cdef char* grad_output
+    cdef char* state1
+    cdef char* state2
+    cdef readonly object keep      # the arrays behind every pointer
+    cdef readonly object state     # the optimizer state buffers this engine updates
+
+    def __cinit__(self, list layers, params, grads, grad_output, long n, int loss_code,
+                  double scale, int optimizer_code, tuple state):
+        """layers: per layer a tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc,
+        A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent)."""
+        cdef int i
+        self.n_layers = len(layers)
+        self.layers = <Layer*> malloc(self.n_layers * sizeof(Layer))
+        if self.layers == NULL:
+            raise MemoryError()
+        for i, spec in enumerate(layers):
+            self.layers[i].n_in = spec[0]
+            self.layers[i].n_out = spec[1]
+            self.layers[i].kind = spec[2]
+            self.layers[i].slope = spec[3]
+            self.layers[i].W = address(spec[4])
+            self.layers[i].b = address(spec[5])
+            self.layers[i].c = address(spec[6])
+            self.layers[i].dW = address(spec[7])
+            self.layers[i].db = address(spec[8])
+            self.layers[i].dc = address(spec[9])
+            self.layers[i].A = address(spec[10])
+            self.layers[i].D = address(spec[11])
+            self.layers[i].G = address(spec[12])
+            self.layers[i].delta = address(spec[13])
+            self.layers[i].dX = address(spec[14])
+        self.single = params.dtype.itemsize == 4
+        self.n, self.n_params = n, params.size
+        self.params, self.grads = address(params), address(grads)
+        self.grad_output = address(grad_output)
+        self.loss_code, self.scale = loss_code, scale
+        self.optimizer_code = optimizer_code
+        self.state = state
+        self.state1 = address(state[0]) if len(state) > 0 else NULL
+        self.state2 = address(state[1]) if len(state) > 1 else NULL
+        self.keep = (layers, params, grads, grad_output, state)
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def step(self, X, target, double lr=0, double h1=0, double h2=0, double h3=0,
+             double h4=0, double h5=0, bint flag=False):
+        """One training step on (X, target); returns the loss value, or None when the
+        arguments need the full validation (see the module comment).
+
+        Optimizer scalars: SGD (lr, momentum=h1, weight_decay=h2, nesterov=flag);
+        Adam (lr / bias_correction1 = lr, beta1=h1, beta2=h2, eps=h3,
+        weight_decay=h4, 1 / sqrt(bias_correction2) = h5).
+        """
+        if self.single:
+            return self._step_float(X, target, lr, h1, h2, h3, h4, h5, flag)
+        return self._step_double(X, target, lr, h1, h2, h3, h4, h5, flag)
+
+    cdef object _step_float(self, X, target, double lr, double h1, double h2, double h3,
+                            double h4, double h5, bint flag):
+        cdef const float[:, ::1] x
+        cdef const float[:, ::1] t
+        cdef const int64_t[::1] labels
+        try:
+            x = X
+            if self.loss_code == LOSS_CE_LABELS:
+                labels = target
+            else:
+                t = target
+        except (ValueError, TypeError, BufferError):
+            return None
+        return run_step(self, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
+
+    cdef object _step_double(self, X, target, double lr, double h1, double h2, double h3,
+                             double h4, double h5, bint flag):
+        cdef const double[:, ::1] x
+        cdef const double[:, ::1] t
+        cdef const int64_t[::1] labels
+        try:
+            x = X
+            if self.loss_code == LOSS_CE_LABELS:
+                labels = target
+            else:
+                t = target
+        except (ValueError, TypeError, BufferError):
+            return None
+        return run_step(self, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
+
+
+cdef object run_step(Engine e, const floating[:, ::1] x, const floating[:, ::1] t,
+                     const int64_t[::1] labels, double lr, double h1, double h2, double h3,
+                     double h4, double h5, bint flag):
+    cdef long n = e.n, k = e.layers[e.n_layers - 1].n_out, i
+    cdef bint ok = True
+    cdef double value
+    if x.shape[0] != n or x.shape[1] != e.layers[0].n_in:
+        return None
+    if e.loss_code == LOSS_CE_LABELS:
+        if labels.shape[0] != n:
+            return None
+    elif t.shape[0] != n or t.shape[1] != k:
+        return None
+    with nogil:
+        for i in range(n * x.shape[1]):
+            if not isfinite((&x[0, 0])[i]):
+                ok = False
+                break
+        if ok and e.loss_code == LOSS_CE_LABELS:
+            for i in range(n):
+                if labels[i] < 0 or labels[i] >= k:
+                    ok = False
+                    break
+        elif ok:
+            for i in range(n * k):
+                if not isfinite((&t[0, 0])[i]) or (e.loss_code == LOSS_BCE and
+                                                   ((&t[0, 0])[i] < 0 or (&t[0, 0])[i] > 1)):
+                    ok = False
+                    break
+        if ok:
+            value = fused_step(e, &x[0, 0], &t[0, 0] if e.loss_code != LOSS_CE_LABELS else NULL,
+                               &labels[0] if e.loss_code == LOSS_CE_LABELS else NULL,
+                               lr, h1, h2, h3, h4, h5, flag)
+    if not ok:
+        return None
+    return value
+
+
+cdef double fused_step(Engine e, const floating* X, const floating* target,
+                       const int64_t* labels, double lr, double h1, double h2, double h3,
+                       double h4, double h5, bint flag) noexcept nogil:
+    cdef long n = e.n, i
+    cdef int l
+    cdef Layer* L
+    cdef const floating* inputs = X
+    cdef const floating* upstream
+    cdef const floating* dlt
+    cdef floating* output
+    cdef double value = 0.0
+    # forward: product, then bias + activation + derivative cache in one pass
+    for l in range(e.n_layers):
+        L = &e.layers[l]
+        gemm(False, False, <int> n, <int> L.n_out, <int> L.n_in, <floating> 1.0,
+             inputs, <int> L.n_in, <floating*> L.W, <int> L.n_out, <floating> 0.0,
+             <floating*> L.A, <int> L.n_out)
+        bias_activation(n, L.n_out, <floating*> L.A, <floating*> L.b, <floating*> L.c,
+                        NULL, <floating*> L.D, <floating*> L.G, L.kind, L.slope)
+        inputs = <floating*> L.A
+    # loss and dL/doutput
+    L = &e.layers[e.n_layers - 1]
+    output = <floating*> L.A
+    if e.loss_code == LOSS_MSE:
+        value = mse_kernel(n, L.n_out, output, target, <floating*> NULL,
+                           <floating*> e.grad_output, e.scale)
+    elif e.loss_code == LOSS_CE_LABELS:
+        value = cross_entropy_labels_kernel(n, L.n_out, output, labels, <floating*> NULL,
+                                            <floating*> e.grad_output, e.scale)
+    elif e.loss_code == LOSS_CE_PROBS:
+        value = cross_entropy_probs_kernel(n, L.n_out, output, target, <floating*> NULL,
+                                           <floating*> e.grad_output, e.scale)
+    else:
+        value = bce_kernel(n, L.n_out, output, target, <floating*> NULL,
+                           <floating*> e.grad_output, e.scale)
+    # backward: gradients overwritten (beta = 0), no dL/dX for the input
+    upstream = <floating*> e.grad_output
+    for l in range(e.n_layers - 1, -1, -1):
+        L = &e.layers[l]
+        inputs = X if l == 0 else <floating*> e.layers[l - 1].A
+        delta_and_bias_grad(n, L.n_out, upstream, <floating*> L.D, <floating*> L.G,
+                            <floating*> L.delta, <floating*> L.db, <floating*> L.dc, True)
+        dlt = <floating*> L.delta if L.D != NULL else upstream
+        gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
+             inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
+             <floating*> L.dW, <int> L.n_out)
+        if l > 0:
+            gemm(False, True, <int> n, <int> L.n_in, <int> L.n_out, <floating> 1.0,
+                 dlt, <int> L.n_out, <floating*> L.W, <int> L.n_out, <floating> 0.0,
+                 <floating*> L.dX, <int> L.n_in)
+            upstream = <floating*> L.dX
+    # one pass of the optimizer over the flat buffers
+    if e.optimizer_code == OPT_SGD:
+        sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
+                   <floating*> e.state1, lr, h1, h2, flag)
+    elif e.optimizer_code == OPT_ADAM:
+        adam_update(e.n_params, <floating*> e.params, <floating*> e.grads,
+                    <floating*> e.state1, <floating*> e.state2, lr, h1, h2, h3, h4, 1.0, h5)
+    return value

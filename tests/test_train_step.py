@@ -1,0 +1,179 @@
+"""The fused training step equals the step built from loss_and_grad and optimizer.step."""
+import numpy as np
+import pytest
+
+import bpcore as bp
+from conftest import ACTIVATIONS, randomize
+
+OPTIMIZERS = {
+    "sgd": lambda m: bp.SGD(m, lr=0.1),
+    "sgd-wd": lambda m: bp.SGD(m, lr=0.1, weight_decay=0.01),
+    "momentum": lambda m: bp.SGD(m, lr=0.05, momentum=0.9),
+    "nesterov": lambda m: bp.SGD(m, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda m: bp.Adam(m, lr=0.01),
+    "adam-wd": lambda m: bp.Adam(m, lr=0.01, betas=(0.8, 0.99), weight_decay=0.01),
+}
+LOSSES = {
+    "mse": (bp.MSELoss, lambda rng, n, k: rng.normal(size=(n, k))),
+    "mse-sum": (lambda: bp.MSELoss(reduction="sum"), lambda rng, n, k: rng.normal(size=(n, k))),
+    "ce-labels": (bp.CrossEntropyLoss, lambda rng, n, k: rng.integers(0, k, n)),
+    "ce-probs": (bp.CrossEntropyLoss, lambda rng, n, k: rng.dirichlet(np.ones(k), n)),
+    "bce": (bp.BCEWithLogitsLoss, lambda rng, n, k: rng.uniform(size=(n, k))),
+}
+
+
+def pair(activation, dtype, rng):
+    models = []
+    for _ in range(2):
+        model = bp.Model([bp.Dense(5, 8, activation), bp.Dense(8, 6, activation),
+                          bp.Dense(6, 3)], dtype=dtype, seed=0)
+        randomize(model, np.random.default_rng(7))
+        models.append(model)
+    return models
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("loss_name", LOSSES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, rng):
+    fused, plain = pair("tanh", dtype, rng)
+    make_loss, make_target = LOSSES[loss_name]
+    loss = make_loss()
+    opt_fused, opt_plain = OPTIMIZERS[optimizer](fused), OPTIMIZERS[optimizer](plain)
+    batches = [(rng.normal(size=(12, 5)).astype(dtype), make_target(rng, 12, 3))
+               for _ in range(3)]
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6)
+    for step in range(30):
+        X, y = batches[step % 3]
+        value = fused.train_step(X, y, loss, opt_fused)
+        expected, _ = plain.loss_and_grad(X, y, loss)
+        opt_plain.step()
+        np.testing.assert_allclose(value, expected, **tol)
+    np.testing.assert_allclose(fused.params, plain.params, **tol)
+    np.testing.assert_allclose(fused.grads, plain.grads, **tol)   # the last batch's gradient
+    assert opt_fused.steps == opt_plain.steps == 30
+    for name in opt_plain.state:
+        np.testing.assert_allclose(opt_fused.state[name], opt_plain.state[name], **tol)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_fused_step_every_activation(activation, rng):
+    fused, plain = pair(activation, np.float64, rng)
+    X, y = rng.normal(size=(9, 5)), rng.integers(0, 3, 9)
+    o1, o2 = bp.SGD(fused, lr=0.1, momentum=0.5), bp.SGD(plain, lr=0.1, momentum=0.5)
+    for _ in range(5):
+        fused.train_step(X, y, bp.CrossEntropyLoss(), o1)
+        plain.loss_and_grad(X, y, bp.CrossEntropyLoss())
+        o2.step()
+    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+
+
+def test_fused_step_equals_the_numpy_reference():
+    """Independent oracle: a hand-written NumPy step of 2-16-16-1 ReLU, MSE, SGD."""
+    rng = np.random.default_rng(3)
+    model = bp.Model([bp.Dense(2, 16, "relu"), bp.Dense(16, 16, "relu"), bp.Dense(16, 1)],
+                     seed=0)
+    W = [l.W.copy() for l in model.layers]
+    b = [l.b.copy() for l in model.layers]
+    X, y = rng.normal(size=(100, 2)), rng.normal(size=(100, 1))
+    optimizer = bp.SGD(model, lr=0.01)
+    for _ in range(50):
+        h1 = np.maximum(X @ W[0] + b[0], 0)
+        h2 = np.maximum(h1 @ W[1] + b[1], 0)
+        out = h2 @ W[2] + b[2]
+        expected = np.mean((out - y) ** 2)
+        d3 = 2 * (out - y) / out.size
+        d2 = (d3 @ W[2].T) * (h2 > 0)
+        d1 = (d2 @ W[1].T) * (h1 > 0)
+        grads = [(X.T @ d1, d1.sum(0)), (h1.T @ d2, d2.sum(0)), (h2.T @ d3, d3.sum(0))]
+        for i, (gW, gb) in enumerate(grads):
+            W[i] -= 0.01 * gW
+            b[i] -= 0.01 * gb
+        assert model.train_step(X, y, bp.MSELoss(), optimizer) == pytest.approx(expected, rel=1e-12)
+    for layer, Wi, bi in zip(model.layers, W, b):
+        np.testing.assert_allclose(layer.W, Wi, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(layer.b, bi, rtol=1e-10, atol=1e-13)
+
+
+def test_other_optimizers_and_custom_losses_and_dropout_take_the_general_path(rng):
+    X, y = rng.normal(size=(10, 5)), rng.integers(0, 3, 10)
+    for make in (lambda m: bp.optim.AdamW(m, lr=0.01), lambda m: bp.optim.RMSprop(m, lr=0.01)):
+        fused, plain = pair("relu", np.float64, rng)
+        o1, o2 = make(fused), make(plain)
+        for _ in range(5):
+            fused.train_step(X, y, bp.CrossEntropyLoss(), o1)
+            plain.loss_and_grad(X, y, bp.CrossEntropyLoss())
+            o2.step()
+        np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+
+    def custom(output, target):
+        r = output - target
+        return float((r * r).mean()), 2 * r / r.size
+    fused, plain = pair("relu", np.float64, rng)
+    target = rng.normal(size=(10, 3))
+    o1, o2 = bp.SGD(fused, lr=0.1), bp.SGD(plain, lr=0.1)
+    fused.train_step(X, target, custom, o1)
+    plain.train_step(X, target, bp.MSELoss(), o2)
+    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12)
+
+
+def test_fused_step_converts_other_layouts_and_dtypes(rng):
+    fused, plain = pair("tanh", np.float32, rng)
+    X = np.asfortranarray(rng.normal(size=(8, 5)))             # float64, Fortran order
+    y = rng.integers(0, 3, 8).astype(np.int32)
+    o1, o2 = bp.Adam(fused), bp.Adam(plain)
+    fused.train_step(X, y, bp.CrossEntropyLoss(), o1)
+    plain.train_step(np.ascontiguousarray(X, np.float32), y.astype(np.int64),
+                     bp.CrossEntropyLoss(), o2)
+    np.testing.assert_array_equal(fused.params, plain.params)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("nan-X", "X contains NaN or infinity"),
+    ("features", "X has 4 features, the model expects 5"),
+    ("label-range", r"target labels must lie in \[0, 2\]"),
+    ("batch", "target has 7 labels but the output has 8 samples"),
+    ("int-X", "X must be a floating-point array; got dtype int64"),
+])
+def test_bad_input_to_the_fused_step_changes_nothing(case, match, rng):
+    model, _ = pair("relu", np.float64, rng)
+    optimizer = bp.Adam(model)
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    model.train_step(X, y, bp.CrossEntropyLoss(), optimizer)       # engine and state exist
+    before = (model.params.copy(), model.grads.copy(), optimizer.state_dict())
+    bad_X, bad_y = X.copy(), y.copy()
+    if case == "nan-X":
+        bad_X[3, 1] = np.nan
+    elif case == "features":
+        bad_X = X[:, :4]
+    elif case == "label-range":
+        bad_y[2] = 3
+    elif case == "batch":
+        bad_y = y[:7]
+    else:
+        bad_X = np.ones((8, 5), dtype=np.int64)
+    with pytest.raises((ValueError, TypeError), match=match):
+        model.train_step(bad_X, bad_y, bp.CrossEntropyLoss(), optimizer)
+    np.testing.assert_array_equal(model.params, before[0])
+    np.testing.assert_array_equal(model.grads, before[1])
+    after = optimizer.state_dict()
+    assert after["steps"] == before[2]["steps"]
+    for name in after["state"]:
+        np.testing.assert_array_equal(after["state"][name], before[2]["state"][name])
+
+
+def test_loaded_optimizer_state_is_used_by_the_fused_step(rng):
+    fused, plain = pair("relu", np.float64, rng)
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    o1, o2 = bp.SGD(fused, lr=0.1, momentum=0.9), bp.SGD(plain, lr=0.1, momentum=0.9)
+    for _ in range(3):
+        fused.train_step(X, y, bp.CrossEntropyLoss(), o1)
+        plain.train_step(X, y, bp.CrossEntropyLoss(), o2)
+    state = o2.state_dict()
+    state["state"]["momentum_buffer"][...] = 0.5              # replaces the buffers
+    o1.load_state_dict(state)
+    o2.load_state_dict(state)
+    fused.train_step(X, y, bp.CrossEntropyLoss(), o1)
+    plain.loss_and_grad(X, y, bp.CrossEntropyLoss())
+    o2.step()
+    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
