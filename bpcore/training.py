@@ -210,11 +210,11 @@ class Trainer:
             scores = evaluate(model, Xv, yv, loss=self.loss, metrics=self.metrics.values(),
                               _names=list(self.metrics), sample_weight=wv)
             logs.update({"val_" + k: v for k, v in scores.items()})
+        self.history.append(epoch, logs)
+        model.epochs_trained += 1
         for callback in self.callbacks:
             callback.on_epoch_end(self, epoch, logs)
         bar.end_epoch(logs)
-        self.history.append(epoch, logs)
-        model.epochs_trained += 1
         return logs
 
     def _step(self, epoch, batch, value):

@@ -359,3 +359,39 @@ def test_bad_fit_arguments_raise_and_change_nothing(options, error, match):
         model.fit(X, y, **kwargs)
     np.testing.assert_array_equal(model.params, before)
     assert optimizer.state == {} and model.epochs_trained == 0
+
+
+def test_checkpoint_callback_resumes_bit_for_bit(tmp_path):
+    from bpcore.callbacks import ModelCheckpoint
+    (X, y), (Xv, yv) = moons_split(300)
+    options = dict(loss="cross_entropy", batch_size=20, verbose=0, validation_data=(Xv, yv))
+    full = classifier(seed=3, dropout=0.1)
+    full.fit(X, y, optimizer=bp.Adam(full, lr=0.01), epochs=7, seed=11, **options)
+
+    path = tmp_path / "run.bpc"
+    interrupted = classifier(seed=3, dropout=0.1)
+    stop_after_4 = LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 3)
+    interrupted.fit(X, y, optimizer=bp.Adam(interrupted, lr=0.01), epochs=7, seed=11,
+                    callbacks=[ModelCheckpoint(path), stop_after_4], **options)
+    checkpoint = bp.load_checkpoint(path)
+    progress = checkpoint.progress
+    assert progress["epoch"] == 4 and progress["seed"] == 11
+    assert len(progress["history"]["val_loss"]) == 4
+    resumed = checkpoint.model
+    resumed.fit(X, y, optimizer=checkpoint.optimizer, epochs=7, initial_epoch=progress["epoch"],
+                seed=progress["seed"], **options)
+    np.testing.assert_array_equal(resumed.params, full.params)
+
+
+def test_checkpoint_callback_save_best_only(tmp_path):
+    from bpcore.callbacks import ModelCheckpoint
+    (X, y), (Xv, yv) = moons_split(200)
+    model = classifier()
+    snapshots = []
+    history = model.fit(X, y, loss="cross_entropy", optimizer=bp.SGD(model, lr=0.5), epochs=6,
+                        seed=2, verbose=0, validation_data=(Xv, yv),
+                        callbacks=[LambdaCallback(on_epoch_end=lambda e, l: snapshots.append(
+                            model.params.copy())),
+                            ModelCheckpoint(tmp_path / "best.bpc", save_best_only=True)])
+    best = int(np.argmin(history["val_loss"]))
+    np.testing.assert_array_equal(bp.load(tmp_path / "best.bpc").params, snapshots[best])
