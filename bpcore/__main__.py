@@ -1,0 +1,7 @@
+"""``python -m bpcore``: the command line of ``bpcore.cli``."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

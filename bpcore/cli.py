@@ -1,0 +1,446 @@
+"""The command line: ``bpcore train | evaluate | predict`` (also ``python -m bpcore``).
+
+train     builds a network from ``--layers``/``--activation``, fits it on a CSV or NPZ
+          file, or on a generated data set (two-moons by default), prints the final
+          metrics and saves a checkpoint; ``--plot`` draws the loss curves (and, for
+          2-D inputs, the decision boundary).
+evaluate  prints the loss and metrics of a saved model on data with targets.
+predict   writes a saved model's outputs, and class labels for a classifier, as
+          CSV (to stdout by default), NPY or NPZ.
+
+The task travels with the model: ``train`` stores it (classification or regression,
+the loss, the class labels, the target columns) in the checkpoint's ``progress``
+under ``"task"``, so ``evaluate`` and ``predict`` need only the model file. Reading
+the data and deciding the task live in ``_cli_data``.
+
+User mistakes (bad arguments, unreadable files, data that does not fit the model)
+end in one line on stderr and exit status 2, never a traceback; a run whose loss
+diverges ends with status 1.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from ._cli_data import (MAX_AUTO_CLASSES, TASKS, Task, UsageError, choose_task, load_data,
+                        short_list)
+from .callbacks import EarlyStopping, LambdaCallback
+from .checkpoint import CheckpointError, load_checkpoint, save
+from .datasets import DATASETS
+from .layers import ACTIVATIONS, Dense
+from .losses import LOSSES
+from .model import Model
+from .optim import SGD, Adam
+from .training import TrainingDiverged
+
+OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+DEFAULT_HIDDEN = (16, 16)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')", self.prog)
+
+
+def _layer_sizes(text):
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be at least two comma-separated positive integers such as 2,16,16,1; "
+            f"got {text!r}")
+    return sizes
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}")
+    return value
+
+
+def _fraction(text):
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1); got {text!r}")
+    return value
+
+
+def _columns(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _add_data_arguments(parser):
+    group = parser.add_argument_group("data (--data FILE, or a generated --dataset)")
+    group.add_argument("--data", metavar="FILE",
+                       help="a CSV file (numbers; a header row is optional; the target is "
+                            "the last column unless --target-columns says otherwise) or an "
+                            "NPZ file with the arrays X and y")
+    group.add_argument("--dataset", choices=sorted(DATASETS),
+                       help="a generated data set when no --data is given (default: moons)")
+    group.add_argument("--target-columns", type=_columns, metavar="COLS",
+                       help="CSV target columns: names or indices, comma-separated "
+                            "(default: the last column, or the one the model was trained on)")
+    group.add_argument("--delimiter", help="CSV field separator (default ',' and tab for .tsv)")
+    group.add_argument("--n-samples", type=_positive_int, metavar="N",
+                       help="samples of the generated data set")
+    group.add_argument("--noise", type=_non_negative_float,
+                       help="noise of the generated data set")
+    group.add_argument("--data-seed", type=_seed, default=0, metavar="SEED",
+                       help="seed of the generated data set (default 0)")
+
+
+def build_parser():
+    """The argparse parser of the three commands."""
+    parser = _Parser(prog="bpcore", description="Train dense networks with exact "
+                     "backpropagation; evaluate and apply the saved models.")
+    parser.add_argument("--version", action="version", version=f"bpcore {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train", help="train a network and save it",
+        description="Train a network on a CSV/NPZ file or a generated data set, print the "
+                    "final metrics and save the model.")
+    _add_data_arguments(train)
+    net = train.add_argument_group("network and training")
+    net.add_argument("--layers", type=_layer_sizes, metavar="SIZES",
+                     help="layer sizes from inputs to outputs, e.g. 2,16,16,1 (default: "
+                          "the data's features, 16, 16, and the outputs the task needs)")
+    net.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
+                     help="activation of the hidden layers (default relu); the output "
+                          "layer is identity (logits for classifiers)")
+    net.add_argument("--task", choices=TASKS, default="auto",
+                     help="auto (default) decides from --loss, the data set or the target: "
+                          f"one integer column with at most {MAX_AUTO_CLASSES} values is "
+                          "class labels")
+    net.add_argument("--loss", choices=sorted(LOSSES),
+                     help="default: bce for two classes and one output, cross_entropy for "
+                          "one output per class, mse for regression")
+    net.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    net.add_argument("--lr", type=_non_negative_float, default=0.01,
+                     help="learning rate (default 0.01)")
+    net.add_argument("--momentum", type=_fraction, default=0.0, help="SGD momentum")
+    net.add_argument("--l2", type=_non_negative_float, default=0.0,
+                     help="L2 penalty l2/2 * sum(W**2) on the weights")
+    net.add_argument("--epochs", type=_positive_int, default=100)
+    net.add_argument("--batch-size", type=_positive_int, default=32)
+    net.add_argument("--seed", type=_seed, default=0,
+                     help="seeds the weights, the shuffling and the validation split")
+    net.add_argument("--validation-split", type=_fraction, default=0.2, metavar="FRACTION",
+                     help="fraction of the samples, drawn at random, held out for "
+                          "validation (default 0.2; 0 for none)")
+    net.add_argument("--patience", type=_positive_int,
+                     help="stop when the validation loss has not improved for this many "
+                          "epochs, keeping the best weights")
+    net.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    output = train.add_argument_group("output")
+    output.add_argument("--out", default="model.bpc", metavar="FILE",
+                        help="where to save the model (default model.bpc)")
+    output.add_argument("--plot", metavar="PNG",
+                        help="write the loss curves (and the decision boundary for 2-D "
+                             "inputs) to this PNG; needs matplotlib (pip install "
+                             "'bpcore[plot]')")
+    output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                        help="0 quiet; 1 (default) a progress bar on a terminal, else about "
+                             "ten epoch lines; 2 a line per epoch")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="print a saved model's loss and metrics on data",
+        description="Print the loss and metrics of a saved model on data with targets.")
+    evaluate.add_argument("model", help="a model file written by 'bpcore train'")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--loss", choices=sorted(LOSSES),
+                          help="needed only for a model saved without its task")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    predict = commands.add_parser(
+        "predict", help="write a saved model's predictions",
+        description="Write the model's outputs (logits for classifiers), and each "
+                    "sample's class label for a classifier.")
+    predict.add_argument("model", help="a model file written by 'bpcore train'")
+    _add_data_arguments(predict)
+    predict.add_argument("--output", "-o", default="-", metavar="FILE",
+                         help="a .csv (columns output_0.. and label), .npy (the outputs) or "
+                              ".npz (arrays outputs and labels) file; default: CSV on stdout")
+    predict.add_argument("--probabilities", action="store_true",
+                         help="write probabilities (softmax or sigmoid of the logits) "
+                              "instead of logits for a classifier")
+    return parser
+
+
+def _split(X, y, fraction, seed):
+    """A random train/validation split (files are often sorted by class)."""
+    if not fraction:
+        return (X, y), None
+    n_val = int(len(X) * fraction)
+    if n_val < 1 or n_val >= len(X):
+        raise UsageError(f"--validation-split {fraction} leaves {n_val} validation samples of "
+                         f"{len(X)}; each side needs at least one")
+    order = np.random.default_rng([seed, 2]).permutation(len(X))
+    train, val = order[n_val:], order[:n_val]
+    return (X[train], y[train]), (X[val], y[val])
+
+
+def _format(logs):
+    return "  ".join(f"{name} {value:.4g}" for name, value in logs.items())
+
+
+def _progress(args, log):
+    """(fit verbose level, callbacks) for the progress the user asked for."""
+    if args.verbose == 1 and not sys.stderr.isatty():
+        every = max(1, args.epochs // 10)
+
+        def report(epoch, logs):
+            if (epoch + 1) % every == 0 or epoch + 1 == args.epochs:
+                shown = {k: v for k, v in logs.items() if k != "lr"}
+                log(f"epoch {epoch + 1}/{args.epochs}  {_format(shown)}", stream=sys.stderr)
+        return 0, [LambdaCallback(on_epoch_end=report)]
+    return args.verbose, []
+
+
+def _check_writable(path, option):
+    """Fail before training rather than after it."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a folder; give a file name")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
+
+
+def run_train(args, log):
+    _check_writable(args.out, "--out")
+    if args.plot is not None:
+        _check_writable(args.plot, "--plot")
+        from .plotting import require_matplotlib
+        try:
+            require_matplotlib()
+        except ImportError as error:
+            raise UsageError(f"--plot: {error}") from None
+    data = load_data(args, need_target=True)
+    X, y = data.X, data.y
+    task, n_out, reason = choose_task(args, y, data.source)
+    task.target_columns = data.target_columns
+    sizes = args.layers or [X.shape[1], *DEFAULT_HIDDEN, n_out]
+    if sizes[0] != X.shape[1]:
+        raise UsageError(f"--layers starts with {sizes[0]} inputs but the data has "
+                         f"{X.shape[1]} feature(s)")
+    target = task.encode(y)
+    (X_train, y_train), validation = _split(X, target, args.validation_split, args.seed)
+
+    layers = [Dense(n_in, width, args.activation) for n_in, width in zip(sizes, sizes[1:-1])]
+    layers.append(Dense(sizes[-2], sizes[-1]))          # identity: logits or values
+    model = Model(layers, dtype=np.dtype(args.dtype), seed=args.seed)
+    if args.optimizer == "sgd":
+        optimizer = SGD(model, lr=args.lr, momentum=args.momentum)
+    else:
+        if args.momentum:
+            raise UsageError("--momentum applies to --optimizer sgd")
+        optimizer = Adam(model, lr=args.lr)
+    verbose, callbacks = _progress(args, log)
+    if args.patience is not None:
+        if validation is None:
+            raise UsageError("--patience watches the validation loss; give a "
+                             "--validation-split above 0")
+        callbacks.append(EarlyStopping(patience=args.patience))
+
+    shape = "-".join(map(str, sizes))
+    n_val = 0 if validation is None else len(validation[0])
+    log(f"data: {data.source}, {len(X)} samples of {X.shape[1]} feature(s); "
+        f"{len(X_train)} to train, {n_val} to validate")
+    what = (f"classification, {len(task.classes)} classes {short_list(task.classes)}"
+            if task.kind == "classification" else "regression")
+    log(f"task: {what} ({reason}); loss {task.loss}")
+    log(f"model: {shape} {args.activation}, {model.n_params} parameters, {args.dtype}; "
+        f"{args.optimizer} lr {args.lr:g}, {args.epochs} epochs of batch {args.batch_size}")
+    started = time.perf_counter()
+    history = model.fit(X_train, y_train, loss=task.loss, optimizer=optimizer,
+                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                        validation_data=validation, metrics=task.metrics,
+                        callbacks=callbacks, verbose=verbose, l2=args.l2)
+    seconds = time.perf_counter() - started
+    epochs = len(history.epoch)
+
+    final = model.evaluate(X_train, y_train, loss=task.loss, metrics=task.metrics)
+    if validation is not None:
+        scores = model.evaluate(*validation, loss=task.loss, metrics=task.metrics)
+        final.update({"val_" + name: value for name, value in scores.items()})
+    log(f"trained {epochs} epochs in {seconds:.2f} s ({epochs / max(seconds, 1e-9):,.0f} "
+        "epochs/s)")
+    print(f"final: {_format(final)}", flush=True)
+
+    progress = {"epoch": epochs, "seed": args.seed,
+                "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+                "task": task.to_json()}
+    save(args.out, model, optimizer, progress=progress)
+    print(f"saved {args.out}", flush=True)
+    if args.plot is not None:
+        from .plotting import save_training_plot
+        title = f"{shape} {args.activation} on {os.path.basename(data.source)}"
+        save_training_plot(args.plot, history, model, X, _plot_labels(task, target),
+                           classifier=task.kind == "classification", title=title)
+        print(f"wrote {args.plot}", flush=True)
+    return 0
+
+
+def _plot_labels(task, target):
+    if task.kind == "classification":
+        return np.asarray(target).reshape(-1).astype(np.int64)
+    return target
+
+
+def _load_model(path):
+    if not os.path.isfile(path):
+        raise UsageError(f"model file {path!r} not found")
+    checkpoint = load_checkpoint(path)
+    return checkpoint.model, Task.from_progress(checkpoint.progress)
+
+
+def run_evaluate(args, log):
+    model, task = _load_model(args.model)
+    if task is None:
+        if args.loss is None:
+            raise UsageError(f"{args.model} was saved without its task; pass --loss")
+        kind = "regression" if args.loss == "mse" else "classification"
+        task = Task(kind, args.loss, list(range(max(2, model.n_out))) if kind ==
+                    "classification" else None)
+    elif args.loss is not None and args.loss != task.loss:
+        raise UsageError(f"{args.model} was trained with --loss {task.loss}; got --loss "
+                         f"{args.loss}")
+    data = load_data(args, need_target=True, target_columns=task.target_columns)
+    _check_features(model, data)
+    scores = model.evaluate(data.X, task.encode(data.y), loss=task.loss, metrics=task.metrics)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"{data.source}, {len(data.X)} samples: {_format(scores)}")
+    return 0
+
+
+def _check_features(model, data):
+    if data.X.shape[1] != model.n_in:
+        extra = " besides its target column(s)" if data.y is not None else ""
+        raise UsageError(f"{data.source} has {data.X.shape[1]} feature column(s){extra}; "
+                         f"the model takes {model.n_in}")
+
+
+def run_predict(args, log):
+    model, task = _load_model(args.model)
+    data = load_data(args, need_target=False, n_features=model.n_in,
+                     target_columns=task.target_columns if task else None)
+    _check_features(model, data)
+    extension = os.path.splitext(args.output)[1].lower() if args.output != "-" else ".csv"
+    if extension not in (".csv", ".npy", ".npz"):
+        raise UsageError(f"--output {args.output!r}: expected a .csv, .npy or .npz file")
+    if args.output != "-":
+        _check_writable(args.output, "--output")
+    output = model.predict(data.X)
+    classifier = task is not None and task.kind == "classification"
+    labels = task.labels(output) if classifier else None
+    if args.probabilities:
+        if not classifier:
+            raise UsageError("--probabilities needs a classifier; this model is a regression"
+                             if task else "--probabilities needs a model saved with its task")
+        output = _probabilities(output)
+    if extension == ".npy":
+        np.save(args.output, output)
+    elif extension == ".npz":
+        arrays = {"outputs": output} if labels is None else {"outputs": output, "labels": labels}
+        np.savez(args.output, **arrays)
+    elif args.output == "-":
+        _write_csv(sys.stdout, output, labels)
+    else:
+        with open(args.output, "w", encoding="utf-8", newline="") as file:
+            _write_csv(file, output, labels)
+    if args.output != "-":
+        log(f"wrote {len(output)} predictions to {args.output}")
+    return 0
+
+
+def _probabilities(logits):
+    if logits.shape[1] == 1:
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))          # sigmoid without overflow
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _write_csv(file, output, labels):
+    names = [f"output_{i}" for i in range(output.shape[1])]
+    # 17 significant digits read back to the same float64 (9 do for float32)
+    digits = 9 if output.dtype == np.float32 else 17
+    columns = [output[:, i].tolist() for i in range(output.shape[1])]
+    if labels is not None:
+        names.append("label")
+        columns.append(labels.tolist())
+    file.write(",".join(names) + "\n")
+    for row in zip(*columns):
+        file.write(",".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+                            for v in row) + "\n")
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+
+
+def main(argv=None):
+    """Run the command line; return the exit status (0, 1 diverged, 2 user mistake)."""
+    parser = build_parser()
+    prog = parser.prog
+    try:
+        args = parser.parse_args(argv)
+        prog = f"bpcore {args.command}"
+        quiet = getattr(args, "verbose", 1) == 0
+
+        def log(message, stream=None):
+            if not quiet:
+                print(message, file=stream or sys.stdout, flush=True)
+        return COMMANDS[args.command](args, log)
+    except UsageError as error:
+        message, prog = str(error), error.prog or prog
+    except CheckpointError as error:
+        message = str(error)
+    except BrokenPipeError:
+        # the reader of stdout left (e.g. "| head"): no message, and none at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError, ValueError) as error:
+        # files that cannot be read or written, data bpcore rejects (NaN, shapes)
+        message = str(error) or type(error).__name__
+    except TrainingDiverged as error:
+        print(f"{prog}: training diverged: {error}; try a lower --lr", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
