@@ -40,6 +40,8 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, rng):
     make_loss, make_target = LOSSES[loss_name]
     loss = make_loss()
     opt_fused, opt_plain = OPTIMIZERS[optimizer](fused), OPTIMIZERS[optimizer](plain)
+    if loss_name == "mse-sum":          # the summed loss is 36x larger: keep the run stable
+        opt_fused.lr = opt_plain.lr = opt_plain.lr / 36
     batches = [(rng.normal(size=(12, 5)).astype(dtype), make_target(rng, 12, 3))
                for _ in range(3)]
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6)
