@@ -115,6 +115,7 @@ class Model:
 
         self._empty1 = np.empty(0, dtype=self.dtype)
         self._engines = OrderedDict()   # fused training steps, see train_step
+        self._engine = None             # the one the last train_step used
         self._train_spaces = OrderedDict()
         self._predict_spaces = OrderedDict()
         self._input = None      # the X of the last forward (the first layer's input)
@@ -291,47 +292,41 @@ class Model:
 
         The same numbers as ``loss_and_grad(X, target, loss)`` followed by
         ``optimizer.step()``, computed by one fused kernel without the GIL for a
-        bpcore ``Loss`` with SGD or Adam (other optimizers step after the fused
-        backward; custom losses and dropout in training mode take the two-call path).
+        bpcore ``Loss`` (SGD and Adam update inside it; other optimizers step right
+        after; custom losses and dropout in training mode take the two-call path).
         ``grads`` holds this batch's gradient afterwards; no caches are left for
         ``backward`` or the per-node views. Bad input raises before anything changes.
         """
-        from .optim import SGD, Adam, Optimizer
+        engine = self._engine
+        if engine is not None:
+            value = engine.run(self, X, target, loss, optimizer)
+            if value is not None:
+                return value
+        return self._train_step_general(X, target, loss, optimizer)
+
+    def _train_step_general(self, X, target, loss, optimizer):
+        """train_step when the last engine does not apply: validate, pick or build one."""
+        from .optim import Optimizer
         if not isinstance(optimizer, Optimizer) or optimizer.model is not self:
             raise TypeError("optimizer must be an Optimizer of this model; got "
                             f"{_validation.describe(optimizer)}")
-        if not isinstance(loss, Loss) or (self.training and any(l.dropout for l in self.layers)):
+        has_dropout = any(layer.dropout for layer in self.layers)
+        if not isinstance(loss, Loss) or (self.training and has_dropout):
             value, _ = self.loss_and_grad(X, target, loss)
             optimizer.step()
             return value
-        n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else None
-        labels = isinstance(loss, CrossEntropyLoss) and np.ndim(target) == 1
-        engine = self._engines.get((n, id(loss), labels, id(optimizer)))
+        X = self._check_input(X)
+        target, _, scale = loss.validate(target, (X.shape[0], self.n_out), self.dtype)
+        labels = target.ndim == 1
+        key = (X.shape[0], id(loss), labels, id(optimizer))
+        engine = self._engines.get(key)
         if engine is None or not self._engine_current(engine, optimizer):
-            X = self._check_input(X)
-            target, _, scale = loss.validate(target, (X.shape[0], self.n_out), self.dtype)
-            engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer)
-        kind = type(optimizer)
-        if kind is SGD:
-            hyper = (optimizer.lr, optimizer.momentum, optimizer.weight_decay, 0.0, 0.0, 0.0,
-                     optimizer.nesterov)
-        elif kind is Adam:
-            beta1, beta2 = optimizer.betas
-            t = optimizer.steps + 1
-            hyper = (optimizer.lr / (1.0 - beta1 ** t), beta1, beta2, optimizer.eps,
-                     optimizer.weight_decay, 1.0 / math.sqrt(1.0 - beta2 ** t), False)
-        else:
-            hyper = ()
-        value = engine.step(X, target, *hyper)
-        if value is None:               # not directly usable: validate (raises) or convert
-            X = self._check_input(X)
-            target, _, _ = loss.validate(target, (X.shape[0], self.n_out), self.dtype)
-            value = engine.step(X, target, *hyper)
-        self._input = self._cache = self._grad_output = None
-        if kind is SGD or kind is Adam:
-            optimizer.steps += 1
-        else:
-            optimizer.step()
+            engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer,
+                                        has_dropout)
+        self._engine = engine
+        value = engine.run(self, X, target, loss, optimizer)
+        if value is None:
+            raise RuntimeError("bpcore: the fused step refused validated input")
         return value
 
     def _engine_current(self, engine, optimizer):
@@ -341,7 +336,7 @@ class Model:
         return len(state) == len(engine.state) and all(
             a is b for a, b in zip(state, engine.state))
 
-    def _build_engine(self, n, loss, labels, scale, optimizer):
+    def _build_engine(self, n, loss, labels, scale, optimizer, has_dropout):
         from .optim import SGD, Adam
         codes = {MSELoss: 0, CrossEntropyLoss: 2, BCEWithLogitsLoss: 3}
         loss_code = 1 if labels else codes[type(loss)]
@@ -355,9 +350,10 @@ class Model:
         layers = [(l.n_in, l.n_out, l.kind, l.negative_slope, l.W, l.b, l.c, l.dW, l.db,
                    l.dc, space.A[i], space.D[i], space.G[i], space.delta[i], space.dX[i])
                   for i, l in enumerate(self.layers)]
+        names = tuple(optimizer._state_names()) if optimizer_code else ()
         engine = _engine.Engine(layers, self.params, self.grads,
                                 np.empty((n, self.n_out), self.dtype), n, loss_code, scale,
-                                optimizer_code, state)
+                                optimizer_code, state, names, loss, optimizer, has_dropout)
         key = (n, id(loss), labels, id(optimizer))
         self._engines[key] = engine
         while len(self._engines) > _WORKSPACE_SIZES:

@@ -18,7 +18,7 @@
 from cython cimport floating
 from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport isfinite
+from libc.math cimport isfinite, sqrt
 
 from _blas cimport gemm
 from _loops cimport bias_activation, delta_and_bias_grad, sgd_update, adam_update
@@ -69,9 +69,13 @@ cdef class Engine:
     cdef char* state2
     cdef readonly object keep      # the arrays behind every pointer
     cdef readonly object state     # the optimizer state buffers this engine updates
+    cdef tuple state_names
+    cdef readonly object loss, optimizer
+    cdef bint has_dropout
 
     def __cinit__(self, list layers, params, grads, grad_output, long n, int loss_code,
-                  double scale, int optimizer_code, tuple state):
+                  double scale, int optimizer_code, tuple state, tuple state_names,
+                  loss, optimizer, bint has_dropout):
         """layers: per layer a tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc,
         A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent)."""
         cdef int i
@@ -101,13 +105,53 @@ cdef class Engine:
         self.grad_output = address(grad_output)
         self.loss_code, self.scale = loss_code, scale
         self.optimizer_code = optimizer_code
-        self.state = state
+        self.state, self.state_names = state, state_names
+        self.loss, self.optimizer, self.has_dropout = loss, optimizer, has_dropout
         self.state1 = address(state[0]) if len(state) > 0 else NULL
         self.state2 = address(state[1]) if len(state) > 1 else NULL
         self.keep = (layers, params, grads, grad_output, state)
 
     def __dealloc__(self):
         free(self.layers)
+
+    def run(self, model, X, target, loss, optimizer):
+        """Model.train_step's fast path: the fused step with ``optimizer``'s current
+        hyper-parameters, its step count advanced (or its own ``step()`` called, for an
+        optimizer without a fused update). None, with nothing changed, when this engine
+        does not apply (other loss, optimizer or state buffers, dropout in training
+        mode) or the arguments need the full validation."""
+        cdef double lr = 0, h1 = 0, h2 = 0, h3 = 0, h4 = 0, h5 = 0, beta1, beta2
+        cdef bint flag = False
+        cdef long t = 0
+        if loss is not self.loss or optimizer is not self.optimizer:
+            return None
+        if self.has_dropout and model.training:
+            return None
+        if self.state:
+            buffers = optimizer.state
+            for name, buf in zip(self.state_names, self.state):
+                if buffers.get(name) is not buf:
+                    return None
+        if self.optimizer_code == OPT_SGD:
+            lr, h1, h2 = optimizer.lr, optimizer.momentum, optimizer.weight_decay
+            flag = optimizer.nesterov
+            if h1 != 0 and self.state1 == NULL:
+                return None          # momentum switched on after the engine was built
+        elif self.optimizer_code == OPT_ADAM:
+            t = optimizer.steps + 1
+            beta1, beta2 = optimizer.betas
+            lr = optimizer.lr / (1.0 - beta1 ** t)
+            h1, h2, h3, h4 = beta1, beta2, optimizer.eps, optimizer.weight_decay
+            h5 = 1.0 / sqrt(1.0 - beta2 ** t)
+        value = self.step(X, target, lr, h1, h2, h3, h4, h5, flag)
+        if value is None:
+            return None
+        model._input = model._cache = model._grad_output = None
+        if self.optimizer_code == OPT_NONE:
+            optimizer.step()
+        else:
+            optimizer.__dict__["steps"] = optimizer.steps + 1
+        return value
 
     def step(self, X, target, double lr=0, double h1=0, double h2=0, double h3=0,
              double h4=0, double h5=0, bint flag=False):
