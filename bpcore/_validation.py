@@ -135,3 +135,31 @@ def random_generator(seed):
         raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator; "
                          f"got {describe(seed)}")
     return np.random.default_rng(int(seed))
+
+
+def state_dict_hyperparameters(state_dict, kind_key, owner, checks, keys, *, exact):
+    """Check a ``state_dict``'s type, keys and kind (``state_dict[kind_key]`` must name
+    ``owner``'s class) and return its hyperparameters passed through ``checks``.
+
+    ``keys`` must all be present; with ``exact`` no others may be.
+    """
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict; got {type(state_dict).__name__}")
+    if exact and set(state_dict) != set(keys):
+        raise ValueError(f"state_dict must hold the keys {sorted(keys)}; got "
+                         f"{sorted(map(str, state_dict))}")
+    missing = set(keys) - set(state_dict)
+    if missing:
+        raise ValueError(f"state_dict lacks the keys {sorted(missing)}")
+    name = type(owner).__name__
+    if state_dict[kind_key] != name:
+        raise ValueError(f"state_dict is for {state_dict[kind_key]!r}, this "
+                         f"{kind_key} is {name!r}")
+    hyper = state_dict["hyperparameters"]
+    if not isinstance(hyper, dict):
+        raise TypeError("state_dict['hyperparameters'] must be a dict; got "
+                        f"{describe(hyper)}")
+    if set(hyper) != set(checks):
+        raise ValueError(f"state_dict hyperparameters must be {sorted(checks)}; "
+                         f"got {sorted(map(str, hyper))}")
+    return {key: check(hyper[key], f"hyperparameters[{key!r}]") for key, check in checks.items()}

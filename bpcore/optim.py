@@ -91,23 +91,9 @@ class Optimizer:
 
     def load_state_dict(self, state_dict):
         """Restore a ``state_dict()``; checked completely before anything changes."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict; got {type(state_dict).__name__}")
-        missing = {"optimizer", "hyperparameters", "steps", "state"} - set(state_dict)
-        if missing:
-            raise ValueError(f"state_dict lacks the keys {sorted(missing)}")
-        if state_dict["optimizer"] != type(self).__name__:
-            raise ValueError(f"state_dict is for {state_dict['optimizer']!r}, "
-                             f"this optimizer is {type(self).__name__!r}")
-        hyper = state_dict["hyperparameters"]
-        if not isinstance(hyper, dict):
-            raise TypeError("state_dict['hyperparameters'] must be a dict; got "
-                            f"{_validation.describe(hyper)}")
-        if set(hyper) != set(self._hyper):
-            raise ValueError(f"state_dict hyperparameters must be {sorted(self._hyper)}; "
-                             f"got {sorted(hyper)}")
-        hyper = {name: check(hyper[name], f"hyperparameters[{name!r}]")
-                 for name, check in self._hyper.items()}
+        hyper = _validation.state_dict_hyperparameters(
+            state_dict, "optimizer", self, self._hyper,
+            ("optimizer", "hyperparameters", "steps", "state"), exact=False)
         self._check_combination(hyper)
         steps = state_dict["steps"]
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:

@@ -115,24 +115,9 @@ class Schedule:
 
     def load_state_dict(self, state_dict):
         """Restore a ``state_dict()``; checked completely before anything changes."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict; got {type(state_dict).__name__}")
         keys = {"schedule", "hyperparameters", "base_lr", "epoch", "last_lr", *self._state}
-        if set(state_dict) != keys:
-            raise ValueError(f"state_dict must hold the keys {sorted(keys)}; got "
-                             f"{sorted(map(str, state_dict))}")
-        if state_dict["schedule"] != type(self).__name__:
-            raise ValueError(f"state_dict is for {state_dict['schedule']!r}, "
-                             f"this schedule is {type(self).__name__!r}")
-        hyper = state_dict["hyperparameters"]
-        if not isinstance(hyper, dict):
-            raise TypeError("state_dict['hyperparameters'] must be a dict; got "
-                            f"{_validation.describe(hyper)}")
-        if set(hyper) != set(self._hyper):
-            raise ValueError(f"state_dict hyperparameters must be {sorted(self._hyper)}; "
-                             f"got {sorted(map(str, hyper))}")
-        hyper = {name: check(hyper[name], f"hyperparameters[{name!r}]")
-                 for name, check in self._hyper.items()}
+        hyper = _validation.state_dict_hyperparameters(state_dict, "schedule", self,
+                                                       self._hyper, keys, exact=True)
         base_lr = _non_negative(state_dict["base_lr"], "state_dict['base_lr']")
         epoch = _non_negative_int(state_dict["epoch"], "state_dict['epoch']")
         last_lr = _non_negative(state_dict["last_lr"], "state_dict['last_lr']")

@@ -163,38 +163,26 @@ cdef class Engine:
         weight_decay=h4, 1 / sqrt(bias_correction2) = h5).
         """
         if self.single:
-            return self._step_float(X, target, lr, h1, h2, h3, h4, h5, flag)
-        return self._step_double(X, target, lr, h1, h2, h3, h4, h5, flag)
+            return acquire_and_run[float](self, X, target, lr, h1, h2, h3, h4, h5, flag)
+        return acquire_and_run[double](self, X, target, lr, h1, h2, h3, h4, h5, flag)
 
-    cdef object _step_float(self, X, target, double lr, double h1, double h2, double h3,
-                            double h4, double h5, bint flag):
-        cdef const float[:, ::1] x
-        cdef const float[:, ::1] t
-        cdef const int64_t[::1] labels
-        try:
-            x = X
-            if self.loss_code == LOSS_CE_LABELS:
-                labels = target
-            else:
-                t = target
-        except (ValueError, TypeError, BufferError):
-            return None
-        return run_step(self, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
 
-    cdef object _step_double(self, X, target, double lr, double h1, double h2, double h3,
-                             double h4, double h5, bint flag):
-        cdef const double[:, ::1] x
-        cdef const double[:, ::1] t
-        cdef const int64_t[::1] labels
-        try:
-            x = X
-            if self.loss_code == LOSS_CE_LABELS:
-                labels = target
-            else:
-                t = target
-        except (ValueError, TypeError, BufferError):
-            return None
-        return run_step(self, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
+cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2,
+                            double h3, double h4, double h5, bint flag, floating* dtype=NULL):
+    """Take X and the target as typed buffers of the engine's dtype (None when they
+    are not: other dtype or layout), then run the checked step."""
+    cdef const floating[:, ::1] x
+    cdef const floating[:, ::1] t
+    cdef const int64_t[::1] labels
+    try:
+        x = X
+        if e.loss_code == LOSS_CE_LABELS:
+            labels = target
+        else:
+            t = target
+    except (ValueError, TypeError, BufferError):
+        return None
+    return run_step(e, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
 
 
 cdef object run_step(Engine e, const floating[:, ::1] x, const floating[:, ::1] t,
