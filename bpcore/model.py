@@ -116,6 +116,8 @@ class Model:
         self._empty1 = np.empty(0, dtype=self.dtype)
         self._engines = OrderedDict()   # fused training steps, see train_step
         self._engine = None             # the one the last train_step used
+        self._predictors = OrderedDict()   # predict's forward passes per batch size
+        self._predictor = None
         self._train_spaces = OrderedDict()
         self._predict_spaces = OrderedDict()
         self._input = None      # the X of the last forward (the first layer's input)
@@ -208,10 +210,30 @@ class Model:
         return self.last_output
 
     def predict(self, X):
-        """Return the network's output for X as a new array; keeps no caches."""
+        """Return the network's output for X as a new array; keeps no caches (and
+        never applies dropout)."""
+        predictor = self._predictor
+        if predictor is not None:
+            output = predictor.run(X)
+            if output is not None:
+                return output
         X = self._check_input(X)
-        space = self._workspace(X.shape[0], training=False)
-        return self._run_forward(X, space).copy()
+        n = X.shape[0]
+        predictor = self._predictors.get(n)
+        if predictor is None:
+            space = self._workspace(n, training=False)
+            predictor = self._predictors[n] = _engine.Predictor(
+                self._layer_specs(space), n, self.dtype == np.float32)
+            while len(self._predictors) > _WORKSPACE_SIZES:
+                self._predictors.popitem(last=False)
+        self._predictor = predictor
+        return predictor.run(X)
+
+    def _layer_specs(self, space):
+        """Per layer the tuple the engine's layer table is built from."""
+        return [(l.n_in, l.n_out, l.kind, l.negative_slope, l.W, l.b, l.c, l.dW, l.db,
+                 l.dc, space.A[i], space.D[i], space.G[i], space.delta[i], space.dX[i])
+                for i, l in enumerate(self.layers)]
 
     __call__ = predict
 
@@ -346,10 +368,7 @@ class Model:
                                for name in optimizer._state_names()}
         state = tuple(optimizer.state[name] for name in optimizer._state_names()) \
             if optimizer_code else ()
-        space = self._workspace(n, training=True)
-        layers = [(l.n_in, l.n_out, l.kind, l.negative_slope, l.W, l.b, l.c, l.dW, l.db,
-                   l.dc, space.A[i], space.D[i], space.G[i], space.delta[i], space.dX[i])
-                  for i, l in enumerate(self.layers)]
+        layers = self._layer_specs(self._workspace(n, training=True))
         names = tuple(optimizer._state_names()) if optimizer_code else ()
         engine = _engine.Engine(layers, self.params, self.grads,
                                 np.empty((n, self.n_out), self.dtype), n, loss_code, scale,

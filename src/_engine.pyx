@@ -56,6 +56,82 @@ cdef char* address(object array):
     return <char*> <intptr_t> array.__array_interface__["data"][0]
 
 
+cdef Layer* layer_table(list layers) except NULL:
+    """A malloc'ed Layer per tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc, A, D,
+    G, delta, dX) of ints/floats and arrays (None or empty: absent); caller frees."""
+    cdef Layer* table = <Layer*> malloc(max(len(layers), 1) * sizeof(Layer))
+    cdef int i
+    if table == NULL:
+        raise MemoryError()
+    for i, spec in enumerate(layers):
+        table[i].n_in = spec[0]
+        table[i].n_out = spec[1]
+        table[i].kind = spec[2]
+        table[i].slope = spec[3]
+        table[i].W = address(spec[4])
+        table[i].b = address(spec[5])
+        table[i].c = address(spec[6])
+        table[i].dW = address(spec[7])
+        table[i].db = address(spec[8])
+        table[i].dc = address(spec[9])
+        table[i].A = address(spec[10])
+        table[i].D = address(spec[11])
+        table[i].G = address(spec[12])
+        table[i].delta = address(spec[13])
+        table[i].dX = address(spec[14])
+    return table
+
+
+cdef class Predictor:
+    """Model.predict's fast path for one batch size: the forward pass without caches
+    into its own activation buffers; returns a copy of the output."""
+    cdef Layer* layers
+    cdef int n_layers
+    cdef long n
+    cdef bint single
+    cdef readonly object keep
+    cdef object output
+
+    def __cinit__(self, list layers, long n, bint single):
+        self.n_layers = len(layers)
+        self.layers = layer_table(layers)
+        self.n, self.single = n, single
+        self.output = layers[len(layers) - 1][10]   # (no wraparound in kernels)
+        self.keep = layers
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def run(self, X):
+        """The output for X as a new array, or None when X needs the full validation
+        (other dtype, layout or shape, NaN/inf)."""
+        if self.single:
+            ok = predict_into[float](self, X)
+        else:
+            ok = predict_into[double](self, X)
+        return self.output.copy() if ok else None
+
+
+cdef bint predict_into(Predictor p, X, floating* dtype=NULL):
+    cdef const floating[:, ::1] x
+    cdef bint ok = True
+    cdef long i
+    try:
+        x = X
+    except (ValueError, TypeError, BufferError):
+        return False
+    if x.shape[0] != p.n or x.shape[1] != p.layers[0].n_in:
+        return False
+    with nogil:
+        for i in range(p.n * x.shape[1]):
+            if not isfinite((&x[0, 0])[i]):
+                ok = False
+                break
+        if ok:
+            forward_layers(p.layers, p.n_layers, p.n, &x[0, 0], False)
+    return ok
+
+
 cdef class Engine:
     cdef Layer* layers
     cdef int n_layers, loss_code, optimizer_code
@@ -78,27 +154,8 @@ cdef class Engine:
                   loss, optimizer, bint has_dropout):
         """layers: per layer a tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc,
         A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent)."""
-        cdef int i
         self.n_layers = len(layers)
-        self.layers = <Layer*> malloc(self.n_layers * sizeof(Layer))
-        if self.layers == NULL:
-            raise MemoryError()
-        for i, spec in enumerate(layers):
-            self.layers[i].n_in = spec[0]
-            self.layers[i].n_out = spec[1]
-            self.layers[i].kind = spec[2]
-            self.layers[i].slope = spec[3]
-            self.layers[i].W = address(spec[4])
-            self.layers[i].b = address(spec[5])
-            self.layers[i].c = address(spec[6])
-            self.layers[i].dW = address(spec[7])
-            self.layers[i].db = address(spec[8])
-            self.layers[i].dc = address(spec[9])
-            self.layers[i].A = address(spec[10])
-            self.layers[i].D = address(spec[11])
-            self.layers[i].G = address(spec[12])
-            self.layers[i].delta = address(spec[13])
-            self.layers[i].dX = address(spec[14])
+        self.layers = layer_table(layers)
         self.single = params.dtype.itemsize == 4
         self.n, self.n_params = n, params.size
         self.params, self.grads = address(params), address(grads)
@@ -223,6 +280,24 @@ cdef object run_step(Engine e, const floating[:, ::1] x, const floating[:, ::1] 
     return value
 
 
+cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
+                         bint keep_caches) noexcept nogil:
+    """Forward through every layer: the product, then bias + activation (+ the
+    derivative cache and gates when keep_caches) in one pass over the output."""
+    cdef const floating* inputs = X
+    cdef Layer* L
+    cdef int l
+    for l in range(n_layers):
+        L = &layers[l]
+        gemm(False, False, <int> n, <int> L.n_out, <int> L.n_in, <floating> 1.0,
+             inputs, <int> L.n_in, <floating*> L.W, <int> L.n_out, <floating> 0.0,
+             <floating*> L.A, <int> L.n_out)
+        bias_activation(n, L.n_out, <floating*> L.A, <floating*> L.b, <floating*> L.c, NULL,
+                        <floating*> L.D if keep_caches else NULL,
+                        <floating*> L.G if keep_caches else NULL, L.kind, L.slope)
+        inputs = <floating*> L.A
+
+
 cdef double fused_step(Engine e, const floating* X, const floating* target,
                        const int64_t* labels, double lr, double h1, double h2, double h3,
                        double h4, double h5, bint flag) noexcept nogil:
@@ -234,15 +309,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     cdef const floating* dlt
     cdef floating* output
     cdef double value = 0.0
-    # forward: product, then bias + activation + derivative cache in one pass
-    for l in range(e.n_layers):
-        L = &e.layers[l]
-        gemm(False, False, <int> n, <int> L.n_out, <int> L.n_in, <floating> 1.0,
-             inputs, <int> L.n_in, <floating*> L.W, <int> L.n_out, <floating> 0.0,
-             <floating*> L.A, <int> L.n_out)
-        bias_activation(n, L.n_out, <floating*> L.A, <floating*> L.b, <floating*> L.c,
-                        NULL, <floating*> L.D, <floating*> L.G, L.kind, L.slope)
-        inputs = <floating*> L.A
+    forward_layers(e.layers, e.n_layers, n, X, True)
     # loss and dL/doutput
     L = &e.layers[e.n_layers - 1]
     output = <floating*> L.A

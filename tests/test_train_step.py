@@ -179,3 +179,22 @@ def test_loaded_optimizer_state_is_used_by_the_fused_step(rng):
     plain.loss_and_grad(X, y, bp.CrossEntropyLoss())
     o2.step()
     np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 300])
+def test_fused_step_and_predict_at_any_batch_size(batch, rng):
+    fused, plain = pair("relu", np.float64, rng)
+    o1, o2 = bp.SGD(fused, lr=0.05, momentum=0.9), bp.SGD(plain, lr=0.05, momentum=0.9)
+    for _ in range(10):
+        X, y = rng.normal(size=(batch, 5)), rng.integers(0, 3, batch)
+        fused.train_step(X, y, bp.CrossEntropyLoss(), o1)
+        plain.loss_and_grad(X, y, bp.CrossEntropyLoss())
+        o2.step()
+        np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+        out = fused.predict(X)
+        W = [l.W for l in fused.layers]
+        b = [l.b for l in fused.layers]
+        h = np.maximum(X @ W[0] + b[0], 0)
+        h = np.maximum(h @ W[1] + b[1], 0)
+        np.testing.assert_allclose(out, h @ W[2] + b[2], rtol=1e-12, atol=1e-14)
+        assert not np.shares_memory(out, fused.predict(X))   # a new array every call
