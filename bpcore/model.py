@@ -22,24 +22,43 @@ _WORKSPACE_SIZES = 4
 
 
 class _Workspace:
-    """Buffers for one batch size: activations, derivative caches, deltas, dL/dinput."""
+    """Buffers for one batch size: activations, derivative caches, deltas, dL/dinput.
+
+    The pre-activations Z (kept for the per-node views) and dL/dX of the input are
+    allocated on first use: the fused train_step needs neither, so its memory stays
+    parameters + gradients + optimizer state + activations and their caches.
+    """
 
     def __init__(self, layers, n, dtype, training):
         empty = np.empty((0, 0), dtype=dtype)
+        self._shape = (n, layers[0].n_in)
         self.A = [np.empty((n, layer.n_out), dtype) for layer in layers]
         if not training:
             self.Z = self.D = self.G = self.delta = self.dX = [empty] * len(layers)
             self.U = [None] * len(layers)
             return
-        self.Z = [np.empty((n, l.n_out), dtype) for l in layers]    # kept for inspection
+        self.Z = None
+        self._layers = layers
         self.D = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                   for l in layers]
         self.G = [np.empty((n, l.n_out), dtype) if l.has_scale else empty for l in layers]
         self.delta = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                       for l in layers]
-        self.dX = [np.empty((n, l.n_in), dtype) for l in layers]
+        self.dX = [empty] + [np.empty((n, l.n_in), dtype) for l in layers[1:]]
         # dropout masks (uniform draws, then the mask) of layers with dropout
         self.U = [np.empty((n, l.n_out), dtype) if l.dropout > 0 else None for l in layers]
+
+    def keep_preactivations(self):
+        """Allocate Z (once) so that forward writes the pre-activations."""
+        if self.Z is None:
+            dtype, n = self.A[0].dtype, self._shape[0]
+            self.Z = [np.empty((n, l.n_out), dtype) for l in self._layers]
+
+    def input_grad(self):
+        """The buffer for dL/dX of the input (allocated once)."""
+        if self.dX[0].size == 0:
+            self.dX[0] = np.empty(self._shape, self.A[0].dtype)
+        return self.dX[0]
 
 
 class Model:
@@ -265,7 +284,8 @@ class Model:
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             inputs = space.A[i - 1] if i > 0 else self._input
-            dX = space.dX[i] if (i > 0 or need_input_grad) else space.dX[i][:0]
+            dX = space.dX[i] if i > 0 else (space.input_grad() if need_input_grad
+                                            else space.dX[0][:0])
             dscale = layer.dc if layer.has_scale else self._empty1
             _dense.backward(inputs, layer.W, upstream, space.D[i], space.G[i],
                             space.delta[i], layer.dW, layer.db, dscale, dX)
@@ -381,6 +401,7 @@ class Model:
 
     def _forward_checked(self, X):
         space = self._workspace(X.shape[0], training=True)
+        space.keep_preactivations()
         output = self._run_forward(X, space)
         self._input, self._cache, self._grad_output = X, space, None
         return output
