@@ -14,6 +14,7 @@ from .model import Model
 from .optim import (SGD, Adam, AdamW, Optimizer, RMSprop, Rprop, clip_grad_norm,
                     clip_grad_value)
 from .schedules import CosineLR, ExponentialLR, LambdaLR, ReduceLROnPlateau, StepLR
+from .threads import blas_threads, set_blas_threads
 from .training import History, TrainingDiverged
 
 __version__ = "0.1.0"
@@ -47,9 +48,11 @@ __all__ = [
     "SGD",
     "StepLR",
     "TrainingDiverged",
+    "blas_threads",
     "clip_grad_norm",
     "clip_grad_value",
     "gradcheck",
     "load",
     "load_checkpoint",
+    "set_blas_threads",
 ]

@@ -1,0 +1,45 @@
+"""How many threads the BLAS under bpcore's matrix products may use.
+
+bpcore's kernels run without the GIL, so independent models can train in parallel
+Python threads; each BLAS call may itself start threads. The default is the BLAS
+library's own (one thread per core). When k Python threads train at once, give the
+BLAS ``cores // k`` threads so that threads never outnumber cores.
+
+Needs the optional ``threads`` extra (threadpoolctl), imported only when called.
+"""
+import os
+
+from . import _validation
+
+
+def _threadpoolctl():
+    try:
+        import threadpoolctl
+    except ImportError:
+        raise ImportError("setting BLAS threads needs threadpoolctl: "
+                          "pip install 'bpcore[threads]'") from None
+    return threadpoolctl
+
+
+def _load_blas():
+    from . import _dense   # noqa: F401  (loads SciPy's BLAS, which the kernels link)
+    import scipy.linalg.cython_blas  # noqa: F401
+
+
+def blas_threads():
+    """The largest thread count among the loaded BLAS libraries."""
+    _load_blas()
+    info = _threadpoolctl().threadpool_info()
+    return max((entry["num_threads"] for entry in info if entry["user_api"] == "blas"),
+               default=1)
+
+
+def set_blas_threads(n):
+    """Limit every loaded BLAS library to ``n`` threads (an integer >= 1, or None for
+    the number of cores); return a limiter that restores the previous setting when
+    used as a context manager (``with bp.set_blas_threads(1): ...``)."""
+    if n is None:
+        n = os.cpu_count() or 1
+    n = _validation.positive_int(n, "n")
+    _load_blas()
+    return _threadpoolctl().threadpool_limits(limits=n, user_api="blas")
