@@ -60,24 +60,21 @@ def _layer_sizes(text):
     return sizes
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
+def _integer_from(low, what):
+    """An argparse type: an integer >= low, else the error says ``what`` was expected."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
+        return value
+    return parse
 
 
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}")
-    return value
+_positive_int = _integer_from(1, "a positive integer")
+_seed = _integer_from(0, "a non-negative integer")
 
 
 def _non_negative_float(text):

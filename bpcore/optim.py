@@ -15,7 +15,22 @@ from . import _optim, _validation
 from .model import Model
 
 
-class Optimizer:
+class Hyperparameters:
+    """Mixin for objects described by the checked values named in ``_hyper``."""
+
+    _hyper = {}
+
+    @property
+    def hyperparameters(self):
+        """The hyper-parameters as a dict (e.g. ``{'lr': 0.01, 'momentum': 0.9}``)."""
+        return {name: getattr(self, name) for name in self._hyper}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Optimizer(Hyperparameters):
     """Base class: ``step()``, ``zero_grad()``, ``state_dict()``, ``load_state_dict()``.
 
     Subclasses name their hyper-parameters in ``_hyper`` (each with its check) and
@@ -46,15 +61,6 @@ class Optimizer:
 
     def _check_combination(self, hyper):
         """Raise ValueError when hyper-parameters that are valid alone clash together."""
-
-    @property
-    def hyperparameters(self):
-        """The hyper-parameters as a dict (e.g. ``{'lr': 0.01, 'momentum': 0.9, ...}``)."""
-        return {name: getattr(self, name) for name in self._hyper}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
-        return f"{type(self).__name__}({args})"
 
     def zero_grad(self):
         """Zero the model's gradients (one fill of its flat gradient buffer)."""

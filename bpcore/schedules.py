@@ -20,7 +20,7 @@ import math
 import numbers
 
 from . import _validation
-from .optim import Optimizer
+from .optim import Hyperparameters, Optimizer
 
 
 def _positive_int(value, name):
@@ -54,7 +54,7 @@ def _mode(value, name):
     return value
 
 
-class Schedule:
+class Schedule(Hyperparameters):
     """Base class. Subclasses name their hyper-parameters in ``_hyper`` (each with its
     check) and implement ``lr_at(epoch)``, or override ``step``."""
 
@@ -95,15 +95,6 @@ class Schedule:
     def _set(self, lr):
         self.optimizer.lr = lr
         self.last_lr = self.optimizer.lr
-
-    @property
-    def hyperparameters(self):
-        """The hyper-parameters as a dict (e.g. ``{'step_size': 10, 'gamma': 0.1}``)."""
-        return {name: getattr(self, name) for name in self._hyper}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
-        return f"{type(self).__name__}({args})"
 
     def state_dict(self):
         """Everything needed to resume, as plain JSON-serializable values."""
