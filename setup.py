@@ -36,10 +36,12 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 
+# -fno-math-errno: sqrt and friends need not set errno, so their loops vectorise
+# (bpcore never reads errno; NaN/inf are checked explicitly where they matter).
 if DEBUG:
-    COMPILE_ARGS = ["-O0", "-g"]
+    COMPILE_ARGS = ["-O0", "-g", "-fno-math-errno"]
 else:
-    COMPILE_ARGS = ["-O3"]
+    COMPILE_ARGS = ["-O3", "-fno-math-errno"]
 if NATIVE:
     COMPILE_ARGS.append("-march=native")
 
