@@ -1,0 +1,797 @@
+"""bpcore's fused train_step beside its peers, interleaved, on BENCHMARKS.md's workloads.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benches/compare.py \\
+        [--threads 1] [--quick] [--rounds N] [--only W1,S] [--plot benches/scaling.png]
+
+(unset the two OPENBLAS_ variables in benchmark commands only: BENCHMARKS.md.)
+
+Peers, each skipped when its package is missing:
+  bpcore      ``model.train_step(X, y, loss, optimizer)``; predict rows: ``model.predict``
+  NumPy       benches/numpy_step.py, the preallocated hand-written step; predict rows:
+              its ``forward``
+  PyTorch     eager, float32/float64 as the workload, ``zero_grad``, forward, loss,
+              ``backward``, ``torch.optim`` SGD/Adam ``step`` (defaults), ``loss.item()``;
+              predict rows: the module under ``torch.inference_mode``
+  JAX         the whole step (forward, value_and_grad, SGD/Adam update) under one
+              ``jax.jit``, parameters and optimizer state donated, the loss awaited
+              every step (bpcore returns it every step); predict rows: a jitted forward
+  sklearn     ``MLPRegressor``/``MLPClassifier.partial_fit`` on the batch (one epoch
+              of one minibatch: one step, plus its input checks), W1, W2 and S
+  matmul-only the step's matrix products alone, the ones bpcore's step calls (forward
+              X.W per layer; backward X^T.delta per layer and delta.W^T for all but
+              the first): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's OpenBLAS, the one
+              bpcore links), preallocated Fortran-ordered operands, ``overwrite_c``
+              (checked: no copy). The column to read against "bpcore <= 1.25 x
+              matmul-only".
+
+Rows: W1, W1b (step, and predict beside the NumPy forward), W2 momentum, W2 Adam, W3
+(--quick: 1024-1024-1024-10 at batch 256, 3 rounds everywhere, for CI smoke), and S at
+batch 1, 8, 32, 128, 512, 2048, plotted log-log to --plot.
+
+Every peer starts from bpcore's initial weights (seed 0) except scikit-learn (its own
+initialisation, not checked). Before timing, each workload checks that bpcore's losses
+and weights after 5 steps equal the NumPy step's (and PyTorch's and JAX's) from the same
+start: float64 element-wise (1e-10) after the first and the last step; float32 in norm
+and nearly element-wise (``assert_close_float32``: ReLU ties), plus the float64 twin
+of the workload element-wise. A bpcore that differs from NumPy fails the run (exit
+status 1, its row not timed); a PyTorch or JAX that differs is left out of its row.
+
+Timing: peers run interleaved, A B C ... A B C ..., one block of steps each per round;
+before every block the peer's parameters and optimizer state are restored (untimed),
+so every block times the same steps from the same state (a batch memorised over
+thousands of steps would time degenerate steps); garbage collection is off in a block.
+A block is sized to about 10 ms of stepping (1 to 200 steps); the figure is the median
+over rounds of the block's time per step. Threads are pinned for every library:
+threadpoolctl on every BLAS and OpenMP runtime loaded (NumPy's and SciPy's OpenBLAS,
+PyTorch's and scikit-learn's OpenMP), ``torch.set_num_threads``, and for JAX
+``--xla_cpu_multi_thread_eigen=false`` in XLA_FLAGS at one thread plus its intra-op
+pool sized by starting the backend on ``--threads`` CPUs (``start_jax``).
+"""
+import argparse
+import copy
+import datetime
+import gc
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if __package__ in (None, ""):              # run as a script: make `benches` importable
+    sys.path.insert(0, str(HERE.parent))
+
+import bpcore as bp  # noqa: E402
+from benches.workloads import (SCALING_BATCHES, W1, W1B, W2_ADAM,  # noqa: E402
+                               W2_MOMENTUM, assert_same_training, numpy_step, scaling, w3)
+
+CHECK_STEPS = 5
+BLOCK_SECONDS = 0.010
+BLOCK_STEPS = (1, 200)
+PEERS = ("bpcore", "NumPy", "PyTorch", "JAX jit", "sklearn", "matmul-only")
+
+
+# ---------------------------------------------------------------------------- peers
+class Peer:
+    """One implementation of a workload's step (or predict) on a fixed batch.
+
+    ``run()`` does one step (or one prediction) and returns once it is done;
+    ``restore()`` puts parameters and optimizer state back to where timing starts;
+    ``weights()`` the current list of (W, b) as NumPy arrays (for the check).
+    """
+
+    def run(self):
+        raise NotImplementedError
+
+    def restore(self):
+        pass
+
+    def weights(self):
+        return None
+
+
+class BpcorePeer(Peer):
+    def __init__(self, workload, X, y, predict=False):
+        sizes = workload.sizes
+        layers = [bp.Dense(i, o, "relu") for i, o in zip(sizes[:-2], sizes[1:-1])]
+        layers.append(bp.Dense(sizes[-2], sizes[-1]))
+        self.model = model = bp.Model(layers, dtype=workload.dtype, seed=0)
+        self.initial = [(l.W.copy(), l.b.copy()) for l in model.layers]
+        if predict:
+            predict_fn = model.predict
+            self.run = lambda: predict_fn(X)
+            return
+        loss = bp.MSELoss() if workload.loss == "mse" else bp.CrossEntropyLoss()
+        if workload.optimizer == "sgd":
+            self.optimizer = bp.SGD(model, lr=workload.lr, momentum=workload.momentum)
+        else:
+            self.optimizer = bp.Adam(model, lr=workload.lr)
+        train_step, optimizer = model.train_step, self.optimizer
+        self.run = lambda: train_step(X, y, loss, optimizer)
+
+    def save(self):
+        self.saved = [self.model.params.copy()]
+        self.saved += [v.copy() for v in self.optimizer.state.values()]
+        self.saved_steps = self.optimizer.steps
+
+    def restore(self):
+        arrays = [self.model.params, *self.optimizer.state.values()]
+        for array, saved in zip(arrays, self.saved):
+            np.copyto(array, saved)
+        self.optimizer.steps = self.saved_steps
+
+    def weights(self):
+        return [(l.W, l.b) for l in self.model.layers]
+
+
+class NumpyPeer(Peer):
+    def __init__(self, workload, X, y, initial, predict=False):
+        self.step = step = numpy_step(workload, initial)
+        self.run = (lambda: step.forward(X)) if predict else (lambda: step.step(X, y))
+
+    def save(self):
+        self.arrays = [self.step.params, *self.step.state.values()]
+        self.saved = [a.copy() for a in self.arrays]
+        self.saved_steps = self.step.steps
+
+    def restore(self):
+        for array, saved in zip(self.arrays, self.saved):
+            np.copyto(array, saved)
+        self.step.steps = self.saved_steps
+
+    def weights(self):
+        return list(zip(self.step.W, self.step.b))
+
+
+class TorchPeer(Peer):
+    def __init__(self, workload, X, y, initial, predict=False):
+        import torch
+        import torch.nn.functional as F
+        dtype = torch.float64 if workload.dtype == np.float64 else torch.float32
+        sizes = workload.sizes
+        modules = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            linear = torch.nn.Linear(n_in, n_out, dtype=dtype)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(initial[i][0].T)))
+                linear.bias.copy_(torch.from_numpy(initial[i][1]))
+            modules.append(linear)
+            if i < len(sizes) - 2:
+                modules.append(torch.nn.ReLU())
+        self.net = net = torch.nn.Sequential(*modules)
+        self.linears = [m for m in modules if isinstance(m, torch.nn.Linear)]
+        Xt = torch.from_numpy(X)
+        if predict:
+            def run():
+                with torch.inference_mode():
+                    return net(Xt)
+            self.run = run
+            return
+        yt = torch.from_numpy(y)
+        if workload.optimizer == "sgd":
+            opt = torch.optim.SGD(net.parameters(), lr=workload.lr,
+                                  momentum=workload.momentum)
+        else:
+            opt = torch.optim.Adam(net.parameters(), lr=workload.lr)
+        self.opt = opt
+        loss_fn = F.mse_loss if workload.loss == "mse" else F.cross_entropy
+
+        def run():
+            opt.zero_grad()
+            loss = loss_fn(net(Xt), yt)
+            loss.backward()
+            opt.step()
+            return loss.item()
+        self.run = run
+
+    def save(self):
+        self.saved = [p.detach().clone() for p in self.net.parameters()]
+        self.saved_state = {p: {k: (v.clone() if hasattr(v, "clone") else v)
+                                for k, v in s.items()} for p, s in self.opt.state.items()}
+
+    def restore(self):
+        import torch
+        with torch.no_grad():
+            for p, saved in zip(self.net.parameters(), self.saved):
+                p.copy_(saved)
+            for p, state in self.opt.state.items():         # in place: same tensors
+                for k, v in state.items():
+                    if hasattr(v, "copy_"):
+                        v.copy_(self.saved_state[p][k])
+                    else:
+                        state[k] = self.saved_state[p][k]
+
+    def weights(self):
+        return [(l.weight.detach().numpy().T, l.bias.detach().numpy()) for l in self.linears]
+
+
+class JaxPeer(Peer):
+    def __init__(self, workload, X, y, initial, predict=False):
+        import jax
+        import jax.numpy as jnp
+        self.jax, self.jnp = jax, jnp
+        n_layers = len(workload.sizes) - 1
+
+        def forward(params, x):
+            for i, (W, b) in enumerate(params):
+                x = x @ W + b
+                if i < n_layers - 1:
+                    x = jax.nn.relu(x)
+            return x
+
+        self.initial = [(np.array(W), np.array(b)) for W, b in initial]
+        Xj = jnp.asarray(X)
+        if predict:
+            fwd = jax.jit(forward)
+            params = self.put(self.initial)
+            self.run = lambda: fwd(params, Xj).block_until_ready()
+            return
+        yj = jnp.asarray(y)
+
+        def loss_fn(params, x, t):
+            out = forward(params, x)
+            if workload.loss == "mse":
+                return jnp.mean((out - t) ** 2)
+            logp = jax.nn.log_softmax(out, axis=1)
+            return -jnp.mean(jnp.take_along_axis(logp, t[:, None], axis=1))
+
+        lr, mom = workload.lr, workload.momentum
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        adam = workload.optimizer == "adam"
+
+        def step(params, state, x, t):
+            value, grads = jax.value_and_grad(loss_fn)(params, x, t)
+            if adam:
+                m, v, k = state
+                k = k + 1
+                m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+                v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+                c1, c2 = 1 - b1 ** k, jnp.sqrt(1 - b2 ** k)
+                params = jax.tree.map(lambda p, m, v: p - (lr / c1) * m / (jnp.sqrt(v) / c2 + eps),
+                                      params, m, v)
+                return params, (m, v, k), value
+            if mom:
+                state = jax.tree.map(lambda s, g: mom * s + g, state, grads)
+                grads = state
+            params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+            return params, state, value
+
+        self.adam, self.mom, self.dtype = adam, mom, workload.dtype
+        jitted = jax.jit(step, donate_argnums=(0, 1))
+        self.restore()
+
+        def run():
+            self.params, self.state, value = jitted(self.params, self.state, Xj, yj)
+            return value.block_until_ready()
+        self.run = run
+
+    def put(self, pairs):
+        return [(self.jnp.array(W), self.jnp.array(b)) for W, b in pairs]
+
+    def save(self):
+        self.initial = [(np.array(W), np.array(b)) for W, b in self.params]
+        self.saved_state = self.jax.tree.map(np.array, self.state)
+
+    def restore(self):
+        if not hasattr(self, "saved_state"):       # the start: zero state
+            zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.initial]
+            if self.adam:
+                self.saved_state = (zeros, copy.deepcopy(zeros), np.array(0, self.dtype))
+            else:
+                self.saved_state = zeros if self.mom else ()
+        self.params = self.put(self.initial)
+        self.state = self.jax.tree.map(self.jnp.array, self.saved_state)
+
+    def weights(self):
+        return [(np.asarray(W), np.asarray(b)) for W, b in self.params]
+
+
+class SklearnPeer(Peer):
+    def __init__(self, workload, X, y):
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+        options = dict(hidden_layer_sizes=workload.sizes[1:-1], activation="relu",
+                       solver="adam" if workload.optimizer == "adam" else "sgd",
+                       alpha=0.0, batch_size=workload.batch,
+                       learning_rate_init=workload.lr, shuffle=False, random_state=0)
+        if workload.optimizer == "sgd":
+            options.update(momentum=workload.momentum, nesterovs_momentum=False)
+        if workload.loss == "mse":
+            self.model = MLPRegressor(**options)
+            target, extra = y.ravel(), {}
+        else:
+            self.model = MLPClassifier(**options)
+            target, extra = y, {"classes": np.arange(workload.sizes[-1])}
+        self.model.partial_fit(X, target, **extra)         # builds weights and state
+        self.X, self.target = X, target
+
+    def save(self):
+        self.saved = copy.deepcopy(self.model)
+
+    def restore(self):
+        model = self.current = copy.deepcopy(self.saved)
+        X, target = self.X, self.target
+        self.run = lambda: model.partial_fit(X, target)
+
+
+class MatmulPeer(Peer):
+    """The matrix products of the step (or of the forward pass) and nothing else."""
+
+    def __init__(self, workload, predict=False):
+        from scipy.linalg import blas
+        dtype = np.dtype(workload.dtype)
+        gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
+        rng = np.random.default_rng(0)
+        n, sizes = workload.batch, workload.sizes
+
+        def fortran(shape):
+            return np.asfortranarray(rng.normal(0, 0.1, shape).astype(dtype))
+        acts = [fortran((n, w)) for w in sizes]                  # X, then each layer's A
+        Ws = [fortran((i, o)) for i, o in zip(sizes[:-1], sizes[1:])]
+        deltas = [fortran((n, o)) for o in sizes[1:]]
+        dWs = [fortran(W.shape) for W in Ws]
+        dXs = [fortran((n, i)) for i in sizes[:-1]]
+        calls = [(acts[l], Ws[l], acts[l + 1], 0, 0) for l in range(len(Ws))]
+        if not predict:
+            for l in range(len(Ws) - 1, -1, -1):
+                calls.append((acts[l], deltas[l], dWs[l], 1, 0))          # X^T . delta
+                if l > 0:
+                    calls.append((deltas[l], Ws[l], dXs[l], 0, 1))        # delta . W^T
+        for a, b, c, ta, tb in calls:
+            if gemm(1.0, a, b, 0.0, c, ta, tb, 1) is not c:
+                raise RuntimeError("scipy.linalg.blas copied an operand: not a pure product")
+        self.calls = calls
+        self.flops = sum(2 * c.shape[0] * c.shape[1] * (a.shape[0] if ta else a.shape[1])
+                         for a, b, c, ta, tb in calls)
+
+        def run():
+            for a, b, c, ta, tb in calls:
+                gemm(1.0, a, b, 0.0, c, ta, tb, 1)
+        self.run = run
+
+
+def gemm_call_overhead(dtype, calls=1000):
+    """µs of one scipy.linalg.blas gemm call on 1x1 operands: the call's own cost."""
+    from scipy.linalg import blas
+    gemm = blas.dgemm if np.dtype(dtype) == np.float64 else blas.sgemm
+    one = np.ones((1, 1), dtype, order="F")
+    best = math.inf
+    for _ in range(20):
+        start = time.perf_counter()
+        for _ in range(calls):
+            gemm(1.0, one, one, 0.0, one, 0, 0, 1)
+        best = min(best, time.perf_counter() - start)
+    return best / calls * 1e6
+
+
+# ------------------------------------------------------------------------ timing
+def block_size(peer):
+    """Steps per block: about BLOCK_SECONDS of stepping, within BLOCK_STEPS."""
+    peer.restore()
+    peer.run()
+    start = time.perf_counter()
+    count = 0
+    while count < 3 or time.perf_counter() - start < BLOCK_SECONDS / 4:
+        peer.run()
+        count += 1
+    per_step = (time.perf_counter() - start) / count
+    return int(np.clip(round(BLOCK_SECONDS / per_step), *BLOCK_STEPS))
+
+
+def interleaved_medians(peers, rounds):
+    """{name: median µs per step}, the peers run in turn, round after round."""
+    sizes = {name: block_size(peer) for name, peer in peers.items()}
+    samples = {name: [] for name in peers}
+    for _ in range(rounds):
+        gc.collect()
+        for name, peer in peers.items():
+            steps, run = sizes[name], peer.run
+            peer.restore()
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                for _ in range(steps):
+                    run()
+                elapsed = time.perf_counter() - start
+            finally:
+                gc.enable()
+            samples[name].append(elapsed / steps * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# ---------------------------------------------------------------------- workloads
+def make_peers(workload, available, predict=False, sklearn=True):
+    """{name: peer} of the installed peers, all but scikit-learn from bpcore's start."""
+    X, y = workload.data()
+    bpcore_peer = BpcorePeer(workload, X, y, predict)
+    initial = [(W.copy(), b.copy()) for W, b in bpcore_peer.initial]
+    peers = {"bpcore": bpcore_peer, "NumPy": NumpyPeer(workload, X, y, initial, predict)}
+    if "PyTorch" in available:
+        peers["PyTorch"] = TorchPeer(workload, X, y, initial, predict)
+    if "JAX jit" in available:
+        peers["JAX jit"] = JaxPeer(workload, X, y, initial, predict)
+    if sklearn and "sklearn" in available and not predict and \
+            (workload.id == "W1" or workload.id.startswith(("W2", "S-"))):
+        peers["sklearn"] = SklearnPeer(workload, X, y)
+    return peers
+
+
+def assert_close_float32(values, weights, peer_values, peer_weights, peer, first_step):
+    """The float32 gate: losses element-wise (1e-4); every tensor in relative
+    Frobenius norm (1e-3 after the first step, 1e-2 after several), and after the
+    first step also element-wise (1e-4 plus 1e-4 of the tensor's largest element)
+    with at most one element in a thousand allowed outside.
+
+    An element-wise gate alone fails correct float32 code: two summation orders put
+    a pre-activation within rounding of zero on either side of the ReLU now and then
+    (W3: about one unit in 4 million per step), which changes one sample's share of
+    one bias gradient (~1/batch of it: 4.6 % of one element, seen) and one column of a
+    weight gradient; from there the weights drift apart (a 1024-wide W3 bias vector:
+    1.2e-3 of its norm after 5 steps). A wrong scale, transpose, vector tail or
+    optimizer term moves far more elements, or the norm, by far more; and the float64
+    twin of every float32 workload checks the math element-wise to 1e-10.
+    """
+    np.testing.assert_allclose(np.asarray(peer_values, np.float64),
+                               np.asarray(values, np.float64), rtol=1e-4,
+                               atol=1e-4 * abs(float(values[0])),
+                               err_msg=f"{peer}: loss values of the steps")
+    rtol_norm = 1e-3 if first_step else 1e-2
+    for i, ((W, b), (peer_W, peer_b)) in enumerate(zip(weights, peer_weights)):
+        for name, got, expected in (("W", peer_W, W), ("b", peer_b, b)):
+            where = f"{peer}: layers.{i}.{name}"
+            expected = np.asarray(expected, np.float64)
+            got = np.asarray(got, np.float64)
+            error, scale = np.linalg.norm(got - expected), np.linalg.norm(expected)
+            if not error <= rtol_norm * scale:
+                raise AssertionError(f"{where}: relative norm of the difference "
+                                     f"{error / scale:.2e} > {rtol_norm:.0e}")
+            if first_step:
+                limit = 1e-4 * (np.abs(expected) + np.abs(expected).max())
+                outside = int(np.count_nonzero(~(np.abs(got - expected) <= limit)))
+                if outside > expected.size // 1000:
+                    raise AssertionError(f"{where}: {outside} of {expected.size} elements "
+                                         f"differ by more than 1e-4 (allowed: "
+                                         f"{expected.size // 1000})")
+
+
+def check(peers, workload, steps=CHECK_STEPS):
+    """{name: reason} of the peers whose training differs from bpcore's.
+
+    Every peer but scikit-learn runs ``steps`` steps (or one prediction) from the
+    same start. float64: losses and weights element-wise after the first and the last
+    step (``assert_same_training``); float32: ``assert_close_float32`` after both.
+    """
+    failed = {}
+    checked = [name for name in peers if name != "sklearn"]
+    if workload is None:                                      # predict rows
+        expected = np.asarray(peers["bpcore"].run())
+        rtol = 1e-10 if expected.dtype == np.float64 else 1e-4
+        for name in checked[1:]:
+            try:
+                np.testing.assert_allclose(np.asarray(peers[name].run()), expected,
+                                           rtol=rtol, atol=rtol * np.abs(expected).max())
+            except AssertionError as error:
+                failed[name] = f"predict differs from bpcore's: {error}"
+        return failed
+    float32 = np.dtype(workload.dtype) == np.float32
+    runs = {name: [] for name in checked}
+    for step in range(steps):
+        for name in checked:
+            runs[name].append(float(peers[name].run()))
+        if step not in (0, steps - 1):
+            continue
+        snapshot = {name: [(np.array(W), np.array(b)) for W, b in peers[name].weights()]
+                    for name in checked}
+        for name in checked[1:]:
+            if name in failed:
+                continue
+            try:
+                if float32:
+                    assert_close_float32(runs["bpcore"], snapshot["bpcore"], runs[name],
+                                         snapshot[name], name, first_step=step == 0)
+                else:
+                    assert_same_training(runs["bpcore"], snapshot["bpcore"], runs[name],
+                                         snapshot[name], workload.dtype, peer=name)
+            except AssertionError as error:
+                failed[name] = f"after {step + 1} step(s): {error}"
+    return failed
+
+
+def build_peers(workload, available, predict=False):
+    """({name: peer} ready to time, {name: reason} of the checks that failed).
+
+    The peers are checked against bpcore first on the workload itself, then, for a
+    float32 workload, on its float64 twin (the same math to 1e-10: a wrong algorithm
+    cannot hide in float32 noise). NumPy differing from bpcore fails bpcore (NumPy is
+    the reference): the row is not timed. A PyTorch or JAX peer that differs is left
+    out of the row.
+    """
+    peers = make_peers(workload, available, predict)
+    failed = check(peers, None if predict else workload)
+    if not predict and np.dtype(workload.dtype) == np.float32:
+        twins = make_peers(workload.with_dtype(np.float64), available, sklearn=False)
+        for name, reason in check(twins, workload.with_dtype(np.float64)).items():
+            failed.setdefault(name, f"float64 twin: {reason}")
+        del twins
+        gc.collect()
+    if "NumPy" in failed:           # bpcore is the one compared: the others say nothing
+        return {}, {"bpcore": f"differs from the NumPy step {failed['NumPy']}"}
+    for name in failed:
+        peers.pop(name, None)
+    for peer in peers.values():
+        if predict:                     # nothing changes: nothing to restore
+            peer.restore = lambda: None
+        else:
+            peer.save()                 # timing starts from the state after the check
+            peer.restore()
+    peers["matmul-only"] = MatmulPeer(workload, predict)
+    return peers, failed
+
+
+def workload_list(quick, only):
+    """[(row label, workload, predict?)] in table order."""
+    rows = [("W1", W1, False), ("W1b step", W1B, False), ("W1b predict", W1B, True),
+            ("W2 momentum", W2_MOMENTUM, False), ("W2 Adam", W2_ADAM, False)]
+    if quick:
+        rows.append(("W3 (quick: 1024 wide, batch 256)", w3(1024, 256, "W3-quick"), False))
+    else:
+        rows.append(("W3", w3(), False))
+    rows += [(f"S batch {b}", scaling(b), False) for b in SCALING_BATCHES]
+    if only:
+        wanted = [w.strip().lower() for w in only.split(",")]
+        rows = [r for r in rows if any(r[0].lower().startswith(w) or r[1].id.lower() == w
+                                       for w in wanted)]
+    return rows
+
+
+# ------------------------------------------------------------------------ report
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine(threads, xla_flags, available):
+    lines = [f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+             f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+             f"{platform.release()}, Python {platform.python_version()}",
+             f"threads: {threads} per library (BLAS and OpenMP via threadpoolctl, "
+             f"torch.set_num_threads, XLA_FLAGS and JAX's pool)"]
+    versions = [f"bpcore {bp.__version__}", f"numpy {np.__version__}"]
+    import scipy
+    versions.append(f"scipy {scipy.__version__}")
+    for name, module in available.items():
+        versions.append(f"{module.__name__} {module.__version__}")
+    lines.append("versions: " + ", ".join(versions))
+    forced = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
+    lines.append("OpenBLAS variables: " + (", ".join(f"{v}={os.environ[v]} (SET: forced "
+                                                      "kernel, not the machine's best)"
+                                                      for v in forced) or "unset"))
+    try:
+        import threadpoolctl
+        for info in threadpoolctl.threadpool_info():
+            path = info.get("filepath", "")        # e.g. numpy.libs/..., scipy.libs/...
+            lib = os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+            lines.append(f"  {info.get('user_api')}: {info.get('internal_api')} "
+                         f"{info.get('version')} architecture={info.get('architecture')} "
+                         f"num_threads={info.get('num_threads')} ({lib})")
+    except ImportError:
+        lines.append("  threadpoolctl not installed: BLAS threads NOT pinned")
+    if "PyTorch" in available:
+        torch = available["PyTorch"]
+        backend = next((line.strip() for line in torch.__config__.parallel_info().splitlines()
+                        if "Math Kernel Library" in line), "BLAS: see torch.__config__.show()")
+        lines.append(f"  PyTorch: {backend}; torch.get_num_threads()={torch.get_num_threads()}")
+    if "JAX jit" in available:
+        jax = available["JAX jit"]
+        lines.append(f"  JAX: XLA CPU backend ({jax.devices()[0]}), XLA_FLAGS={xla_flags!r}")
+    return lines
+
+
+def fmt_us(value):
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def print_table(results, names):
+    peers = [n for n in names if n not in ("bpcore", "matmul-only")]
+    header = ["workload", "bpcore µs"] + [f"{n} µs (×bpcore)" for n in peers] + \
+        ["matmul-only µs", "bpcore/matmul"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for label, medians, notes in results:
+        if "bpcore" not in medians:
+            print(f"| {label} | not timed: bpcore failed its check (CHECK FAILED above) |")
+            continue
+        base = medians["bpcore"]
+        cells = [label, fmt_us(base)]
+        for name in peers:
+            if name in medians:
+                cells.append(f"{fmt_us(medians[name])} (×{medians[name] / base:.2f})")
+            else:
+                cells.append("wrong" if name in notes else "-")
+        matmul = medians.get("matmul-only")
+        cells += [fmt_us(matmul), f"{base / matmul:.2f}" if matmul else "-"]
+        print("| " + " | ".join(cells) + " |")
+
+
+def plot(series, path, title):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): no plot written")
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    markers = dict(zip(PEERS, "os^vDx"))
+    for name, points in series.items():
+        if not points:
+            continue
+        batches, times = zip(*sorted(points))
+        style = "--" if name == "matmul-only" else "-"
+        ax.plot(batches, times, style, marker=markers.get(name, "."), label=name,
+                linewidth=2.2 if name == "bpcore" else 1.3)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({b for points in series.values() for b, _ in points})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("time per training step (µs, median)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"plot: {path}")
+
+
+# -------------------------------------------------------------------------- main
+def start_jax(threads):
+    """Import JAX and start its CPU backend with an intra-op pool of ``threads``.
+
+    XLA_FLAGS cannot size that pool (``--xla_cpu_multi_thread_eigen=false`` leaves it
+    at one thread per CPU, and W3's products ran on both CPUs here: CPU time twice
+    wall time). XLA sizes it from the CPUs the process may run on when the backend
+    starts, so the backend starts with the calling thread held to ``threads`` CPUs;
+    every thread of the process is then let back onto all of them.
+    """
+    import jax
+    jax.config.update("jax_enable_x64", True)          # W1, W1b are float64
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if allowed is None or threads >= len(allowed):
+        jax.devices()
+        return jax
+    os.sched_setaffinity(0, sorted(allowed)[:threads])
+    try:
+        jax.devices()
+        jax.numpy.zeros(1).block_until_ready()
+    finally:
+        for task in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(task), allowed)
+            except OSError:
+                pass
+    return jax
+
+
+def load_peers(threads):
+    """{peer name: module} of the installed peers (imported before pinning threads)."""
+    available = {}
+    try:
+        available["JAX jit"] = start_jax(threads)
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:
+            pass
+        available["PyTorch"] = torch
+    except ImportError:
+        pass
+    try:
+        import sklearn
+        import sklearn.neural_network  # noqa: F401  (loads its OpenMP runtime)
+        available["sklearn"] = sklearn
+    except ImportError:
+        pass
+    return available
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int,
+                        default=int(os.environ.get("BPCORE_BENCH_THREADS", "1")))
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke: W3 at 1024 wide, batch 256, and few rounds")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds per workload (default 30, W3 5; --quick 3)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated row prefixes or ids, e.g. W1,W2,S")
+    parser.add_argument("--plot", default=str(HERE / "scaling.png"),
+                        help="PNG of the S series (default: scaling.png beside this "
+                             "script); empty for none")
+    args = parser.parse_args(argv)
+
+    # XLA reads its flags when JAX starts its backend: set them before importing jax
+    # (the intra-op pool's size is set apart: start_jax).
+    if args.threads == 1:
+        xla = "--xla_cpu_multi_thread_eigen=false"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla).strip()
+    os.environ.setdefault("XLA_FLAGS", "")
+    available = load_peers(args.threads)
+    import scipy.linalg.blas  # noqa: F401  (bpcore's BLAS, loaded for pinning)
+    limits = None
+    try:
+        import threadpoolctl
+        limits = threadpoolctl.threadpool_limits(limits=args.threads)   # BLAS and OpenMP
+    except ImportError:
+        pass
+    warnings.filterwarnings("ignore", message=".*[Dd]onat.*")   # backends without donation
+    warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+
+    for line in describe_machine(args.threads, os.environ["XLA_FLAGS"], available):
+        print(line)
+    print(f"matmul-only: scipy.linalg.blas sgemm/dgemm (SciPy's OpenBLAS, bpcore's), "
+          f"preallocated Fortran-ordered operands, overwrite_c; one call costs "
+          f"{gemm_call_overhead(np.float64):.2f} µs (dgemm) / "
+          f"{gemm_call_overhead(np.float32):.2f} µs (sgemm) on 1x1 operands")
+    print()
+
+    rows = workload_list(args.quick, args.only)
+    results, series, failures = [], {name: [] for name in PEERS}, 0
+    names_seen = ["bpcore", "NumPy"] + [n for n in ("PyTorch", "JAX jit", "sklearn")
+                                        if n in available] + ["matmul-only"]
+    for label, workload, predict in rows:
+        started = time.perf_counter()
+        peers, failed = build_peers(workload, available, predict)
+        for name, reason in failed.items():
+            failures += 1
+            lines = [line.strip() for line in reason.splitlines() if line.strip()]
+            print(f"CHECK FAILED [{label}] {name}: " + "\n    ".join(lines[:9]))
+        rounds = args.rounds or (3 if args.quick else 5 if workload.id.startswith("W3")
+                                 else 30)
+        medians = interleaved_medians(peers, rounds) if peers else {}
+        results.append((label, medians, failed))
+        if workload.id.startswith("S-"):
+            for name, value in medians.items():
+                series[name].append((workload.batch, value))
+        shown = ", ".join(f"{n} {fmt_us(v)}" for n, v in medians.items())
+        print(f"[{label}] {rounds} rounds, {time.perf_counter() - started:.0f} s: {shown}",
+              flush=True)
+        del peers
+        gc.collect()
+
+    print()
+    print_table(results, names_seen)
+    print()
+    print("µs: median time per step (predict rows: per prediction) over interleaved "
+          "rounds; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
+          "bpcore/matmul = bpcore / matmul-only (target <= 1.25); '-' not run, 'wrong' "
+          "failed its check.")
+    if args.plot and any(series.values()):
+        title = (f"S: {W2_MOMENTUM.sizes} float32, SGD momentum, {args.threads} thread(s)"
+                 f"\n{cpu_model()}, {datetime.date.today().isoformat()}")
+        plot(series, args.plot, title)
+    if limits is not None:
+        limits.restore_original_limits()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
