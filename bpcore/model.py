@@ -336,8 +336,10 @@ class Model:
         ``optimizer.step()``, computed by one fused kernel without the GIL for a
         bpcore ``Loss`` (SGD and Adam update inside it; other optimizers step right
         after; custom losses and dropout in training mode take the two-call path).
-        ``grads`` holds this batch's gradient afterwards; no caches are left for
-        ``backward`` or the per-node views. Bad input raises before anything changes.
+        ``grads`` holds this batch's gradient afterwards — except the weight matrices'
+        with plain SGD (no momentum or weight decay), whose update is folded into the
+        weight-gradient product. No caches are left for ``backward`` or the per-node
+        views. Bad input raises before anything changes.
         """
         engine = self._engine
         if engine is not None:

@@ -10,7 +10,8 @@
 # Differences from loss_and_grad + optimizer.step(), each saving a pass over memory:
 # gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
 # product with beta = 0 and db from an assigning column sum); dL/dX of the input is
-# not computed; pre-activations are not kept for inspection.
+# not computed; pre-activations are not kept for inspection; plain SGD (no momentum,
+# no weight decay) updates W inside the weight-gradient product and leaves dW unwritten.
 #
 # `step` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
@@ -326,6 +327,10 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         value = bce_kernel(n, L.n_out, output, target, <floating*> NULL,
                            <floating*> e.grad_output, e.scale)
     # backward: gradients overwritten (beta = 0), no dL/dX for the input
+    # Plain SGD (no momentum, no weight decay) folds its update into the products:
+    # W += -lr * X^T.delta straight into W after dX has been taken from the old W,
+    # which saves writing dW and a whole optimizer pass over the parameters.
+    cdef bint fold = e.optimizer_code == OPT_SGD and h1 == 0 and h2 == 0
     upstream = <floating*> e.grad_output
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
@@ -333,16 +338,25 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         delta_and_bias_grad(n, L.n_out, upstream, <floating*> L.D, <floating*> L.G,
                             <floating*> L.delta, <floating*> L.db, <floating*> L.dc, True)
         dlt = <floating*> L.delta if L.D != NULL else upstream
-        gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
-             inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
-             <floating*> L.dW, <int> L.n_out)
         if l > 0:
             gemm(False, True, <int> n, <int> L.n_in, <int> L.n_out, <floating> 1.0,
                  dlt, <int> L.n_out, <floating*> L.W, <int> L.n_out, <floating> 0.0,
                  <floating*> L.dX, <int> L.n_in)
             upstream = <floating*> L.dX
+        if fold:
+            gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> -lr,
+                 inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 1.0,
+                 <floating*> L.W, <int> L.n_out)
+            sgd_update(L.n_out, <floating*> L.b, <floating*> L.db, NULL, lr, 0.0, 0.0, False)
+            if L.c != NULL:
+                sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc, NULL, lr, 0.0, 0.0,
+                           False)
+        else:
+            gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
+                 inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
+                 <floating*> L.dW, <int> L.n_out)
     # one pass of the optimizer over the flat buffers
-    if e.optimizer_code == OPT_SGD:
+    if e.optimizer_code == OPT_SGD and not fold:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                    <floating*> e.state1, lr, h1, h2, flag)
     elif e.optimizer_code == OPT_ADAM:
