@@ -21,6 +21,11 @@ from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 _WORKSPACE_SIZES = 4
 
 
+def _same_arrays(a, b):
+    """True when two sequences hold the very same array objects."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
 class _Workspace:
     """Buffers for one batch size: activations, derivative caches, deltas, dL/dinput.
 
@@ -364,7 +369,10 @@ class Model:
         labels = target.ndim == 1
         key = (X.shape[0], id(loss), labels, id(optimizer))
         engine = self._engines.get(key)
-        if engine is None or not self._engine_current(engine, optimizer):
+        # an engine with a fused update goes stale when the optimizer's buffers are replaced
+        stale = engine is not None and engine.state and not _same_arrays(
+            engine.state, optimizer.buffers())
+        if engine is None or stale:
             engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer,
                                         has_dropout)
         self._engine = engine
@@ -373,25 +381,14 @@ class Model:
             raise RuntimeError("bpcore: the fused step refused validated input")
         return value
 
-    def _engine_current(self, engine, optimizer):
-        """An engine is stale once the optimizer's state buffers were replaced."""
-        state = tuple(optimizer.state[name] for name in optimizer._state_names()) \
-            if optimizer.state else ()
-        return len(state) == len(engine.state) and all(
-            a is b for a, b in zip(state, engine.state))
-
     def _build_engine(self, n, loss, labels, scale, optimizer, has_dropout):
         from .optim import SGD, Adam
         codes = {MSELoss: 0, CrossEntropyLoss: 2, BCEWithLogitsLoss: 3}
         loss_code = 1 if labels else codes[type(loss)]
         optimizer_code = {SGD: 1, Adam: 2}.get(type(optimizer), 0)
-        if optimizer_code and not optimizer.state:
-            optimizer.state = {name: np.zeros_like(self.params)
-                               for name in optimizer._state_names()}
-        state = tuple(optimizer.state[name] for name in optimizer._state_names()) \
-            if optimizer_code else ()
-        layers = self._layer_specs(self._workspace(n, training=True))
+        state = optimizer.buffers() if optimizer_code else ()
         names = tuple(optimizer._state_names()) if optimizer_code else ()
+        layers = self._layer_specs(self._workspace(n, training=True))
         engine = _engine.Engine(layers, self.params, self.grads,
                                 np.empty((n, self.n_out), self.dtype), n, loss_code, scale,
                                 optimizer_code, state, names, loss, optimizer, has_dropout)

@@ -78,11 +78,18 @@ class Optimizer(Hyperparameters):
         """A fresh state buffer: zeros of the parameters' length and dtype."""
         return np.zeros_like(self.model.params)
 
+    def buffers(self):
+        """The state buffers the next step uses, in ``_state_names()`` order, created
+        now if missing (the first step, or an option switched on since)."""
+        names = self._state_names()
+        for name in names:
+            if name not in self.state:
+                self.state[name] = self._new_buffer(name)
+        return tuple(self.state[name] for name in names)
+
     def step(self):
         """Update ``model.params`` in place from ``model.grads``."""
-        for name in self._state_names():
-            if name not in self.state:      # the first step, or an option switched on since
-                self.state[name] = self._new_buffer(name)
+        self.buffers()
         self.steps += 1
         self._update()
 
