@@ -240,3 +240,37 @@ def test_independent_models_train_in_parallel_threads(rng):
     for m, c in zip(models, copies):
         train(c)
         np.testing.assert_array_equal(m.params, c.params)
+
+
+def test_fused_training_memory_is_parameters_gradients_state_and_activations():
+    """NumPy bytes alive after fused steps = params + grads + momentum + per layer the
+    activations, derivative caches and deltas + the hidden layers' dL/dX + dL/doutput,
+    and the steps themselves peak no higher (counted with tracemalloc, not timed)."""
+    n, itemsize = 256, 4
+    domain = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+    X = np.ones((n, 64), np.float32)
+    y = np.zeros(n, np.int64)
+    loss = bp.CrossEntropyLoss()
+    tracemalloc.start()
+    try:
+        model = bp.Model([bp.Dense(64, 128, "relu"), bp.Dense(128, 64, "tanh"),
+                          bp.Dense(64, 10)], dtype=np.float32, seed=0)
+        optimizer = bp.SGD(model, lr=0.01, momentum=0.9)
+        model.train_step(X, y, loss, optimizer)
+        live = sum(t.size for t in tracemalloc.take_snapshot().filter_traces(domain).traces)
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(3):
+            model.train_step(X, y, loss, optimizer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    live -= X.nbytes + y.nbytes
+    layers = model.layers
+    expected = itemsize * (3 * model.n_params
+                           + sum(n * l.n_out for l in layers)                     # a
+                           + sum(2 * n * l.n_out for l in layers if l.has_derivative_cache)
+                           + sum(n * l.n_in for l in layers[1:])                  # dL/dX
+                           + n * layers[-1].n_out)                                # dL/dout
+    assert expected <= live <= expected + 256        # a few empty placeholder arrays
+    assert peak - before < 4096                      # no transient arrays in a step
