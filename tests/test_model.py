@@ -265,7 +265,6 @@ def test_fused_training_memory_is_parameters_gradients_state_and_activations():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    live -= X.nbytes + y.nbytes
     layers = model.layers
     expected = itemsize * (3 * model.n_params
                            + sum(n * l.n_out for l in layers)                     # a
