@@ -369,9 +369,10 @@ class Model:
         labels = target.ndim == 1
         key = (X.shape[0], id(loss), labels, id(optimizer))
         engine = self._engines.get(key)
-        # an engine with a fused update goes stale when the optimizer's buffers are replaced
-        stale = engine is not None and engine.state and not _same_arrays(
-            engine.state, optimizer.buffers())
+        # an engine goes stale when the loss's reduction changed or, with a fused update,
+        # when the optimizer's buffers were replaced or added (momentum switched on)
+        stale = engine is not None and (engine.reduction != loss.reduction or (
+            engine.fused_update and not _same_arrays(engine.state, optimizer.buffers())))
         if engine is None or stale:
             engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer,
                                         has_dropout)

@@ -103,6 +103,11 @@ cdef class Predictor:
     def __dealloc__(self):
         free(self.layers)
 
+    @property
+    def fused_update(self):
+        """True when the optimizer's update runs inside the step (SGD, Adam)."""
+        return self.optimizer_code != OPT_NONE
+
     def run(self, X):
         """The output for X as a new array, or None when X needs the full validation
         (other dtype, layout or shape, NaN/inf)."""
@@ -148,6 +153,7 @@ cdef class Engine:
     cdef readonly object state     # the optimizer state buffers this engine updates
     cdef tuple state_names
     cdef readonly object loss, optimizer
+    cdef readonly object reduction   # the loss reduction the scale was computed for
     cdef bint has_dropout
 
     def __cinit__(self, list layers, params, grads, grad_output, long n, int loss_code,
@@ -165,12 +171,18 @@ cdef class Engine:
         self.optimizer_code = optimizer_code
         self.state, self.state_names = state, state_names
         self.loss, self.optimizer, self.has_dropout = loss, optimizer, has_dropout
+        self.reduction = loss.reduction
         self.state1 = address(state[0]) if len(state) > 0 else NULL
         self.state2 = address(state[1]) if len(state) > 1 else NULL
         self.keep = (layers, params, grads, grad_output, state)
 
     def __dealloc__(self):
         free(self.layers)
+
+    @property
+    def fused_update(self):
+        """True when the optimizer's update runs inside the step (SGD, Adam)."""
+        return self.optimizer_code != OPT_NONE
 
     def run(self, model, X, target, loss, optimizer):
         """Model.train_step's fast path: the fused step with ``optimizer``'s current
@@ -182,6 +194,8 @@ cdef class Engine:
         cdef bint flag = False
         cdef long t = 0
         if loss is not self.loss or optimizer is not self.optimizer:
+            return None
+        if loss.reduction != self.reduction:
             return None
         if self.has_dropout and model.training:
             return None

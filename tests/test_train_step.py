@@ -205,3 +205,27 @@ def test_fused_step_and_predict_at_any_batch_size(batch, rng):
         h = np.maximum(h @ W[1] + b[1], 0)
         np.testing.assert_allclose(out, h @ W[2] + b[2], rtol=1e-12, atol=1e-14)
         assert not np.shares_memory(out, fused.predict(X))   # a new array every call
+
+
+def test_changed_hyperparameters_and_reduction_are_honoured(rng):
+    fused, plain = pair("tanh", np.float64, rng)
+    X, y = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
+    loss_f, loss_p = bp.MSELoss(), bp.MSELoss()
+    o1, o2 = bp.SGD(fused, lr=0.05), bp.SGD(plain, lr=0.05)
+
+    def both():
+        v1 = fused.train_step(X, y, loss_f, o1)
+        v2, _ = plain.loss_and_grad(X, y, loss_p)
+        o2.step()
+        assert v1 == pytest.approx(v2, rel=1e-12)
+        np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+
+    both()
+    o1.momentum = o2.momentum = 0.9          # momentum switched on: a buffer appears
+    both()
+    both()
+    o1.lr = o2.lr = 0.01
+    o1.nesterov = o2.nesterov = True
+    both()
+    loss_f.reduction = loss_p.reduction = "sum"
+    both()
