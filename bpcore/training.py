@@ -35,6 +35,7 @@ class History:
         self.seed = seed
 
     def append(self, epoch, logs):
+        """Record one epoch's logs."""
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
