@@ -3,7 +3,7 @@
 A Cython core over flat numpy buffers (forward, derivative caches, backward, fused
 optimizer updates, all without the GIL) behind a small Python API.
 """
-from . import datasets
+from . import datasets  # noqa: F401  (bp.datasets.moons, ...)
 from .callbacks import (Callback, EarlyStopping, LambdaCallback, LearningRateScheduler,
                         ModelCheckpoint)
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint

@@ -58,7 +58,7 @@ def explain(model, layer, unit, sample=0):
         lines += [f"    unit {k}: {d:.6g} * {w:.6g} = {d * w:.6g}" for k, d, w in terms]
         lines.append(f"    sum = {grad_a:.6g}")
     lines.append(f"  delta = dL/dz = dL/da * da/dz = {grad_a:.6g} * {derivative:.6g} = {delta:.6g}")
-    lines.append(f"  this sample's share of the gradients (summed over samples in dW, db):")
+    lines.append("  this sample's share of the gradients (summed over samples in dW, db):")
     lines.append(f"    dL/db = delta = {delta:.6g}")
     for k in range(min(dense.n_in, 8)):
         lines.append(f"    dL/dw[{k}] = delta * x[{k}] = {delta:.6g} * {x[k]:.6g} = {delta * x[k]:.6g}")

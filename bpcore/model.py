@@ -7,7 +7,6 @@ gradients accumulated, dL/dX returned) -> optimizer (one pass over the flat buff
 ``params`` and ``grads`` are created once and never rebound: optimizers, gradient
 clipping and user code (scipy.optimize, MPI all-reduce) write into them in place.
 """
-import math
 from collections import OrderedDict
 
 import numpy as np

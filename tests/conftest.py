@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-import bpcore as bp
 
 ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "scaled_sigmoid"]
 
