@@ -51,13 +51,61 @@ class Dense:
             raise ValueError(
                 f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
             )
-        self.activation = activation
-        self.negative_slope = _validation.real(negative_slope, "negative_slope", low=0.0)
-        self.dropout = _validation.real(dropout, "dropout", low=0.0, high=1.0, high_open=True)
-        self.kind, self.init = ACTIVATIONS[activation]
+        self.model = None
+        self._activation = activation
+        self.negative_slope = negative_slope
+        self.dropout = dropout
         self.W = self.b = self.c = None
         self.dW = self.db = self.dc = None
-        self.model = None
+
+    @property
+    def activation(self):
+        """The activation's name; fixed at construction (it decides the parameter
+        layout: build a new Dense for another)."""
+        return self._activation
+
+    @activation.setter
+    def activation(self, value):
+        raise AttributeError(f"activation is fixed at construction (it is {self._activation!r});"
+                             f" build a new Dense for activation {value!r}")
+
+    @property
+    def kind(self):
+        """The activation's code in the kernels."""
+        return ACTIVATIONS[self._activation][0]
+
+    @property
+    def init(self):
+        """The initialisation scheme: ``'he'`` or ``'glorot'``."""
+        return ACTIVATIONS[self._activation][1]
+
+    @property
+    def negative_slope(self):
+        """Slope of ``leaky_relu`` for negative inputs; may be changed at any time."""
+        return self._negative_slope
+
+    @negative_slope.setter
+    def negative_slope(self, value):
+        self._negative_slope = _validation.real(value, "negative_slope", low=0.0)
+        self._changed()
+
+    @property
+    def dropout(self):
+        """Rate of inverted dropout on the output while training; may be changed at
+        any time (e.g. switched off for fine-tuning)."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, value):
+        self._dropout = _validation.real(value, "dropout", low=0.0, high=1.0,
+                                         high_open=True)
+        self._changed()
+
+    def _changed(self):
+        # the model's fused steps, predictors and workspaces were built for the old
+        # value: drop them (the next call rebuilds them)
+        if self.model is not None:
+            self.model._reset_passes()
 
     @property
     def has_scale(self):

@@ -58,6 +58,15 @@ class _Workspace:
             dtype, n = self.A[0].dtype, self._shape[0]
             self.Z = [np.empty((n, l.n_out), dtype) for l in self._layers]
 
+    def overlaps(self, array):
+        """True when ``array`` shares memory with a buffer of this workspace (say, a
+        forward output fed back as input or target), which a pass would overwrite."""
+        if not isinstance(array, np.ndarray):
+            return False
+        groups = (self.A, self.Z or (), self.D, self.G, self.delta, self.dX, self.U)
+        return any(buf is not None and buf.size and np.may_share_memory(array, buf)
+                   for group in groups for buf in group)
+
     def input_grad(self):
         """The buffer for dL/dX of the input (allocated once)."""
         if self.dX[0].size == 0:
@@ -173,6 +182,16 @@ class Model:
         return f"Model([{inner}], dtype={self.dtype.name})"
 
     # ------------------------------------------------------------- workspace
+    def _reset_passes(self):
+        """Forget every workspace, fused step and predictor (a layer's activation
+        options changed); the caches of the last forward go with them."""
+        self._engines.clear()
+        self._predictors.clear()
+        self._train_spaces.clear()
+        self._predict_spaces.clear()
+        self._engine = self._predictor = None
+        self._input = self._cache = self._grad_output = None
+
     def _workspace(self, n, training):
         spaces = self._train_spaces if training else self._predict_spaces
         space = spaces.get(n)
@@ -250,6 +269,8 @@ class Model:
             while len(self._predictors) > _WORKSPACE_SIZES:
                 self._predictors.popitem(last=False)
         self._predictor = predictor
+        if predictor.overlaps(X):
+            X = X.copy()
         return predictor.run(X)
 
     def _layer_specs(self, space):
@@ -280,6 +301,8 @@ class Model:
                 )
         grad_output = _validation.float_matrix(grad_output, "grad_output", self.dtype,
                                                self.n_out, "outputs")
+        if self._cache.overlaps(grad_output):
+            grad_output = grad_output.copy()   # e.g. a per-node view of this very pass
         return self._run_backward(grad_output, need_input_grad=True)
 
     def _run_backward(self, grad_output, need_input_grad):
@@ -316,6 +339,8 @@ class Model:
         if isinstance(loss, Loss):
             checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype,
                                     sample_weight)
+            if self._workspace(X.shape[0], training=True).overlaps(checked[0]):
+                checked = (checked[0].copy(),) + tuple(checked[1:])
             output = self._forward_checked(X)
             value, grad_output = loss.compute(output, *checked)
         elif callable(loss):
@@ -376,6 +401,10 @@ class Model:
             engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer,
                                         has_dropout)
         self._engine = engine
+        if engine.overlaps(X):
+            X = X.copy()            # a forward output fed back: the step overwrites it
+        if engine.overlaps(target):
+            target = target.copy()
         value = engine.run(self, X, target, loss, optimizer)
         if value is None:
             raise RuntimeError("bpcore: the fused step refused validated input")
@@ -400,6 +429,8 @@ class Model:
 
     def _forward_checked(self, X):
         space = self._workspace(X.shape[0], training=True)
+        if space.overlaps(X):
+            X = X.copy()    # X is kept for backward, which must see it as it came
         space.keep_preactivations()
         output = self._run_forward(X, space)
         self._input, self._cache, self._grad_output = X, space, None

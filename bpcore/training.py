@@ -152,6 +152,7 @@ class Trainer:
         self.stop_training = False
         self.history = History(seed)
         self._backup = np.empty_like(model.params)
+        self._state_backup = {}
 
     def progress(self, epoch):
         """What a checkpoint needs to resume after ``epoch``."""
@@ -172,6 +173,7 @@ class Trainer:
         if hasattr(self.optimizer, "lr"):
             logs["lr"] = float(self.optimizer.lr)
         total, mass, skipped = 0.0, 0.0, 0
+        group_value = 0.0   # the first non-finite loss of the accumulation group, or 0
         model.train()
         for batch in range(n_batches):
             part = slice(batch * self.batch_size, min(n, (batch + 1) * self.batch_size))
@@ -185,11 +187,16 @@ class Trainer:
                 for layer in model.layers:
                     value += _penalty.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
             size = float(wb.sum()) if wb is not None else float(Xb.shape[0])
+            if first or math.isfinite(group_value):
+                # every batch of a group counts: a NaN loss on its first batch must stop
+                # the step as surely as one on its last
+                group_value = value if not math.isfinite(value) else 0.0
             if (batch + 1) % self.accumulate == 0 or batch == n_batches - 1:
                 count = batch % self.accumulate + 1
                 if count > 1:
                     grads *= 1.0 / count
-                if not self._step(epoch, batch, value):
+                checked = value if math.isfinite(group_value) else group_value
+                if not self._step(epoch, batch, checked):
                     skipped += 1
                     continue
             if math.isfinite(value):
@@ -230,14 +237,36 @@ class Trainer:
                 f"epoch {epoch}, batch {batch}: {what}; the parameters are left at the last "
                 "finite state (lower the learning rate, clip gradients, or pass "
                 "on_nonfinite='skip')")
+        optimizer = self.optimizer
         np.copyto(self._backup, model.params)
-        self.optimizer.step()
+        steps, saved = optimizer.steps, self._save_state(optimizer.state)
+        optimizer.step()
         if not all_finite(model.params):
             np.copyto(model.params, self._backup)
+            # the undone step must not count either: restore the step count and every
+            # state buffer in place, and drop buffers this step created
+            for name in list(optimizer.state):
+                if name in saved:
+                    np.copyto(optimizer.state[name], saved[name])
+                else:
+                    del optimizer.state[name]
+            optimizer.steps = steps
             raise TrainingDiverged(
                 f"epoch {epoch}, batch {batch}: the optimizer step made a parameter "
-                "non-finite; the parameters were restored to the last finite state")
+                "non-finite; the parameters and the optimizer state were restored to the "
+                "last finite state")
         return True
+
+    def _save_state(self, state):
+        """Copy the optimizer's state buffers into reused backups; return those."""
+        saved = {}
+        for name, buf in state.items():
+            backup = self._state_backup.get(name)
+            if backup is None or backup.shape != buf.shape or backup.dtype != buf.dtype:
+                backup = self._state_backup[name] = np.empty_like(buf)
+            np.copyto(backup, buf)
+            saved[name] = backup
+        return saved
 
 
 def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validation_data,

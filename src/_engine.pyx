@@ -16,6 +16,9 @@
 # `step` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
 # full validation, which raises the clear error or converts, and calls again.
+import numpy as np
+from numpy.lib.array_utils import byte_bounds
+
 from cython cimport floating
 from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
@@ -83,6 +86,42 @@ cdef Layer* layer_table(list layers) except NULL:
     return table
 
 
+cdef inline bint overlap(const char* lo, const char* hi, const char* buf,
+                         long count, size_t itemsize) noexcept nogil:
+    """True when [lo, hi) meets the buffer of count items at buf (NULL: absent)."""
+    return buf != NULL and lo < buf + count * itemsize and buf < hi
+
+
+cdef bint meets_workspace(Layer* layers, int n_layers, long n, const char* lo,
+                          const char* hi, size_t itemsize) noexcept nogil:
+    """True when the bytes [lo, hi) overlap a buffer a pass writes (A, D, G, delta, dX)."""
+    cdef int l
+    cdef Layer* L
+    for l in range(n_layers):
+        L = &layers[l]
+        if (overlap(lo, hi, L.A, n * L.n_out, itemsize)
+                or overlap(lo, hi, L.D, n * L.n_out, itemsize)
+                or overlap(lo, hi, L.G, n * L.n_out, itemsize)
+                or overlap(lo, hi, L.delta, n * L.n_out, itemsize)
+                or overlap(lo, hi, L.dX, n * L.n_in, itemsize)):
+            return True
+    return False
+
+
+cdef bint array_meets(Layer* layers, int n_layers, long n, size_t itemsize,
+                      const char* extra, long extra_count, object array) except -1:
+    """True when an ndarray's memory overlaps a buffer the pass writes: the workspace
+    (buffers of ``itemsize`` bytes per item) or ``extra``; other objects: False."""
+    cdef const char* lo
+    cdef const char* hi
+    if not isinstance(array, np.ndarray) or array.size == 0:
+        return False
+    low, high = byte_bounds(array)
+    lo, hi = <const char*> <intptr_t> low, <const char*> <intptr_t> high
+    return (meets_workspace(layers, n_layers, n, lo, hi, itemsize)
+            or overlap(lo, hi, extra, extra_count, itemsize))
+
+
 cdef class Predictor:
     """Model.predict's fast path for one batch size: the forward pass without caches
     into its own activation buffers; returns a copy of the output."""
@@ -103,14 +142,15 @@ cdef class Predictor:
     def __dealloc__(self):
         free(self.layers)
 
-    @property
-    def fused_update(self):
-        """True when the optimizer's update runs inside the step (SGD, Adam)."""
-        return self.optimizer_code != OPT_NONE
+    def overlaps(self, array):
+        """True when ``array``'s memory overlaps a buffer this forward pass writes
+        (then ``run`` refuses it: pass a copy)."""
+        return array_meets(self.layers, self.n_layers, self.n,
+                           4 if self.single else 8, NULL, 0, array)
 
     def run(self, X):
         """The output for X as a new array, or None when X needs the full validation
-        (other dtype, layout or shape, NaN/inf)."""
+        (other dtype, layout or shape, NaN/inf) or overlaps this pass's buffers."""
         if self.single:
             ok = predict_into[float](self, X)
         else:
@@ -127,6 +167,10 @@ cdef bint predict_into(Predictor p, X, floating* dtype=NULL):
     except (ValueError, TypeError, BufferError):
         return False
     if x.shape[0] != p.n or x.shape[1] != p.layers[0].n_in:
+        return False
+    cdef const char* lo = <const char*> &x[0, 0]
+    if meets_workspace(p.layers, p.n_layers, p.n, lo, lo + x.shape[0] * x.shape[1] *
+                       sizeof(floating), sizeof(floating)):
         return False
     with nogil:
         for i in range(p.n * x.shape[1]):
@@ -183,6 +227,13 @@ cdef class Engine:
     def fused_update(self):
         """True when the optimizer's update runs inside the step (SGD, Adam)."""
         return self.optimizer_code != OPT_NONE
+
+    def overlaps(self, array):
+        """True when ``array``'s memory overlaps a buffer the step writes (then
+        ``run`` refuses it as X or target: pass a copy)."""
+        return array_meets(self.layers, self.n_layers, self.n, 4 if self.single else 8,
+                           self.grad_output, self.n * self.layers[self.n_layers - 1].n_out,
+                           array)
 
     def run(self, model, X, target, loss, optimizer):
         """Model.train_step's fast path: the fused step with ``optimizer``'s current
@@ -270,6 +321,20 @@ cdef object run_step(Engine e, const floating[:, ::1] x, const floating[:, ::1] 
             return None
     elif t.shape[0] != n or t.shape[1] != k:
         return None
+    # X or the target inside a buffer the step writes (a forward output fed back)
+    cdef const char* lo = <const char*> &x[0, 0]
+    if (meets_workspace(e.layers, e.n_layers, n, lo, lo + n * x.shape[1] * sizeof(floating),
+                        sizeof(floating))
+            or overlap(lo, lo + n * x.shape[1] * sizeof(floating), e.grad_output, n * k,
+                       sizeof(floating))):
+        return None
+    if e.loss_code != LOSS_CE_LABELS:
+        lo = <const char*> &t[0, 0]
+        if (meets_workspace(e.layers, e.n_layers, n, lo, lo + n * k * sizeof(floating),
+                            sizeof(floating))
+                or overlap(lo, lo + n * k * sizeof(floating), e.grad_output, n * k,
+                           sizeof(floating))):
+            return None
     with nogil:
         for i in range(n * x.shape[1]):
             if not isfinite((&x[0, 0])[i]):
@@ -282,8 +347,9 @@ cdef object run_step(Engine e, const floating[:, ::1] x, const floating[:, ::1] 
                     break
         elif ok:
             for i in range(n * k):
-                if not isfinite((&t[0, 0])[i]) or (e.loss_code == LOSS_BCE and
-                                                   ((&t[0, 0])[i] < 0 or (&t[0, 0])[i] > 1)):
+                if not isfinite((&t[0, 0])[i]) or (
+                        e.loss_code == LOSS_BCE and ((&t[0, 0])[i] < 0 or (&t[0, 0])[i] > 1)
+                        ) or (e.loss_code == LOSS_CE_PROBS and (&t[0, 0])[i] < 0):
                     ok = False
                     break
         if ok:

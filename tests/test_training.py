@@ -395,3 +395,58 @@ def test_checkpoint_callback_save_best_only(tmp_path):
                             ModelCheckpoint(tmp_path / "best.bpc", save_best_only=True)])
     best = int(np.argmin(history["val_loss"]))
     np.testing.assert_array_equal(bp.load(tmp_path / "best.bpc").params, snapshots[best])
+
+
+def nan_value_on_call(k):
+    """MSE whose value (not gradient) is NaN on its k-th call (1-based)."""
+    count = [0]
+
+    def loss(output, target):
+        count[0] += 1
+        residual = output - target
+        value = float(np.mean(residual ** 2))
+        return (float("nan") if count[0] == k else value), 2 * residual / residual.size
+    return loss
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_nonfinite_loss_inside_an_accumulation_group_stops_training(accumulate):
+    # the NaN is on the first batch of a group of two: the group's step is not taken
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(40, 2)), rng.normal(size=(40, 1))
+    model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
+    start = model.params.copy()
+    with pytest.raises(TrainingDiverged, match="the loss is nan"):
+        model.fit(X, y, loss=nan_value_on_call(1), optimizer=bp.SGD(model, lr=0.1),
+                  batch_size=10, shuffle=False, accumulate=accumulate, verbose=0)
+    np.testing.assert_array_equal(model.params, start)
+
+
+def test_undone_step_also_undoes_the_optimizer_state():
+    # the step that made a parameter non-finite is undone entirely: parameters, step
+    # count and the momentum buffer it created
+    model = bp.Model([bp.Dense(2, 1)], seed=0)
+    opt = bp.SGD(model, lr=1e200, momentum=0.9)
+    with pytest.raises(TrainingDiverged, match="restored"):
+        model.fit(np.array([[1.0, 1.0]]), np.array([[1e150]]), loss="mse", optimizer=opt,
+                  epochs=1, verbose=0)
+    assert opt.steps == 0
+    assert not np.any(opt.state.get("momentum_buffer", np.zeros(1)))
+
+
+def test_undone_step_restores_existing_optimizer_buffers_in_place():
+    rng = np.random.default_rng(8)
+    model = bp.Model([bp.Dense(2, 3, "tanh"), bp.Dense(3, 1)], seed=0)
+    opt = bp.SGD(model, lr=0.01, momentum=0.9)
+    model.fit(rng.normal(size=(20, 2)), rng.normal(size=(20, 1)), loss="mse",
+              optimizer=opt, batch_size=5, epochs=1, verbose=0)
+    saved, params = opt.state_dict(), model.params.copy()
+    buffer = opt.state["momentum_buffer"]
+    assert np.any(buffer) and saved["steps"] == 4
+    opt.lr = 1e200
+    with pytest.raises(TrainingDiverged, match="restored"):
+        model.fit(np.array([[1.0, 1.0]]), np.array([[1e150]]), loss="mse", optimizer=opt,
+                  epochs=1, verbose=0)
+    assert opt.steps == 4 and opt.state["momentum_buffer"] is buffer
+    np.testing.assert_array_equal(buffer, saved["state"]["momentum_buffer"])
+    np.testing.assert_array_equal(model.params, params)

@@ -1,0 +1,160 @@
+"""Every pass sees its inputs as they came, and layer options changed after the model
+has run reach every path (the fused step, predict, forward/backward)."""
+import numpy as np
+import pytest
+
+import bpcore as bp
+
+
+def test_fast_path_rejects_negative_probability_targets():
+    # the general path raises for negative cross-entropy probabilities; the fused
+    # step's own checks, once its engine exists, must refuse them too
+    rng = np.random.default_rng(0)
+    model = bp.Model([bp.Dense(4, 5, "tanh"), bp.Dense(5, 3)], seed=0)
+    loss, opt = bp.CrossEntropyLoss(), bp.SGD(model, lr=0.1)
+    X, P = rng.normal(size=(6, 4)), rng.dirichlet(np.ones(3), 6)
+    model.train_step(X, P, loss, opt)            # builds the engine
+    bad = P.copy()
+    bad[0] = [-1.0, 1.0, 1.0]
+    before, grads = model.params.copy(), model.grads.copy()
+    with pytest.raises(ValueError, match="non-negative"):
+        model.train_step(X, bad, loss, opt)
+    np.testing.assert_array_equal(model.params, before)
+    np.testing.assert_array_equal(model.grads, grads)
+    assert opt.steps == 1
+
+
+def build(n_layers):
+    layers = ([bp.Dense(4, 4, "tanh")] if n_layers == 1
+              else [bp.Dense(4, 6, "tanh"), bp.Dense(6, 4)])
+    return bp.Model(layers, seed=0)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_forward_output_fed_back_as_input(n_layers):
+    # an autoencoder-shaped model fed its own forward output, a view into the very
+    # workspace the next pass writes: the result equals feeding a copy
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    a, b = build(n_layers), build(n_layers)
+    out = a.forward(X)
+    kept = np.array(out)         # the view itself is rewritten by the next forward
+    value, grads = a.loss_and_grad(out, Y, bp.MSELoss())
+    expected_value, expected = b.loss_and_grad(kept, Y, bp.MSELoss())
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    np.testing.assert_allclose(grads, expected, rtol=1e-12, atol=1e-15)
+
+    a, b = build(n_layers), build(n_layers)
+    oa, ob = bp.SGD(a, lr=0.1, momentum=0.5), bp.SGD(b, lr=0.1, momentum=0.5)
+    a.train_step(X, Y, bp.MSELoss(), oa)          # the engine for batch size 5 exists
+    b.train_step(X, Y, bp.MSELoss(), ob)
+    out = a.forward(X)
+    a.train_step(out, Y, bp.MSELoss(), oa)
+    b.train_step(np.array(b.forward(X)), Y, bp.MSELoss(), ob)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_forward_output_as_target(n_layers):
+    # the target is a view of the output the pass is about to overwrite
+    rng = np.random.default_rng(3)
+    X, X2 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    a, b = build(n_layers), build(n_layers)
+    target = a.forward(X2)
+    value, grads = a.loss_and_grad(X, target, bp.MSELoss())
+    expected_value, expected = b.loss_and_grad(X, np.array(b.forward(X2)), bp.MSELoss())
+    assert value > 0
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    np.testing.assert_allclose(grads, expected, rtol=1e-12, atol=1e-15)
+
+    a, b = build(n_layers), build(n_layers)
+    oa, ob = bp.Adam(a, lr=0.01), bp.Adam(b, lr=0.01)
+    for _ in range(2):               # the second call goes through the built engine
+        va = a.train_step(X, a.forward(X2), bp.MSELoss(), oa)
+        vb = b.train_step(X, np.array(b.forward(X2)), bp.MSELoss(), ob)
+        np.testing.assert_allclose(va, vb, rtol=1e-12)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-15)
+
+
+def test_backward_of_a_per_node_view_equals_backward_of_its_copy():
+    # grad_a of the middle layer is the workspace's buffer of dL/da, which the last
+    # layer's backward writes while it reads grad_output
+    rng = np.random.default_rng(4)
+    X, G = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+
+    def run(copy):
+        model = bp.Model([bp.Dense(3, 3, "tanh"), bp.Dense(3, 3), bp.Dense(3, 3)], seed=0)
+        model.forward(X)
+        model.backward(G)
+        view = model.layers[1].grad_a     # the buffer the last layer's backward writes
+        model.zero_grad()
+        dX = model.backward(np.array(view) if copy else view)
+        return np.array(dX), model.grads.copy()
+
+    (dx_view, g_view), (dx_copy, g_copy) = run(False), run(True)
+    np.testing.assert_allclose(dx_view, dx_copy, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g_view, g_copy, rtol=1e-12, atol=1e-15)
+
+
+def test_changed_negative_slope_reaches_every_path():
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(6, 4)), rng.integers(0, 3, 6)
+    model = bp.Model([bp.Dense(4, 5, "leaky_relu"), bp.Dense(5, 3)], seed=0)
+    model.predict(X)
+    model.layers[0].negative_slope = 0.5
+    np.testing.assert_allclose(model.predict(X), model.forward(X), rtol=1e-12)
+
+    a = bp.Model([bp.Dense(4, 5, "leaky_relu"), bp.Dense(5, 3)], seed=0)
+    b = bp.Model([bp.Dense(4, 5, "leaky_relu"), bp.Dense(5, 3)], seed=0)
+    oa, ob, loss = bp.SGD(a, lr=0.1), bp.SGD(b, lr=0.1), bp.CrossEntropyLoss()
+    a.train_step(X, y, loss, oa)
+    b.loss_and_grad(X, y, loss)
+    ob.step()
+    a.layers[0].negative_slope = b.layers[0].negative_slope = 0.5
+    va = a.train_step(X, y, loss, oa)
+    vb, _ = b.loss_and_grad(X, y, loss)
+    ob.step()
+    np.testing.assert_allclose(va, vb, rtol=1e-12)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("rates", [(0.0, 0.5), (0.5, 0.0)])
+def test_dropout_switched_after_the_model_ran(rates):
+    # switching dropout on or off after the fused step and predict have their
+    # buffers: the next step equals that of a model built with the new rate
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    a = bp.Model([bp.Dense(4, 6, "relu", dropout=rates[0]), bp.Dense(6, 2)], seed=0)
+    oa, loss = bp.SGD(a, lr=0.1), bp.MSELoss()
+    a.train_step(X, Y, loss, oa)
+    a.train_step(X, Y, loss, oa)
+    a.predict(X)
+    a.layers[0].dropout = rates[1]
+
+    b = bp.Model([bp.Dense(4, 6, "relu", dropout=rates[1]), bp.Dense(6, 2)], seed=0)
+    b.params[...] = a.params
+    b.dropout_rng.bit_generator.state = a.dropout_rng.bit_generator.state
+    ob = bp.SGD(b, lr=0.1)
+    va = a.train_step(X, Y, loss, oa)
+    vb, _ = b.loss_and_grad(X, Y, loss)
+    ob.step()
+    np.testing.assert_allclose(va, vb, rtol=1e-12)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12, atol=1e-15)
+    a.eval()
+    b.eval()
+    np.testing.assert_allclose(a.predict(X), b.forward(X), rtol=1e-12)
+
+
+def test_activation_is_fixed_and_options_are_checked():
+    layer = bp.Dense(3, 2, "tanh")
+    model = bp.Model([layer], seed=0)
+    with pytest.raises(AttributeError, match="activation is fixed"):
+        layer.activation = "relu"
+    assert layer.activation == "tanh" and layer.c is None
+    before = model.params.copy()
+    with pytest.raises(ValueError, match="dropout"):
+        layer.dropout = 1.5
+    with pytest.raises(ValueError, match="negative_slope"):
+        layer.negative_slope = -1.0
+    assert layer.dropout == 0.0 and layer.negative_slope == 0.01
+    np.testing.assert_array_equal(model.params, before)
