@@ -19,6 +19,12 @@
 #define BP_CLONES
 #endif
 
+#if defined(__GNUC__)
+#define BP_INLINE __attribute__((always_inline))
+#else
+#define BP_INLINE
+#endif
+
 /* activation codes: the registry in bpcore/layers.py maps names to these */
 enum {
     BP_IDENTITY = 0, BP_SIGMOID = 1, BP_TANH = 2, BP_RELU = 3, BP_LEAKY_RELU = 4,
@@ -36,6 +42,7 @@ enum {
 #undef EXP
 #undef TANH
 #undef SQRT
+#undef BP_BY_WIDTH
 
 #define T double
 #define NAME(name) name##_f64
@@ -48,5 +55,6 @@ enum {
 #undef EXP
 #undef TANH
 #undef SQRT
+#undef BP_BY_WIDTH
 
 #endif

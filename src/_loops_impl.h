@@ -6,6 +6,42 @@ static inline T NAME(bp_sigmoid)(T z) {
     return z >= 0 ? 1 / (1 + e) : e / (1 + e);
 }
 
+/* Row-wise pieces of the loops below, inlined into a switch on the row width m so
+ * that the common widths compile to straight vector code: per-row loop overhead is
+ * what a layer of 16 units pays most for, not arithmetic. */
+static inline BP_INLINE void NAME(bp_add_rows)(long n, long m, T *restrict A,
+                                                const T *restrict b) {
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < m; j++) A[i * m + j] += b[j];
+}
+
+/* out[j] (= when first, else +=) sum_i X[i, j] (* Y[i, j] when Y is given) */
+static inline BP_INLINE void NAME(bp_column_sums)(long n, long m, const T *restrict X,
+                                                   const T *restrict Y, T *restrict out,
+                                                   int overwrite) {
+    long start = 0;
+    if (overwrite) {
+        if (n == 0) {
+            for (long j = 0; j < m; j++) out[j] = 0;
+            return;
+        }
+        for (long j = 0; j < m; j++) out[j] = Y ? X[j] * Y[j] : X[j];
+        start = 1;
+    }
+    if (Y) {
+        for (long i = start; i < n; i++)
+            for (long j = 0; j < m; j++) out[j] += X[i * m + j] * Y[i * m + j];
+    } else {
+        for (long i = start; i < n; i++)
+            for (long j = 0; j < m; j++) out[j] += X[i * m + j];
+    }
+}
+
+#define BP_BY_WIDTH(m, CALL) switch (m) { \
+    case 1: CALL(1); break; case 2: CALL(2); break; case 4: CALL(4); break; \
+    case 8: CALL(8); break; case 10: CALL(10); break; case 16: CALL(16); break; \
+    case 32: CALL(32); break; case 64: CALL(64); break; default: CALL(m); }
+
 /* Bias and activation of one layer, in place.
  * IN: A holds X.W (n x m) on entry; b (m); scale (m, scaled units only).
  * OUT: A = f(z) with z = A + b; Z = z, D = f'(z), G = sigmoid(z) -- each may be NULL.
@@ -13,41 +49,41 @@ static inline T NAME(bp_sigmoid)(T z) {
 BP_CLONES static void NAME(bp_bias_activation)(
         long n, long m, T *restrict A, const T *restrict b, const T *restrict scale,
         T *restrict Z, T *restrict D, T *restrict G, int kind, T slope) {
-    for (long i = 0; i < n; i++) {
-        T *restrict a = A + i * m;
-        T *restrict d = D ? D + i * m : NULL;
-        for (long j = 0; j < m; j++) a[j] += b[j];
-        if (Z) memcpy(Z + i * m, a, (size_t) m * sizeof(T));
-        switch (kind) {
-        case BP_RELU:
-            if (d) for (long j = 0; j < m; j++) d[j] = a[j] > 0 ? (T) 1 : (T) 0;
-            for (long j = 0; j < m; j++) a[j] = a[j] > 0 ? a[j] : (T) 0;
-            break;
-        case BP_LEAKY_RELU:
-            if (d) for (long j = 0; j < m; j++) d[j] = a[j] > 0 ? (T) 1 : slope;
-            for (long j = 0; j < m; j++) a[j] = a[j] > 0 ? a[j] : slope * a[j];
-            break;
-        case BP_SIGMOID:
-            for (long j = 0; j < m; j++) a[j] = NAME(bp_sigmoid)(a[j]);
-            if (d) for (long j = 0; j < m; j++) d[j] = a[j] * (1 - a[j]);
-            break;
-        case BP_TANH:
-            for (long j = 0; j < m; j++) a[j] = TANH(a[j]);
-            if (d) for (long j = 0; j < m; j++) d[j] = 1 - a[j] * a[j];
-            break;
-        case BP_SCALED_SIGMOID: {
-            T *restrict g = G ? G + i * m : NULL;
+    const long N = n * m;
+#define BP_ADD(w) NAME(bp_add_rows)(n, w, A, b)
+    BP_BY_WIDTH(m, BP_ADD)
+#undef BP_ADD
+    if (Z) memcpy(Z, A, (size_t) N * sizeof(T));
+    switch (kind) {
+    case BP_RELU:
+        if (D) for (long k = 0; k < N; k++) D[k] = A[k] > 0 ? (T) 1 : (T) 0;
+        for (long k = 0; k < N; k++) A[k] = A[k] > 0 ? A[k] : (T) 0;
+        break;
+    case BP_LEAKY_RELU:
+        if (D) for (long k = 0; k < N; k++) D[k] = A[k] > 0 ? (T) 1 : slope;
+        for (long k = 0; k < N; k++) A[k] = A[k] > 0 ? A[k] : slope * A[k];
+        break;
+    case BP_SIGMOID:
+        for (long k = 0; k < N; k++) A[k] = NAME(bp_sigmoid)(A[k]);
+        if (D) for (long k = 0; k < N; k++) D[k] = A[k] * (1 - A[k]);
+        break;
+    case BP_TANH:
+        for (long k = 0; k < N; k++) A[k] = TANH(A[k]);
+        if (D) for (long k = 0; k < N; k++) D[k] = 1 - A[k] * A[k];
+        break;
+    case BP_SCALED_SIGMOID:
+        for (long i = 0; i < n; i++) {
+            T *restrict a = A + i * m;
             for (long j = 0; j < m; j++) {
                 T s = NAME(bp_sigmoid)(a[j]);
-                if (g) g[j] = s;
-                if (d) d[j] = scale[j] * s * (1 - s);
+                if (G) G[i * m + j] = s;
+                if (D) D[i * m + j] = scale[j] * s * (1 - s);
                 a[j] = scale[j] * s;
             }
-            break;
         }
-        default:  /* identity */
-            if (d) for (long j = 0; j < m; j++) d[j] = 1;
-        }
+        break;
+    default:  /* identity */
+        if (D) for (long k = 0; k < N; k++) D[k] = 1;
     }
 }
 
@@ -59,28 +95,16 @@ BP_CLONES static void NAME(bp_delta)(
         long n, long m, const T *restrict upstream, const T *restrict D,
         const T *restrict G, T *restrict delta, T *restrict db, T *restrict dscale,
         int overwrite) {
-    if (overwrite) {
-        for (long j = 0; j < m; j++) db[j] = 0;
-        if (G) for (long j = 0; j < m; j++) dscale[j] = 0;
+    const long N = n * m;
+    const T *restrict source = upstream;
+    if (D) {
+        for (long k = 0; k < N; k++) delta[k] = upstream[k] * D[k];
+        source = delta;
     }
-    for (long i = 0; i < n; i++) {
-        const T *restrict up = upstream + i * m;
-        if (D) {
-            const T *restrict d = D + i * m;
-            T *restrict out = delta + i * m;
-            for (long j = 0; j < m; j++) {
-                T v = up[j] * d[j];
-                out[j] = v;
-                db[j] += v;
-            }
-        } else {
-            for (long j = 0; j < m; j++) db[j] += up[j];
-        }
-        if (G) {
-            const T *restrict g = G + i * m;
-            for (long j = 0; j < m; j++) dscale[j] += up[j] * g[j];
-        }
-    }
+#define BP_SUMS(w) NAME(bp_column_sums)(n, w, source, NULL, db, overwrite)
+    BP_BY_WIDTH(m, BP_SUMS)
+#undef BP_SUMS
+    if (G) NAME(bp_column_sums)(n, m, upstream, G, dscale, overwrite);
 }
 
 /* PyTorch's SGD (dampening 0) over n parameters. velocity unused when momentum == 0.

@@ -17,13 +17,21 @@ def close(actual, expected):
     np.testing.assert_allclose(actual, expected, **TIGHT)
 
 
+# (rows, inputs, units): the loops special-case some widths (1, 2, 4, 8, 10, 16, 32,
+# 64) and take a generic path for the others
+SHAPES = [(7, 5, 4), (6, 3, 5), (3, 2, 16), (5, 4, 1), (4, 3, 64), (2, 3, 10), (3, 2, 33),
+          (1, 6, 8)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_dense_forward_writes_activation_and_derivative_cache(name, rng):
-    X = rng.normal(size=(7, 5))
-    W = rng.normal(size=(5, 4))
-    b = rng.normal(size=4)
-    c = rng.uniform(0.5, 2.0, size=4)
-    Z, A, D, G = (np.empty((7, 4)) for _ in range(4))
+def test_dense_forward_writes_activation_and_derivative_cache(name, shape, rng):
+    n, n_in, m = shape
+    X = rng.normal(size=(n, n_in))
+    W = rng.normal(size=(n_in, m))
+    b = rng.normal(size=m)
+    c = rng.uniform(0.5, 2.0, size=m)
+    Z, A, D, G = (np.empty((n, m)) for _ in range(4))
     _dense.forward(X, W, b, c, Z, A, D, G, CODES[name], 0.01)
     a, d, g, z = ref.dense_forward(X, W, b, name, c)
     close(Z, z)
@@ -63,20 +71,22 @@ def test_relu_derivative_at_zero_is_zero_and_leaky_is_slope():
     assert D[0, 0] == 0.25
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_dense_backward_accumulates_and_returns_input_gradient(name, rng):
-    X = rng.normal(size=(6, 3))
-    W, b = rng.normal(size=(3, 5)), rng.normal(size=5)
-    c = rng.uniform(0.5, 2.0, size=5)
+def test_dense_backward_accumulates_and_returns_input_gradient(name, shape, rng):
+    n, n_in, m = shape
+    X = rng.normal(size=(n, n_in))
+    W, b = rng.normal(size=(n_in, m)), rng.normal(size=m)
+    c = rng.uniform(0.5, 2.0, size=m)
     _, d, g, _ = ref.dense_forward(X, W, b, name, c)
-    upstream = rng.normal(size=(6, 5))
+    upstream = rng.normal(size=(n, m))
     # start from non-zero gradients: the kernel must add, not overwrite
-    dW0, db0, dc0 = rng.normal(size=(3, 5)), rng.normal(size=5), rng.normal(size=5)
+    dW0, db0, dc0 = rng.normal(size=(n_in, m)), rng.normal(size=m), rng.normal(size=m)
     dW, db, dc = dW0.copy(), db0.copy(), dc0.copy()
-    dX = np.full((6, 3), np.nan)    # overwritten, not accumulated
+    dX = np.full((n, n_in), np.nan)    # overwritten, not accumulated
     D = EMPTY2 if name == "identity" else d
     G = EMPTY2 if g is None else g
-    delta = EMPTY2 if name == "identity" else np.empty((6, 5))
+    delta = EMPTY2 if name == "identity" else np.empty((n, m))
     _dense.backward(X, W, upstream, D, G, delta, dW, db, dc, dX)
     rdW, rdb, rdc, rdX = ref.dense_backward(X, W, upstream, d, g)
     close(dW, dW0 + rdW)
