@@ -44,7 +44,9 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, rng):
         opt_fused.lr = opt_plain.lr = opt_plain.lr / 36
     batches = [(rng.normal(size=(12, 5)).astype(dtype), make_target(rng, 12, 3))
                for _ in range(3)]
-    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6)
+    # float32: the fused step's products of small layers sum in another order than
+    # BLAS, and 30 steps compound the rounding
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     for step in range(30):
         X, y = batches[step % 3]
         value = fused.train_step(X, y, loss, opt_fused)
