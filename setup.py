@@ -10,6 +10,7 @@ Environment switches:
 import os
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -49,7 +50,8 @@ extensions = [
     Extension(
         f"bpcore.{path.stem}",
         [str(path.relative_to(HERE))],
-        include_dirs=["src"],
+        include_dirs=["src", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         depends=[str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h")],
         extra_compile_args=COMPILE_ARGS,
         libraries=["m"],

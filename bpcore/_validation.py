@@ -54,6 +54,12 @@ def check_finite(array, name):
         raise ValueError(f"{name} contains NaN or infinity; all values must be finite")
 
 
+def native(array, dtype):
+    """``array`` as a C-contiguous, aligned array of ``dtype`` in the machine's byte
+    order: what the kernels read (a copy only when it is not that already)."""
+    return np.require(array, dtype=np.dtype(dtype).newbyteorder("="), requirements=["C", "A"])
+
+
 def float_matrix(value, name, dtype, n_columns=None, column_word="features",
                  expected_by="the model"):
     """Validate a 2-D float array and return it C-contiguous in ``dtype``.
@@ -75,7 +81,7 @@ def float_matrix(value, name, dtype, n_columns=None, column_word="features",
         raise ValueError(
             f"{name} has {array.shape[1]} {column_word}, {expected_by} expects {n_columns}"
         )
-    array = np.ascontiguousarray(array, dtype=dtype)
+    array = native(array, dtype)
     check_finite(array, name)
     return array
 
@@ -92,7 +98,7 @@ def sample_weight(value, n_samples, dtype):
             f"sample_weight must have shape ({n_samples},), one weight per sample; "
             f"got shape {array.shape}"
         )
-    array = np.ascontiguousarray(array, dtype=dtype)
+    array = native(array, dtype)
     check_finite(array, "sample_weight")
     if (array < 0).any():
         raise ValueError("sample_weight must be non-negative; got a negative weight")

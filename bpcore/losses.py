@@ -37,8 +37,9 @@ class Loss:
         ``grad_output`` is owned by the loss and overwritten by its next call with the
         same shape; copy it to keep it.
         """
-        if isinstance(output, np.ndarray) and output.dtype in _validation.FLOAT_DTYPES:
-            dtype = output.dtype
+        if (isinstance(output, np.ndarray)
+                and output.dtype.newbyteorder("=") in _validation.FLOAT_DTYPES):
+            dtype = output.dtype.newbyteorder("=")      # the output's precision
         else:
             dtype = np.float64
         output = _validation.float_matrix(output, "output", dtype, column_word="outputs")
@@ -83,7 +84,7 @@ class Loss:
         if target.shape != tuple(shape):
             raise ValueError(f"target must have shape {tuple(shape)} like the output; "
                              f"got shape {target.shape}")
-        target = np.ascontiguousarray(target, dtype=dtype)
+        target = _validation.native(target, dtype)
         _validation.check_finite(target, "target")
         return target
 
@@ -142,7 +143,7 @@ class CrossEntropyLoss(Loss):
             if low < 0 or high >= k:
                 raise ValueError(f"target labels must lie in [0, {k - 1}] for {k} classes; "
                                  f"got labels in [{low}, {high}]")
-            return np.ascontiguousarray(target, dtype=np.int64)
+            return _validation.native(target, np.int64)
         target = self._float_target(target, shape, dtype)
         if target.min() < 0:
             raise ValueError("target probabilities of CrossEntropyLoss must be "

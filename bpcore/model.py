@@ -454,7 +454,7 @@ class Model:
             raise ValueError("a custom loss must return grad_output as a float array of the "
                              f"output's shape {output.shape}; got "
                              f"{_validation.describe(grad_output)}")
-        return value, np.ascontiguousarray(grad_output, dtype=self.dtype)
+        return value, _validation.native(grad_output, self.dtype)
 
     # ------------------------------------------------------------ inspection
     def explain(self, layer, unit, sample=0):

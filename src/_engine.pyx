@@ -17,6 +17,7 @@
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
 # full validation, which raises the clear error or converts, and calls again.
 import numpy as np
+cimport numpy as cnp
 from numpy.lib.array_utils import byte_bounds
 
 from cython cimport floating
@@ -29,6 +30,9 @@ from _loops cimport bias_activation, delta_and_bias_grad, sgd_update, adam_updat
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
                             cross_entropy_labels_kernel, cross_entropy_probs_kernel,
                             mse_kernel)
+
+cnp.import_array()
+
 
 cdef enum:
     OPT_NONE = 0      # the caller steps its optimizer itself
@@ -158,27 +162,49 @@ cdef class Predictor:
         return self.output.copy() if ok else None
 
 
-cdef bint predict_into(Predictor p, X, floating* dtype=NULL):
-    cdef const floating[:, ::1] x
-    cdef bint ok = True
+cdef inline char* matrix_data(object X, int typenum, long rows, long cols):
+    """The data of X when it is a native-endian, aligned, C-contiguous ndarray of
+    typenum with that shape (cols 0: a 1-D array of rows items), else NULL: checked
+    on the ndarray's header, cheaper than acquiring a typed memoryview."""
+    cdef cnp.ndarray a
+    cdef cnp.npy_intp* dims
+    if not cnp.PyArray_Check(X):
+        return NULL
+    a = <cnp.ndarray> X
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISCARRAY_RO(a)
+            or not cnp.PyArray_ISNOTSWAPPED(a)):
+        return NULL
+    dims = cnp.PyArray_DIMS(a)
+    if cols == 0:
+        if cnp.PyArray_NDIM(a) != 1 or dims[0] != rows:
+            return NULL
+    elif cnp.PyArray_NDIM(a) != 2 or dims[0] != rows or dims[1] != cols:
+        return NULL
+    return <char*> cnp.PyArray_DATA(a)
+
+
+cdef inline bint all_finite(const floating* x, long count) noexcept nogil:
     cdef long i
-    try:
-        x = X
-    except (ValueError, TypeError, BufferError):
+    for i in range(count):
+        if not isfinite(x[i]):
+            return False
+    return True
+
+
+cdef bint predict_into(Predictor p, X, floating* dtype=NULL):
+    cdef long count = p.n * p.layers[0].n_in
+    cdef const floating* x = <const floating*> matrix_data(
+        X, cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE, p.n, p.layers[0].n_in)
+    cdef bint ok
+    if x == NULL:
         return False
-    if x.shape[0] != p.n or x.shape[1] != p.layers[0].n_in:
-        return False
-    cdef const char* lo = <const char*> &x[0, 0]
-    if meets_workspace(p.layers, p.n_layers, p.n, lo, lo + x.shape[0] * x.shape[1] *
-                       sizeof(floating), sizeof(floating)):
+    if meets_workspace(p.layers, p.n_layers, p.n, <const char*> x,
+                       <const char*> (x + count), sizeof(floating)):
         return False
     with nogil:
-        for i in range(p.n * x.shape[1]):
-            if not isfinite((&x[0, 0])[i]):
-                ok = False
-                break
+        ok = all_finite(x, count)
         if ok:
-            forward_layers(p.layers, p.n_layers, p.n, &x[0, 0], False)
+            forward_layers(p.layers, p.n_layers, p.n, x, False)
     return ok
 
 
@@ -292,70 +318,53 @@ cdef class Engine:
 
 cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2,
                             double h3, double h4, double h5, bint flag, floating* dtype=NULL):
-    """Take X and the target as typed buffers of the engine's dtype (None when they
-    are not: other dtype or layout), then run the checked step."""
-    cdef const floating[:, ::1] x
-    cdef const floating[:, ::1] t
-    cdef const int64_t[::1] labels
-    try:
-        x = X
-        if e.loss_code == LOSS_CE_LABELS:
-            labels = target
-        else:
-            t = target
-    except (ValueError, TypeError, BufferError):
-        return None
-    return run_step(e, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
-
-
-cdef object run_step(Engine e, const floating[:, ::1] x, const floating[:, ::1] t,
-                     const int64_t[::1] labels, double lr, double h1, double h2, double h3,
-                     double h4, double h5, bint flag):
-    cdef long n = e.n, k = e.layers[e.n_layers - 1].n_out, i
+    """Run the step when X and the target are arrays this engine takes as they are
+    and hold valid values; else None, with nothing changed."""
+    cdef int typenum = cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE
+    cdef long n = e.n, n_in = e.layers[0].n_in, k = e.layers[e.n_layers - 1].n_out, i
+    cdef long nx = n * n_in
+    cdef const floating* x = <const floating*> matrix_data(X, typenum, n, n_in)
+    cdef const floating* t = NULL
+    cdef const int64_t* labels = NULL
     cdef bint ok = True
-    cdef double value
-    if x.shape[0] != n or x.shape[1] != e.layers[0].n_in:
+    cdef double value = 0.0
+    if x == NULL:
         return None
     if e.loss_code == LOSS_CE_LABELS:
-        if labels.shape[0] != n:
+        labels = <const int64_t*> matrix_data(target, cnp.NPY_INT64, n, 0)
+        if labels == NULL:
             return None
-    elif t.shape[0] != n or t.shape[1] != k:
-        return None
+    else:
+        t = <const floating*> matrix_data(target, typenum, n, k)
+        if t == NULL:
+            return None
     # X or the target inside a buffer the step writes (a forward output fed back)
-    cdef const char* lo = <const char*> &x[0, 0]
-    if (meets_workspace(e.layers, e.n_layers, n, lo, lo + n * x.shape[1] * sizeof(floating),
+    if (meets_workspace(e.layers, e.n_layers, n, <const char*> x, <const char*> (x + nx),
                         sizeof(floating))
-            or overlap(lo, lo + n * x.shape[1] * sizeof(floating), e.grad_output, n * k,
+            or overlap(<const char*> x, <const char*> (x + nx), e.grad_output, n * k,
                        sizeof(floating))):
         return None
-    if e.loss_code != LOSS_CE_LABELS:
-        lo = <const char*> &t[0, 0]
-        if (meets_workspace(e.layers, e.n_layers, n, lo, lo + n * k * sizeof(floating),
-                            sizeof(floating))
-                or overlap(lo, lo + n * k * sizeof(floating), e.grad_output, n * k,
-                           sizeof(floating))):
-            return None
+    if t != NULL and (meets_workspace(e.layers, e.n_layers, n, <const char*> t,
+                                      <const char*> (t + n * k), sizeof(floating))
+                      or overlap(<const char*> t, <const char*> (t + n * k), e.grad_output,
+                                 n * k, sizeof(floating))):
+        return None
     with nogil:
-        for i in range(n * x.shape[1]):
-            if not isfinite((&x[0, 0])[i]):
-                ok = False
-                break
-        if ok and e.loss_code == LOSS_CE_LABELS:
+        ok = all_finite(x, nx)
+        if ok and labels != NULL:
             for i in range(n):
                 if labels[i] < 0 or labels[i] >= k:
                     ok = False
                     break
         elif ok:
             for i in range(n * k):
-                if not isfinite((&t[0, 0])[i]) or (
-                        e.loss_code == LOSS_BCE and ((&t[0, 0])[i] < 0 or (&t[0, 0])[i] > 1)
-                        ) or (e.loss_code == LOSS_CE_PROBS and (&t[0, 0])[i] < 0):
+                if not isfinite(t[i]) or (
+                        e.loss_code == LOSS_BCE and (t[i] < 0 or t[i] > 1)
+                        ) or (e.loss_code == LOSS_CE_PROBS and t[i] < 0):
                     ok = False
                     break
         if ok:
-            value = fused_step(e, &x[0, 0], &t[0, 0] if e.loss_code != LOSS_CE_LABELS else NULL,
-                               &labels[0] if e.loss_code == LOSS_CE_LABELS else NULL,
-                               lr, h1, h2, h3, h4, h5, flag)
+            value = fused_step(e, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
     if not ok:
         return None
     return value

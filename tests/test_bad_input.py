@@ -761,11 +761,20 @@ def variant(kind, array, dtype):
         return np.asfortranarray(array, dtype=other)
     if kind == "reversed-view":             # negative strides
         return np.array(array[::-1], dtype=dtype)[::-1]
+    if kind == "byteswapped":               # the model's precision, other byte order
+        return array.astype(np.dtype(dtype).newbyteorder("S"))
+    if kind == "misaligned":                # the model's dtype, data one byte off
+        itemsize = np.dtype(dtype).itemsize
+        raw = np.zeros(array.size * itemsize + 1, np.uint8)[1:]
+        out = raw.view(dtype).reshape(array.shape)
+        out[...] = array
+        assert not out.flags.aligned
+        return out
     raise AssertionError(kind)
 
 
 VARIANTS = ["other-dtype", "float16", "strided", "fortran", "other-dtype-fortran",
-            "reversed-view"]
+            "reversed-view", "byteswapped", "misaligned"]
 DTYPES = [pytest.param(np.float64, id="float64-model"), pytest.param(np.float32, id="float32-model")]
 
 
@@ -778,7 +787,7 @@ def converted(array, dtype):
 def test_float_X_and_grad_output_are_converted(dtype, kind, d):
     model = make_model(dtype)
     X, G = variant(kind, d.X, dtype), variant(kind, d.G, dtype)
-    assert not (X.dtype == model.dtype and X.flags.c_contiguous)      # the case is real
+    assert not (X.dtype == model.dtype and X.flags.c_contiguous and X.flags.aligned)
     X_ref, G_ref = converted(X, dtype), converted(G, dtype)
 
     predicted = model.predict(X)

@@ -139,6 +139,33 @@ def test_fused_step_converts_other_layouts_and_dtypes(rng):
     np.testing.assert_array_equal(fused.params, plain.params)
 
 
+def misaligned(array):
+    raw = np.zeros(array.nbytes + 1, np.uint8)[1:]
+    out = raw.view(array.dtype).reshape(array.shape)
+    out[...] = array
+    assert not out.flags.aligned
+    return out
+
+
+@pytest.mark.parametrize("kind", ["byteswapped", "misaligned"])
+@pytest.mark.parametrize("loss", ["mse", "ce-labels"])
+def test_fused_step_takes_byteswapped_and_misaligned_input(kind, loss, rng):
+    # the model's dtype and C order, but not as the kernels read memory: converted
+    fused, plain = pair("relu", np.float64, rng)
+    X = rng.normal(size=(8, 5))
+    y = rng.normal(size=(8, 3)) if loss == "mse" else rng.integers(0, 3, 8)
+    make = ((lambda a: a.astype(a.dtype.newbyteorder("S"))) if kind == "byteswapped"
+            else misaligned)
+    loss_fn = bp.MSELoss() if loss == "mse" else bp.CrossEntropyLoss()
+    o1, o2 = bp.SGD(fused, lr=0.1), bp.SGD(plain, lr=0.1)
+    for _ in range(2):               # the second call meets the built engine
+        v1 = fused.train_step(make(X), make(y), loss_fn, o1)
+        v2 = plain.train_step(X, y, loss_fn, o2)
+        assert v1 == v2
+        np.testing.assert_array_equal(fused.params, plain.params)
+        np.testing.assert_array_equal(fused.predict(make(X)), plain.predict(X))
+
+
 @pytest.mark.parametrize("case, match", [
     ("nan-X", "X contains NaN or infinity"),
     ("features", "X has 4 features, the model expects 5"),
