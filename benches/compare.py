@@ -17,6 +17,9 @@ Peers, each skipped when its package is missing:
               every step (bpcore returns it every step); predict rows: a jitted forward
   sklearn     ``MLPRegressor``/``MLPClassifier.partial_fit`` on the batch (one epoch
               of one minibatch: one step, plus its input checks), W1, W2 and S
+  GEMM floor  not a peer: the FLOPs of those products divided by the machine's best
+              gemm rate measured in the same run (a large square product), the bound
+              BENCHMARKS.md names.
   matmul-only the step's matrix products alone, the ones bpcore's step calls (forward
               X.W per layer; backward X^T.delta per layer and delta.W^T for all but
               the first): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's OpenBLAS, the one
@@ -368,6 +371,23 @@ def gemm_call_overhead(dtype, calls=1000):
     return best / calls * 1e6
 
 
+def peak_gemm_rate(dtype, size=1024):
+    """FLOP/s of the best of several square gemm calls of ``size``: the machine's GEMM
+    limit with the threads in effect (BENCHMARKS.md: the GEMM-bound floor of a step is
+    its product FLOPs divided by this rate)."""
+    from scipy.linalg import blas
+    gemm = blas.dgemm if np.dtype(dtype) == np.float64 else blas.sgemm
+    rng = np.random.default_rng(0)
+    a, b = (np.asfortranarray(rng.normal(size=(size, size)).astype(dtype)) for _ in "ab")
+    c = np.asfortranarray(np.zeros((size, size), dtype))
+    best = math.inf
+    for _ in range(7):
+        start = time.perf_counter()
+        gemm(1.0, a, b, 0.0, c, 0, 0, 1)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
 # ------------------------------------------------------------------------ timing
 def block_size(peer):
     """Steps per block: about BLOCK_SECONDS of stepping, within BLOCK_STEPS."""
@@ -606,10 +626,10 @@ def fmt_us(value):
 def print_table(results, names):
     peers = [n for n in names if n not in ("bpcore", "matmul-only")]
     header = ["workload", "bpcore µs"] + [f"{n} µs (×bpcore)" for n in peers] + \
-        ["matmul-only µs", "bpcore/matmul"]
+        ["matmul-only µs", "bpcore/matmul", "GEMM floor µs"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for label, medians, notes in results:
+    for label, medians, notes, floor in results:
         if "bpcore" not in medians:
             print(f"| {label} | not timed: bpcore failed its check (CHECK FAILED above) |")
             continue
@@ -621,7 +641,7 @@ def print_table(results, names):
             else:
                 cells.append("wrong" if name in notes else "-")
         matmul = medians.get("matmul-only")
-        cells += [fmt_us(matmul), f"{base / matmul:.2f}" if matmul else "-"]
+        cells += [fmt_us(matmul), f"{base / matmul:.2f}" if matmul else "-", fmt_us(floor)]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -751,6 +771,10 @@ def main(argv=None):
           f"preallocated Fortran-ordered operands, overwrite_c; one call costs "
           f"{gemm_call_overhead(np.float64):.2f} µs (dgemm) / "
           f"{gemm_call_overhead(np.float32):.2f} µs (sgemm) on 1x1 operands")
+    rates = {np.dtype(t): peak_gemm_rate(t) for t in (np.float64, np.float32)}
+    print(f"GEMM limit: {rates[np.dtype(np.float64)] / 1e9:.1f} GFLOP/s dgemm, "
+          f"{rates[np.dtype(np.float32)] / 1e9:.1f} GFLOP/s sgemm (1024^3, best of 7); "
+          "a row's GEMM floor = its products' FLOPs / that rate")
     print()
 
     rows = workload_list(args.quick, args.only)
@@ -767,7 +791,10 @@ def main(argv=None):
         rounds = args.rounds or (3 if args.quick else 5 if workload.id.startswith("W3")
                                  else 30)
         medians = interleaved_medians(peers, rounds) if peers else {}
-        results.append((label, medians, failed))
+        matmul = peers.get("matmul-only")
+        floor = (matmul.flops / rates[np.dtype(workload.dtype)] * 1e6 if matmul is not None
+                 else None)
+        results.append((label, medians, failed, floor))
         if workload.id.startswith("S-"):
             for name, value in medians.items():
                 series[name].append((workload.batch, value))
@@ -782,8 +809,9 @@ def main(argv=None):
     print()
     print("µs: median time per step (predict rows: per prediction) over interleaved "
           "rounds; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
-          "bpcore/matmul = bpcore / matmul-only (target <= 1.25); '-' not run, 'wrong' "
-          "failed its check.")
+          "bpcore/matmul = bpcore / matmul-only (target <= 1.25); GEMM floor = the "
+          "step's product FLOPs at the GEMM limit, a bound no peer can beat; '-' not "
+          "run, 'wrong' failed its check.")
     if args.plot and any(series.values()):
         title = (f"S: {W2_MOMENTUM.sizes} float32, SGD momentum, {args.threads} thread(s)"
                  f"\n{cpu_model()}, {datetime.date.today().isoformat()}")

@@ -26,13 +26,18 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt
 
 from _blas cimport gemm
-from _loops cimport bias_activation, delta_and_bias_grad, sgd_update, adam_update
+from _loops cimport (bias_activation, delta_and_bias_grad, sgd_update, adam_update,
+                    transpose)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
                             cross_entropy_labels_kernel, cross_entropy_probs_kernel,
                             mse_kernel)
 
 cnp.import_array()
 
+
+cdef enum:
+    TRANSPOSE_FIRST_WORK = 1000000   # n * n_in * n_out, see transpose_first
+    TRANSPOSE_MAX = 4096             # n_in * n_out
 
 cdef enum:
     OPT_NONE = 0      # the caller steps its optimizer itself
@@ -219,6 +224,7 @@ cdef class Engine:
     cdef char* grad_output
     cdef char* state1
     cdef char* state2
+    cdef char* scratch            # W^T of a layer (transpose_first), or NULL
     cdef readonly object keep      # the arrays behind every pointer
     cdef readonly object state     # the optimizer state buffers this engine updates
     cdef tuple state_names
@@ -245,9 +251,17 @@ cdef class Engine:
         self.state1 = address(state[0]) if len(state) > 0 else NULL
         self.state2 = address(state[1]) if len(state) > 1 else NULL
         self.keep = (layers, params, grads, grad_output, state)
+        cdef long size = 0
+        for spec in layers[1:]:
+            if transpose_first(n, spec[0], spec[1]):
+                size = max(size, spec[0] * spec[1])
+        self.scratch = <char*> malloc(size * params.dtype.itemsize) if size else NULL
+        if size and self.scratch == NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
         free(self.layers)
+        free(self.scratch)
 
     @property
     def fused_update(self):
@@ -388,6 +402,20 @@ cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
         inputs = <floating*> L.A
 
 
+cdef inline bint transpose_first(long n, long n_in, long n_out) noexcept nogil:
+    """Whether dX = delta . W^T of a layer goes faster as a plain product with a copy
+    of W^T. OpenBLAS (0.3.x, SkylakeX kernels) takes products of at most 100^3
+    multiply-adds to its small-matrix kernels, except this transposed one when
+    n * n_in > 1200 or n_out < 32: then it packs its operands, which costs more than
+    the product (W1: 5.2 -> 4.0 us per step with the copy; where the small kernel
+    takes the transposed product, the copy only costs: W1b step 1.7 -> 2.5 us). The
+    copy itself (a strided loop) must stay small beside the product: W of at most
+    TRANSPOSE_MAX entries, and batches of 8 or more (a 256 x 128 W at batch 8 cost
+    60 us more per step)."""
+    return (n * n_in * n_out <= TRANSPOSE_FIRST_WORK and n_in * n_out <= TRANSPOSE_MAX
+            and n >= 8 and (n * n_in > 1200 or n_out < 32))
+
+
 cdef double fused_step(Engine e, const floating* X, const floating* target,
                        const int64_t* labels, double lr, double h1, double h2, double h3,
                        double h4, double h5, bint flag) noexcept nogil:
@@ -428,9 +456,17 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
                             <floating*> L.delta, <floating*> L.db, <floating*> L.dc, True)
         dlt = <floating*> L.delta if L.D != NULL else upstream
         if l > 0:
-            gemm(False, True, <int> n, <int> L.n_in, <int> L.n_out, <floating> 1.0,
-                 dlt, <int> L.n_out, <floating*> L.W, <int> L.n_out, <floating> 0.0,
-                 <floating*> L.dX, <int> L.n_in)
+            if e.scratch != NULL and transpose_first(n, L.n_in, L.n_out):
+                # dX = delta . (W^T as a row-major copy): a plain product, which BLAS's
+                # small-matrix kernels take where they refuse delta . W^T
+                transpose(L.n_in, L.n_out, <floating*> L.W, <floating*> e.scratch)
+                gemm(False, False, <int> n, <int> L.n_in, <int> L.n_out, <floating> 1.0,
+                     dlt, <int> L.n_out, <floating*> e.scratch, <int> L.n_in,
+                     <floating> 0.0, <floating*> L.dX, <int> L.n_in)
+            else:
+                gemm(False, True, <int> n, <int> L.n_in, <int> L.n_out, <floating> 1.0,
+                     dlt, <int> L.n_out, <floating*> L.W, <int> L.n_out, <floating> 0.0,
+                     <floating*> L.dX, <int> L.n_in)
             upstream = <floating*> L.dX
         if fold:
             gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> -lr,

@@ -14,6 +14,8 @@ cdef extern from "_loops.h" nogil:
     void bp_delta_f64(long n, long m, const double* upstream, const double* D,
                       const double* G, double* delta, double* db, double* dscale,
                       int overwrite)
+    void bp_transpose_f32(long k, long m, const float* B, float* Bt)
+    void bp_transpose_f64(long k, long m, const double* B, double* Bt)
     void bp_sgd_f32(long n, float* params, const float* grads, float* velocity,
                     float lr, float momentum, float weight_decay, int nesterov)
     void bp_sgd_f64(long n, double* params, const double* grads, double* velocity,
@@ -43,6 +45,13 @@ cdef inline void delta_and_bias_grad(long n, long m, const floating* upstream,
         bp_delta_f32(n, m, upstream, D, G, delta, db, dscale, overwrite)
     else:
         bp_delta_f64(n, m, upstream, D, G, delta, db, dscale, overwrite)
+
+
+cdef inline void transpose(long k, long m, const floating* B, floating* Bt) noexcept nogil:
+    if floating is float:
+        bp_transpose_f32(k, m, B, Bt)
+    else:
+        bp_transpose_f64(k, m, B, Bt)
 
 
 cdef inline void sgd_update(long n, floating* params, const floating* grads,

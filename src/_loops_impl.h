@@ -107,6 +107,12 @@ BP_CLONES static void NAME(bp_delta)(
     if (G) NAME(bp_column_sums)(n, m, upstream, G, dscale, overwrite);
 }
 
+/* Bt (m x k) = B^T for B (k x m), both row-major. */
+static void NAME(bp_transpose)(long k, long m, const T *restrict B, T *restrict Bt) {
+    for (long p = 0; p < k; p++)
+        for (long j = 0; j < m; j++) Bt[j * k + p] = B[p * m + j];
+}
+
 /* PyTorch's SGD (dampening 0) over n parameters. velocity unused when momentum == 0.
  * IN: grads. OUT: params, velocity. */
 BP_CLONES static void NAME(bp_sgd)(
