@@ -37,6 +37,36 @@ static inline BP_INLINE void NAME(bp_column_sums)(long n, long m, const T *restr
     }
 }
 
+/* A = relu-family(A + b) and D = its derivative, one pass per row (slope 0: relu). */
+static inline BP_INLINE void NAME(bp_bias_relu_rows)(long n, long m, T *restrict A,
+                                                      const T *restrict b,
+                                                      T *restrict D, T slope) {
+    for (long i = 0; i < n; i++) {
+        T *restrict a = A + i * m;
+        T *restrict d = D + i * m;
+        for (long j = 0; j < m; j++) {
+            T z = a[j] + b[j];
+            d[j] = z > 0 ? (T) 1 : slope;
+            a[j] = z > 0 ? z : slope * z;
+        }
+    }
+}
+
+/* delta = upstream * D and db (= when overwrite, else +=) its column sums, one pass. */
+static inline BP_INLINE void NAME(bp_delta_rows)(long n, long m, const T *restrict up,
+                                                  const T *restrict D, T *restrict delta,
+                                                  T *restrict db, int overwrite) {
+    T sums[64];
+    for (long j = 0; j < m; j++) sums[j] = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < m; j++) {
+            T v = up[i * m + j] * D[i * m + j];
+            delta[i * m + j] = v;
+            sums[j] += v;
+        }
+    for (long j = 0; j < m; j++) db[j] = overwrite ? sums[j] : db[j] + sums[j];
+}
+
 #define BP_BY_WIDTH(m, CALL) switch (m) { \
     case 1: CALL(1); break; case 2: CALL(2); break; case 4: CALL(4); break; \
     case 8: CALL(8); break; case 10: CALL(10); break; case 16: CALL(16); break; \
@@ -50,6 +80,14 @@ BP_CLONES static void NAME(bp_bias_activation)(
         long n, long m, T *restrict A, const T *restrict b, const T *restrict scale,
         T *restrict Z, T *restrict D, T *restrict G, int kind, T slope) {
     const long N = n * m;
+    if (!Z && D && (kind == BP_RELU || kind == BP_LEAKY_RELU) && m <= 64) {
+        /* the training step's common case: one pass instead of three */
+        const T s = kind == BP_RELU ? (T) 0 : slope;
+#define BP_RELU_ROWS(w) NAME(bp_bias_relu_rows)(n, w, A, b, D, s)
+        BP_BY_WIDTH(m, BP_RELU_ROWS)
+#undef BP_RELU_ROWS
+        return;
+    }
 #define BP_ADD(w) NAME(bp_add_rows)(n, w, A, b)
     BP_BY_WIDTH(m, BP_ADD)
 #undef BP_ADD
@@ -97,6 +135,13 @@ BP_CLONES static void NAME(bp_delta)(
         int overwrite) {
     const long N = n * m;
     const T *restrict source = upstream;
+    if (D && !G && m <= 64) {
+        /* one pass: the product, its store and the column sums in registers */
+#define BP_DELTA_ROWS(w) NAME(bp_delta_rows)(n, w, upstream, D, delta, db, overwrite)
+        BP_BY_WIDTH(m, BP_DELTA_ROWS)
+#undef BP_DELTA_ROWS
+        return;
+    }
     if (D) {
         for (long k = 0; k < N; k++) delta[k] = upstream[k] * D[k];
         source = delta;

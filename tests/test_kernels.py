@@ -20,7 +20,7 @@ def close(actual, expected):
 # (rows, inputs, units): the loops special-case some widths (1, 2, 4, 8, 10, 16, 32,
 # 64) and take a generic path for the others
 SHAPES = [(7, 5, 4), (6, 3, 5), (3, 2, 16), (5, 4, 1), (4, 3, 64), (2, 3, 10), (3, 2, 33),
-          (1, 6, 8)]
+          (1, 6, 8), (3, 2, 70)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -39,6 +39,20 @@ def test_dense_forward_writes_activation_and_derivative_cache(name, shape, rng):
     close(D, d)
     if g is not None:
         close(G, g)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_dense_forward_without_preactivations(name, shape, rng):
+    # the fused training step keeps no Z: the relu family takes a one-pass loop then
+    n, n_in, m = shape
+    X, W, b = rng.normal(size=(n, n_in)), rng.normal(size=(n_in, m)), rng.normal(size=m)
+    c = rng.uniform(0.5, 2.0, size=m)
+    A, D, G = (np.empty((n, m)) for _ in range(3))
+    _dense.forward(X, W, b, c, EMPTY2, A, D, G, CODES[name], 0.01)
+    a, d, g, _ = ref.dense_forward(X, W, b, name, c)
+    close(A, a)
+    close(D, d)
 
 
 def test_dense_forward_skips_caches_given_empty_buffers(rng):
