@@ -306,10 +306,14 @@ cdef class Engine:
             lr = optimizer.lr / (1.0 - beta1 ** t)
             h1, h2, h3, h4 = beta1, beta2, optimizer.eps, optimizer.weight_decay
             h5 = 1.0 / sqrt(1.0 - beta2 ** t)
-        value = self.step(X, target, lr, h1, h2, h3, h4, h5, flag)
+        if self.single:
+            value = acquire_and_run[float](self, X, target, lr, h1, h2, h3, h4, h5, flag)
+        else:
+            value = acquire_and_run[double](self, X, target, lr, h1, h2, h3, h4, h5, flag)
         if value is None:
             return None
-        model._input = model._cache = model._grad_output = None
+        if model._cache is not None:      # the last forward's caches are overwritten
+            model._input = model._cache = model._grad_output = None
         if self.optimizer_code == OPT_NONE:
             optimizer.step()
         else:
