@@ -17,9 +17,9 @@ Peers, each skipped when its package is missing:
               every step (bpcore returns it every step); predict rows: a jitted forward
   sklearn     ``MLPRegressor``/``MLPClassifier.partial_fit`` on the batch (one epoch
               of one minibatch: one step, plus its input checks), W1, W2 and S
-  GEMM floor  not a peer: the FLOPs of those products divided by the machine's best
-              gemm rate measured in the same run (a large square product), the bound
-              BENCHMARKS.md names.
+  GEMM floor  not a peer: the FLOPs of those products divided by the machine's gemm
+              rate measured in the same run (1024^3, best of 7), the bound BENCHMARKS.md
+              names (approximate: larger products can run a little faster).
   matmul-only the step's matrix products alone, the ones bpcore's step calls (forward
               X.W per layer; backward X^T.delta per layer and delta.W^T for all but
               the first): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's OpenBLAS, the one
@@ -810,8 +810,8 @@ def main(argv=None):
     print("µs: median time per step (predict rows: per prediction) over interleaved "
           "rounds; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
           "bpcore/matmul = bpcore / matmul-only (target <= 1.25); GEMM floor = the "
-          "step's product FLOPs at the GEMM limit, a bound no peer can beat; '-' not "
-          "run, 'wrong' failed its check.")
+          "step's product FLOPs at the rate of a 1024^3 gemm, about what its arithmetic "
+          "alone costs; '-' not run, 'wrong' failed its check.")
     if args.plot and any(series.values()):
         title = (f"S: {W2_MOMENTUM.sizes} float32, SGD momentum, {args.threads} thread(s)"
                  f"\n{cpu_model()}, {datetime.date.today().isoformat()}")
