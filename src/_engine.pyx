@@ -224,7 +224,7 @@ cdef class Engine:
     cdef char* grad_output
     cdef char* state1
     cdef char* state2
-    cdef char* scratch            # W^T of a layer (transpose_first), or NULL
+    cdef char* scratch            # W^T of a layer (transpose_first), or NULL (none)
     cdef readonly object keep      # the arrays behind every pointer
     cdef readonly object state     # the optimizer state buffers this engine updates
     cdef tuple state_names
@@ -250,18 +250,18 @@ cdef class Engine:
         self.reduction = loss.reduction
         self.state1 = address(state[0]) if len(state) > 0 else NULL
         self.state2 = address(state[1]) if len(state) > 1 else NULL
-        self.keep = (layers, params, grads, grad_output, state)
         cdef long size = 0
         for spec in layers[1:]:
             if transpose_first(n, spec[0], spec[1]):
                 size = max(size, spec[0] * spec[1])
-        self.scratch = <char*> malloc(size * params.dtype.itemsize) if size else NULL
-        if size and self.scratch == NULL:
-            raise MemoryError()
+        # an ndarray, so that it counts where NumPy memory is counted (at most
+        # TRANSPOSE_MAX entries)
+        scratch = np.empty(size, params.dtype)
+        self.scratch = address(scratch)
+        self.keep = (layers, params, grads, grad_output, state, scratch)
 
     def __dealloc__(self):
         free(self.layers)
-        free(self.scratch)
 
     @property
     def fused_update(self):
