@@ -205,6 +205,13 @@ class Model:
             spaces.move_to_end(n)
         return space
 
+    def _aliases(self, array, space):
+        """True when ``array`` shares memory with what a pass writes: the workspace
+        ``space``, the parameters or the gradients (then the caller copies it)."""
+        return isinstance(array, np.ndarray) and (
+            space.overlaps(array) or np.may_share_memory(array, self.params)
+            or np.may_share_memory(array, self.grads))
+
     def _check_input(self, X):
         return _validation.float_matrix(X, "X", self.dtype, self.n_in)
 
@@ -301,7 +308,7 @@ class Model:
                 )
         grad_output = _validation.float_matrix(grad_output, "grad_output", self.dtype,
                                                self.n_out, "outputs")
-        if self._cache.overlaps(grad_output):
+        if self._aliases(grad_output, self._cache):
             grad_output = grad_output.copy()   # e.g. a per-node view of this very pass
         return self._run_backward(grad_output, need_input_grad=True)
 
@@ -339,14 +346,16 @@ class Model:
         if isinstance(loss, Loss):
             checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype,
                                     sample_weight)
-            if self._workspace(X.shape[0], training=True).overlaps(checked[0]):
-                checked = (checked[0].copy(),) + tuple(checked[1:])
+            space = self._workspace(X.shape[0], training=True)
+            checked = tuple(a.copy() if self._aliases(a, space) else a for a in checked)
             output = self._forward_checked(X)
             value, grad_output = loss.compute(output, *checked)
         elif callable(loss):
             if sample_weight is not None:
                 raise TypeError("sample_weight needs a bpcore Loss; a custom loss callable "
                                 "weighs its samples itself")
+            if self._aliases(target, self._workspace(X.shape[0], training=True)):
+                target = target.copy()      # the forward would overwrite it
             value, grad_output = self._custom_loss(loss, self._forward_checked(X), target)
         else:
             raise TypeError("loss must be a bpcore Loss or a callable "
@@ -429,7 +438,7 @@ class Model:
 
     def _forward_checked(self, X):
         space = self._workspace(X.shape[0], training=True)
-        if space.overlaps(X):
+        if self._aliases(X, space):
             X = X.copy()    # X is kept for backward, which must see it as it came
         space.keep_preactivations()
         output = self._run_forward(X, space)

@@ -225,6 +225,7 @@ cdef class Engine:
     cdef char* state1
     cdef char* state2
     cdef char* scratch            # W^T of a layer (transpose_first), or NULL (none)
+    cdef long scratch_size
     cdef readonly object keep      # the arrays behind every pointer
     cdef readonly object state     # the optimizer state buffers this engine updates
     cdef tuple state_names
@@ -257,7 +258,7 @@ cdef class Engine:
         # an ndarray, so that it counts where NumPy memory is counted (at most
         # TRANSPOSE_MAX entries)
         scratch = np.empty(size, params.dtype)
-        self.scratch = address(scratch)
+        self.scratch, self.scratch_size = address(scratch), size
         self.keep = (layers, params, grads, grad_output, state, scratch)
 
     def __dealloc__(self):
@@ -269,11 +270,14 @@ cdef class Engine:
         return self.optimizer_code != OPT_NONE
 
     def overlaps(self, array):
-        """True when ``array``'s memory overlaps a buffer the step writes (then
+        """True when ``array``'s memory overlaps a buffer the step writes: the
+        workspace, dL/doutput, the parameters, gradients and optimizer state (then
         ``run`` refuses it as X or target: pass a copy)."""
-        return array_meets(self.layers, self.n_layers, self.n, 4 if self.single else 8,
-                           self.grad_output, self.n * self.layers[self.n_layers - 1].n_out,
-                           array)
+        if not isinstance(array, np.ndarray) or array.size == 0:
+            return False
+        low, high = byte_bounds(array)
+        return engine_meets(self, <const char*> <intptr_t> low,
+                            <const char*> <intptr_t> high)
 
     def run(self, model, X, target, loss, optimizer):
         """Model.train_step's fast path: the fused step with ``optimizer``'s current
@@ -334,6 +338,18 @@ cdef class Engine:
         return acquire_and_run[double](self, X, target, lr, h1, h2, h3, h4, h5, flag)
 
 
+cdef bint engine_meets(Engine e, const char* lo, const char* hi) noexcept nogil:
+    """True when the bytes [lo, hi) overlap a buffer the fused step writes."""
+    cdef size_t size = 4 if e.single else 8
+    return (meets_workspace(e.layers, e.n_layers, e.n, lo, hi, size)
+            or overlap(lo, hi, e.grad_output, e.n * e.layers[e.n_layers - 1].n_out, size)
+            or overlap(lo, hi, e.params, e.n_params, size)
+            or overlap(lo, hi, e.grads, e.n_params, size)
+            or overlap(lo, hi, e.state1, e.n_params, size)
+            or overlap(lo, hi, e.state2, e.n_params, size)
+            or overlap(lo, hi, e.scratch, e.scratch_size, size))
+
+
 cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2,
                             double h3, double h4, double h5, bint flag, floating* dtype=NULL):
     """Run the step when X and the target are arrays this engine takes as they are
@@ -357,15 +373,9 @@ cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2
         if t == NULL:
             return None
     # X or the target inside a buffer the step writes (a forward output fed back)
-    if (meets_workspace(e.layers, e.n_layers, n, <const char*> x, <const char*> (x + nx),
-                        sizeof(floating))
-            or overlap(<const char*> x, <const char*> (x + nx), e.grad_output, n * k,
-                       sizeof(floating))):
+    if engine_meets(e, <const char*> x, <const char*> (x + nx)):
         return None
-    if t != NULL and (meets_workspace(e.layers, e.n_layers, n, <const char*> t,
-                                      <const char*> (t + n * k), sizeof(floating))
-                      or overlap(<const char*> t, <const char*> (t + n * k), e.grad_output,
-                                 n * k, sizeof(floating))):
+    if t != NULL and engine_meets(e, <const char*> t, <const char*> (t + n * k)):
         return None
     with nogil:
         ok = all_finite(x, nx)

@@ -37,17 +37,20 @@ static inline BP_INLINE void NAME(bp_column_sums)(long n, long m, const T *restr
     }
 }
 
-/* A = relu-family(A + b) and D = its derivative, one pass per row (slope 0: relu). */
+/* A = relu-family(A + b) and D = its derivative, one pass per row. relu (leaky 0)
+ * writes 0, not 0 * z, for z <= 0: relu(-inf) = 0 and relu(NaN) = 0 as in the
+ * flat loops. */
 static inline BP_INLINE void NAME(bp_bias_relu_rows)(long n, long m, T *restrict A,
                                                       const T *restrict b,
-                                                      T *restrict D, T slope) {
+                                                      T *restrict D, const int leaky,
+                                                      T slope) {
     for (long i = 0; i < n; i++) {
         T *restrict a = A + i * m;
         T *restrict d = D + i * m;
         for (long j = 0; j < m; j++) {
             T z = a[j] + b[j];
-            d[j] = z > 0 ? (T) 1 : slope;
-            a[j] = z > 0 ? z : slope * z;
+            d[j] = z > 0 ? (T) 1 : (leaky ? slope : (T) 0);
+            a[j] = z > 0 ? z : (leaky ? slope * z : (T) 0);
         }
     }
 }
@@ -82,10 +85,15 @@ BP_CLONES static void NAME(bp_bias_activation)(
     const long N = n * m;
     if (!Z && D && (kind == BP_RELU || kind == BP_LEAKY_RELU) && m <= 64) {
         /* the training step's common case: one pass instead of three */
-        const T s = kind == BP_RELU ? (T) 0 : slope;
-#define BP_RELU_ROWS(w) NAME(bp_bias_relu_rows)(n, w, A, b, D, s)
-        BP_BY_WIDTH(m, BP_RELU_ROWS)
+        if (kind == BP_RELU) {
+#define BP_RELU_ROWS(w) NAME(bp_bias_relu_rows)(n, w, A, b, D, 0, 0)
+            BP_BY_WIDTH(m, BP_RELU_ROWS)
 #undef BP_RELU_ROWS
+        } else {
+#define BP_LEAKY_ROWS(w) NAME(bp_bias_relu_rows)(n, w, A, b, D, 1, slope)
+            BP_BY_WIDTH(m, BP_LEAKY_ROWS)
+#undef BP_LEAKY_ROWS
+        }
         return;
     }
 #define BP_ADD(w) NAME(bp_add_rows)(n, w, A, b)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import bpcore as bp
+from conftest import randomize
 
 
 def test_fast_path_rejects_negative_probability_targets():
@@ -160,3 +161,113 @@ def test_activation_is_fixed_and_options_are_checked():
         layer.negative_slope = -1.0
     assert layer.dropout == 0.0 and layer.negative_slope == 0.01
     np.testing.assert_array_equal(model.params, before)
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e200), (np.float32, 1e30)])
+def test_fused_relu_of_negative_infinite_preactivation_is_zero(dtype, big):
+    # z = X.W overflows to -inf; relu(-inf) = 0, so the output is the next layer's
+    # bias 0.5 and the MSE against 0 is 0.25 (NumPy: np.maximum(-inf, 0) == 0), on
+    # the fused step's one-pass relu as on the general path
+    models = []
+    for _ in range(2):
+        m = bp.Model([bp.Dense(1, 1, "relu"), bp.Dense(1, 1)], dtype=dtype, seed=0)
+        m.layers[0].W[...] = -big
+        m.layers[0].b[...] = 0
+        m.layers[1].W[...] = 1
+        m.layers[1].b[...] = 0.5
+        models.append(m)
+    fused, plain = models
+    X = np.full((2, 1), big, dtype)
+    target = np.zeros((2, 1), dtype)
+    loss = bp.MSELoss()
+    with np.errstate(over="ignore"):
+        assert np.maximum(X.astype(dtype) @ fused.layers[0].W, 0).tolist() == [[0], [0]]
+    assert fused.predict(X).tolist() == [[0.5], [0.5]]
+    value_plain, _ = plain.loss_and_grad(X, target, loss)
+    bp.SGD(plain, lr=0.1).step()
+    value_fused = fused.train_step(X, target, loss, bp.SGD(fused, lr=0.1))
+    assert value_plain == pytest.approx(0.25)
+    assert value_fused == pytest.approx(0.25)
+    np.testing.assert_allclose(fused.params, plain.params)
+
+
+def _pair(n_out=2, last="identity"):
+    models = []
+    for _ in range(2):
+        m = bp.Model([bp.Dense(3, 4, "tanh"), bp.Dense(4, n_out, last)], seed=0)
+        randomize(m, np.random.default_rng(1))
+        models.append(m)
+    return models
+
+
+def _mse(output, target):
+    d = output - target
+    return float((d * d).mean()), 2 * d / d.size
+
+
+def test_custom_loss_target_aliasing_last_output_is_copied():
+    # a forward output fed back as the target of a custom loss: the next forward
+    # would overwrite it before the loss reads it
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    a, b = _pair()
+    target_a = a.forward(X1)
+    target_b = b.forward(X1).copy()
+    value_a, _ = a.loss_and_grad(X2, target_a, _mse)
+    value_b, _ = b.loss_and_grad(X2, target_b, _mse)
+    assert value_a == pytest.approx(value_b)
+    np.testing.assert_allclose(a.grads, b.grads)
+
+
+def test_sample_weight_aliasing_workspace_is_copied():
+    # the weight is checked (and its sum taken for the mean) before the forward, and
+    # read by the loss kernel after it: a view of the output must be copied
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    target = rng.normal(size=(6, 1))
+    a, b = _pair(n_out=1, last="relu")
+    weight_a = a.forward(X1)[:, 0]
+    weight_b = b.forward(X1)[:, 0].copy()
+    assert (weight_b >= 0).all() and weight_b.sum() > 0
+    value_a, _ = a.loss_and_grad(X2, target, bp.MSELoss(), sample_weight=weight_a)
+    value_b, _ = b.loss_and_grad(X2, target, bp.MSELoss(), sample_weight=weight_b)
+    assert value_a == pytest.approx(value_b)
+    np.testing.assert_allclose(a.grads, b.grads)
+
+
+def _square_pair():
+    models = []
+    for _ in range(2):
+        m = bp.Model([bp.Dense(3, 3, "tanh"), bp.Dense(3, 3)], seed=0)
+        m.grads[...] = np.arange(m.grads.size) * 0.01    # gradients of an earlier pass
+        models.append(m)
+    return models
+
+
+@pytest.mark.parametrize("optimizer, buffer", [
+    (lambda m: bp.SGD(m, lr=0.5), lambda m: m.layers[1].W),     # folded SGD writes W1
+    (lambda m: bp.Adam(m, lr=0.1), lambda m: m.layers[0].dW),   # dW0 written first...
+    (lambda m: bp.Adam(m, lr=0.1), lambda m: m.layers[1].dW),   # ...dW1 before dW0
+], ids=["sgd-W1", "adam-dW0", "adam-dW1"])
+def test_train_step_X_aliasing_parameters_or_gradients_is_copied(optimizer, buffer):
+    # X is a view of the parameters or gradients, which the fused step writes before
+    # it has finished reading X: the step must see X as it came
+    a, b = _square_pair()
+    target = np.random.default_rng(1).normal(size=(3, 3))
+    X_a = buffer(a)
+    X_b = buffer(b).copy()
+    value_a = a.train_step(X_a, target, bp.MSELoss(), optimizer(a))
+    value_b = b.train_step(X_b, target, bp.MSELoss(), optimizer(b))
+    assert value_a == pytest.approx(value_b)
+    np.testing.assert_allclose(a.params, b.params)
+
+
+def test_loss_and_grad_X_aliasing_gradients_is_copied():
+    # loss_and_grad zeroes grads between the forward and the backward, which reads X
+    # again for dW = X^T delta
+    a, b = _square_pair()
+    target = np.random.default_rng(1).normal(size=(3, 3))
+    value_a, _ = a.loss_and_grad(a.layers[1].dW, target, bp.MSELoss())
+    value_b, _ = b.loss_and_grad(b.layers[1].dW.copy(), target, bp.MSELoss())
+    assert value_a == pytest.approx(value_b)
+    np.testing.assert_allclose(a.grads, b.grads)
