@@ -176,7 +176,8 @@ cdef inline char* matrix_data(object X, int typenum, long rows, long cols):
     if not cnp.PyArray_Check(X):
         return NULL
     a = <cnp.ndarray> X
-    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISCARRAY_RO(a)
+    if (not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(a), typenum)
+            or not cnp.PyArray_ISCARRAY_RO(a)
             or not cnp.PyArray_ISNOTSWAPPED(a)):
         return NULL
     dims = cnp.PyArray_DIMS(a)
