@@ -173,6 +173,9 @@ class Trainer:
         if hasattr(self.optimizer, "lr"):
             logs["lr"] = float(self.optimizer.lr)
         total, mass, skipped = 0.0, 0.0, 0
+        # the common case takes the fused train_step: one call per batch
+        fused = (isinstance(self.loss, Loss) and weight is None and not self.l2
+                 and self.accumulate == 1)
         group_value = 0.0   # the first non-finite loss of the accumulation group, or 0
         model.train()
         for batch in range(n_batches):
@@ -180,25 +183,15 @@ class Trainer:
             index = order[part] if order is not None else part
             Xb, yb = X[index], y[index]
             wb = None if weight is None else weight[index]
-            first = batch % self.accumulate == 0
-            value, grads = model.loss_and_grad(Xb, yb, self.loss, sample_weight=wb,
-                                               accumulate=not first)
-            if self.l2:
-                for layer in model.layers:
-                    value += _penalty.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
             size = float(wb.sum()) if wb is not None else float(Xb.shape[0])
-            if first or math.isfinite(group_value):
-                # every batch of a group counts: a NaN loss on its first batch must stop
-                # the step as surely as one on its last
-                group_value = value if not math.isfinite(value) else 0.0
-            if (batch + 1) % self.accumulate == 0 or batch == n_batches - 1:
-                count = batch % self.accumulate + 1
-                if count > 1:
-                    grads *= 1.0 / count
-                checked = value if math.isfinite(group_value) else group_value
-                if not self._step(epoch, batch, checked):
-                    skipped += 1
-                    continue
+            if fused:
+                done, value = self._fused_step(epoch, batch, Xb, yb)
+            else:
+                done, value, group_value = self._two_call_step(
+                    epoch, batch, n_batches, Xb, yb, wb, group_value)
+            if not done:
+                skipped += 1
+                continue
             if math.isfinite(value):
                 total += value * size
                 mass += size
@@ -225,37 +218,94 @@ class Trainer:
         bar.end_epoch(logs)
         return logs
 
+    def _two_call_step(self, epoch, batch, n_batches, X, y, weight, group_value):
+        """loss_and_grad (+ L2), accumulated over ``accumulate`` batches, then the
+        guarded step. Returns (done, loss value, group_value): done is False when a
+        non-finite step was skipped; group_value carries the first non-finite loss of
+        the accumulation group (else 0) to the group's last batch."""
+        model = self.model
+        first = batch % self.accumulate == 0
+        value, grads = model.loss_and_grad(X, y, self.loss, sample_weight=weight,
+                                           accumulate=not first)
+        if self.l2:
+            for layer in model.layers:
+                value += _penalty.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
+        if first or math.isfinite(group_value):
+            # every batch of a group counts: a NaN loss on its first batch must stop
+            # the step as surely as one on its last
+            group_value = value if not math.isfinite(value) else 0.0
+        if (batch + 1) % self.accumulate == 0 or batch == n_batches - 1:
+            count = batch % self.accumulate + 1
+            if count > 1:
+                grads *= 1.0 / count
+            checked = value if math.isfinite(group_value) else group_value
+            if not self._step(epoch, batch, checked):
+                return False, value, group_value
+        return True, value, group_value
+
     def _step(self, epoch, batch, value):
         """Guarded optimizer step; False when a non-finite step was skipped."""
         model = self.model
         if not (math.isfinite(value) and all_finite(model.grads)):
-            what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
-            if self.on_nonfinite == "skip":
-                model.zero_grad()
-                return False
-            raise TrainingDiverged(
-                f"epoch {epoch}, batch {batch}: {what}; the parameters are left at the last "
-                "finite state (lower the learning rate, clip gradients, or pass "
-                "on_nonfinite='skip')")
+            return self._nonfinite(epoch, batch, value)
         optimizer = self.optimizer
-        np.copyto(self._backup, model.params)
-        steps, saved = optimizer.steps, self._save_state(optimizer.state)
+        undo = self._save(model, optimizer)
         optimizer.step()
         if not all_finite(model.params):
-            np.copyto(model.params, self._backup)
-            # the undone step must not count either: restore the step count and every
-            # state buffer in place, and drop buffers this step created
-            for name in list(optimizer.state):
-                if name in saved:
-                    np.copyto(optimizer.state[name], saved[name])
-                else:
-                    del optimizer.state[name]
-            optimizer.steps = steps
-            raise TrainingDiverged(
-                f"epoch {epoch}, batch {batch}: the optimizer step made a parameter "
-                "non-finite; the parameters and the optimizer state were restored to the "
-                "last finite state")
+            self._undo(model, optimizer, undo)
+            raise self._step_diverged(epoch, batch)
         return True
+
+    def _fused_step(self, epoch, batch, X, y):
+        """``model.train_step`` under the same guard as ``_step``: a non-finite loss,
+        gradient or result undoes the step (it has already been taken). Returns
+        ``(done, loss value)``; done is False when a non-finite step was skipped."""
+        model, optimizer = self.model, self.optimizer
+        undo = self._save(model, optimizer)
+        value = model.train_step(X, y, self.loss, optimizer)
+        finite = math.isfinite(value) and all_finite(model.grads)
+        if finite and all_finite(model.params):
+            return True, value
+        self._undo(model, optimizer, undo)
+        if finite:
+            raise self._step_diverged(epoch, batch)
+        return self._nonfinite(epoch, batch, value), value
+
+    def _nonfinite(self, epoch, batch, value):
+        """A non-finite loss or gradient, no step taken (or undone): False to skip
+        it (gradients zeroed), or raise TrainingDiverged."""
+        what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
+        if self.on_nonfinite == "skip":
+            self.model.zero_grad()
+            return False
+        raise TrainingDiverged(
+            f"epoch {epoch}, batch {batch}: {what}; the parameters are left at the last "
+            "finite state (lower the learning rate, clip gradients, or pass "
+            "on_nonfinite='skip')")
+
+    @staticmethod
+    def _step_diverged(epoch, batch):
+        return TrainingDiverged(
+            f"epoch {epoch}, batch {batch}: the optimizer step made a parameter "
+            "non-finite; the parameters and the optimizer state were restored to the "
+            "last finite state")
+
+    def _save(self, model, optimizer):
+        """Back up what a step changes: parameters, step count, state buffers."""
+        np.copyto(self._backup, model.params)
+        return optimizer.steps, self._save_state(optimizer.state)
+
+    def _undo(self, model, optimizer, undo):
+        """Restore a ``_save``: the parameters, the step count and every state buffer
+        in place; buffers the undone step created are dropped."""
+        steps, saved = undo
+        np.copyto(model.params, self._backup)
+        for name in list(optimizer.state):
+            if name in saved:
+                np.copyto(optimizer.state[name], saved[name])
+            else:
+                del optimizer.state[name]
+        optimizer.steps = steps
 
     def _save_state(self, state):
         """Copy the optimizer's state buffers into reused backups; return those."""
@@ -356,7 +406,13 @@ def fit(model, X, y, *, loss, optimizer="adam", epochs=1, batch_size=32, shuffle
     l2 : adds ``l2/2 * sum(W**2)`` over weight matrices (not biases) to the loss.
     accumulate : batches whose gradients are averaged before each optimizer step.
     on_nonfinite : "raise" (``TrainingDiverged``) or "skip" the step, when the loss
-        or a gradient is NaN/inf; either way the parameters keep their last finite values.
+        or a gradient is NaN/inf; either way the parameters (and the optimizer's
+        state) keep their last finite values.
+
+    With a bpcore Loss and no sample weights, L2 or accumulation, each batch is one
+    fused ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``.
+    The two give the same numbers (to rounding); after the fused step, plain SGD
+    leaves the weight matrices' gradients unwritten (see ``Model.train_step``).
     """
     epochs = _validation.positive_int(epochs, "epochs")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \

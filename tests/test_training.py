@@ -8,6 +8,7 @@ import pytest
 import bpcore as bp
 from bpcore.callbacks import EarlyStopping, LambdaCallback, LearningRateScheduler
 from bpcore.datasets import moons
+from bpcore.losses import LOSSES
 from bpcore.training import TrainingDiverged
 from conftest import layer_dicts
 import numpy_reference as ref
@@ -450,3 +451,53 @@ def test_undone_step_restores_existing_optimizer_buffers_in_place():
     assert opt.steps == 4 and opt.state["momentum_buffer"] is buffer
     np.testing.assert_array_equal(buffer, saved["state"]["momentum_buffer"])
     np.testing.assert_array_equal(model.params, params)
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda m: bp.SGD(m, lr=0.1), lambda m: bp.SGD(m, lr=0.05, momentum=0.9),
+    lambda m: bp.Adam(m, lr=0.01)], ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("loss_name", ["mse", "cross_entropy"])
+def test_fit_on_the_fused_step_equals_fit_on_loss_and_grad(make_optimizer, loss_name):
+    # a bpcore Loss takes the fused train_step; the same Loss wrapped in a callable
+    # takes loss_and_grad + optimizer.step()
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(50, 3))
+    y = rng.normal(size=(50, 2)) if loss_name == "mse" else rng.integers(0, 2, 50)
+    loss = LOSSES[loss_name]()
+    histories, models = [], []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(3, 8, "relu"), bp.Dense(8, 2)], seed=0)
+        fn = (lambda output, target: loss(output, target)) if wrapped else loss_name
+        histories.append(model.fit(X, y, loss=fn, optimizer=make_optimizer(model), epochs=3,
+                                   batch_size=16, seed=1, verbose=0))
+        models.append(model)
+    assert models[0]._engine is not None and models[1]._engine is None   # the paths taken
+    np.testing.assert_allclose(models[0].params, models[1].params, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("on_nonfinite", ["raise", "skip"])
+def test_fused_fit_undoes_a_step_with_an_infinite_loss(on_nonfinite):
+    # the fused step has already updated when the infinite loss comes back: the
+    # parameters and Adam's state (created by that very step) are restored
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(30, 2)), rng.normal(size=(30, 1))
+    y[20:] = 1e200                                   # (output - 1e200)^2 overflows
+    model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
+    reference = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
+    ref_opt = bp.Adam(reference, lr=0.01)
+    reference.fit(X[:20], y[:20], loss="mse", optimizer=ref_opt, batch_size=10,
+                  shuffle=False, verbose=0)
+    opt = bp.Adam(model, lr=0.01)
+    options = dict(loss="mse", optimizer=opt, batch_size=10, shuffle=False, verbose=0,
+                   on_nonfinite=on_nonfinite)
+    if on_nonfinite == "raise":
+        with pytest.raises(TrainingDiverged, match="epoch 0, batch 2: the loss is inf"):
+            model.fit(X, y, **options)
+    else:
+        assert model.fit(X, y, **options)["skipped_steps"] == [1.0]
+    assert model._engine is not None                     # the fused path was taken
+    np.testing.assert_array_equal(model.params, reference.params)
+    assert opt.steps == ref_opt.steps == 2
+    for name in ref_opt.state:
+        np.testing.assert_array_equal(opt.state[name], ref_opt.state[name])
