@@ -81,7 +81,8 @@ class Dense:
 
     @property
     def negative_slope(self):
-        """Slope of ``leaky_relu`` for negative inputs; may be changed at any time."""
+        """Slope of ``leaky_relu`` for negative inputs; may be changed at any time
+        (the model then drops its workspaces, so the last forward's caches too)."""
         return self._negative_slope
 
     @negative_slope.setter
@@ -92,7 +93,8 @@ class Dense:
     @property
     def dropout(self):
         """Rate of inverted dropout on the output while training; may be changed at
-        any time (e.g. switched off for fine-tuning)."""
+        any time, e.g. switched off for fine-tuning (the model then drops its
+        workspaces, so the last forward's caches too)."""
         return self._dropout
 
     @dropout.setter
