@@ -118,17 +118,14 @@ cdef bint meets_workspace(Layer* layers, int n_layers, long n, const char* lo,
 
 
 cdef bint array_meets(Layer* layers, int n_layers, long n, size_t itemsize,
-                      const char* extra, long extra_count, object array) except -1:
-    """True when an ndarray's memory overlaps a buffer the pass writes: the workspace
-    (buffers of ``itemsize`` bytes per item) or ``extra``; other objects: False."""
-    cdef const char* lo
-    cdef const char* hi
+                      object array) except -1:
+    """True when an ndarray's memory overlaps a buffer of the workspace (buffers of
+    ``itemsize`` bytes per item); other objects: False."""
     if not isinstance(array, np.ndarray) or array.size == 0:
         return False
     low, high = byte_bounds(array)
-    lo, hi = <const char*> <intptr_t> low, <const char*> <intptr_t> high
-    return (meets_workspace(layers, n_layers, n, lo, hi, itemsize)
-            or overlap(lo, hi, extra, extra_count, itemsize))
+    return meets_workspace(layers, n_layers, n, <const char*> <intptr_t> low,
+                           <const char*> <intptr_t> high, itemsize)
 
 
 cdef class Predictor:
@@ -155,7 +152,7 @@ cdef class Predictor:
         """True when ``array``'s memory overlaps a buffer this forward pass writes
         (then ``run`` refuses it: pass a copy)."""
         return array_meets(self.layers, self.n_layers, self.n,
-                           4 if self.single else 8, NULL, 0, array)
+                           4 if self.single else 8, array)
 
     def run(self, X):
         """The output for X as a new array, or None when X needs the full validation
