@@ -55,10 +55,22 @@ static inline BP_INLINE void NAME(bp_bias_relu_rows)(long n, long m, T *restrict
     }
 }
 
-/* delta = upstream * D and db (= when overwrite, else +=) its column sums, one pass. */
+/* delta = upstream * D and db (= when overwrite, else +=) its column sums, one pass.
+ * Up to 64 columns the sums stay in registers; wider rows add into db itself, which
+ * stays in L1. */
 static inline BP_INLINE void NAME(bp_delta_rows)(long n, long m, const T *restrict up,
                                                   const T *restrict D, T *restrict delta,
                                                   T *restrict db, int overwrite) {
+    if (m > 64) {
+        if (overwrite) for (long j = 0; j < m; j++) db[j] = 0;
+        for (long i = 0; i < n; i++)
+            for (long j = 0; j < m; j++) {
+                T v = up[i * m + j] * D[i * m + j];
+                delta[i * m + j] = v;
+                db[j] += v;
+            }
+        return;
+    }
     T sums[64];
     for (long j = 0; j < m; j++) sums[j] = 0;
     for (long i = 0; i < n; i++)
@@ -83,7 +95,7 @@ BP_CLONES static void NAME(bp_bias_activation)(
         long n, long m, T *restrict A, const T *restrict b, const T *restrict scale,
         T *restrict Z, T *restrict D, T *restrict G, int kind, T slope) {
     const long N = n * m;
-    if (!Z && D && (kind == BP_RELU || kind == BP_LEAKY_RELU) && m <= 64) {
+    if (!Z && D && (kind == BP_RELU || kind == BP_LEAKY_RELU)) {
         /* the training step's common case: one pass instead of three */
         if (kind == BP_RELU) {
 #define BP_RELU_ROWS(w) NAME(bp_bias_relu_rows)(n, w, A, b, D, 0, 0)
@@ -143,7 +155,7 @@ BP_CLONES static void NAME(bp_delta)(
         int overwrite) {
     const long N = n * m;
     const T *restrict source = upstream;
-    if (D && !G && m <= 64) {
+    if (D && !G) {
         /* one pass: the product, its store and the column sums in registers */
 #define BP_DELTA_ROWS(w) NAME(bp_delta_rows)(n, w, upstream, D, delta, db, overwrite)
         BP_BY_WIDTH(m, BP_DELTA_ROWS)
