@@ -15,6 +15,10 @@ from . import _dense, _engine, _validation
 from .layers import Dense
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 
+# The losses the fused train_step computes itself, with their kernel codes (integer
+# labels: CrossEntropyLoss with code 1); exactly these types, not subclasses.
+_FUSED_LOSSES = {MSELoss: 0, CrossEntropyLoss: 2, BCEWithLogitsLoss: 3}
+
 # Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
 # the smaller last batch of an epoch, plus an evaluation size).
 _WORKSPACE_SIZES = 4
@@ -372,8 +376,9 @@ class Model:
 
         The same numbers as ``loss_and_grad(X, target, loss)`` followed by
         ``optimizer.step()``, computed by one fused kernel without the GIL for a
-        bpcore ``Loss`` (SGD and Adam update inside it; other optimizers step right
-        after; custom losses and dropout in training mode take the two-call path).
+        built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
+        Adam update inside it; other optimizers step right after; custom losses, Loss
+        subclasses and dropout in training mode take the two-call path).
         ``grads`` holds this batch's gradient afterwards — except the weight matrices'
         with plain SGD (no momentum or weight decay), whose update is folded into the
         weight-gradient product. No caches are left for ``backward`` or the per-node
@@ -393,7 +398,9 @@ class Model:
             raise TypeError("optimizer must be an Optimizer of this model; got "
                             f"{_validation.describe(optimizer)}")
         has_dropout = any(layer.dropout for layer in self.layers)
-        if not isinstance(loss, Loss) or (self.training and has_dropout):
+        if type(loss) not in _FUSED_LOSSES or (self.training and has_dropout):
+            # custom losses, Loss subclasses (their own compute or kernels) and
+            # dropout in training mode take the two-call path
             value, _ = self.loss_and_grad(X, target, loss)
             optimizer.step()
             return value
@@ -421,8 +428,7 @@ class Model:
 
     def _build_engine(self, n, loss, labels, scale, optimizer, has_dropout):
         from .optim import SGD, Adam
-        codes = {MSELoss: 0, CrossEntropyLoss: 2, BCEWithLogitsLoss: 3}
-        loss_code = 1 if labels else codes[type(loss)]
+        loss_code = 1 if labels else _FUSED_LOSSES[type(loss)]
         optimizer_code = {SGD: 1, Adam: 2}.get(type(optimizer), 0)
         state = optimizer.buffers() if optimizer_code else ()
         names = tuple(optimizer._state_names()) if optimizer_code else ()

@@ -15,7 +15,8 @@ from ._finite import all_finite
 from .callbacks import Callback, LambdaCallback
 from .losses import LOSSES, Loss, MSELoss
 from .metrics import METRICS, accuracy
-from .optim import Optimizer
+from .model import _FUSED_LOSSES
+from .optim import SGD, Adam, Optimizer
 from .progress import ProgressBar
 
 NONFINITE = ("raise", "skip")
@@ -173,9 +174,7 @@ class Trainer:
         if hasattr(self.optimizer, "lr"):
             logs["lr"] = float(self.optimizer.lr)
         total, mass, skipped = 0.0, 0.0, 0
-        # the common case takes the fused train_step: one call per batch
-        fused = (isinstance(self.loss, Loss) and weight is None and not self.l2
-                 and self.accumulate == 1)
+        fused = self._can_fuse(weight)
         group_value = 0.0   # the first non-finite loss of the accumulation group, or 0
         model.train()
         for batch in range(n_batches):
@@ -185,7 +184,7 @@ class Trainer:
             wb = None if weight is None else weight[index]
             size = float(wb.sum()) if wb is not None else float(Xb.shape[0])
             if fused:
-                done, value = self._fused_step(epoch, batch, Xb, yb)
+                done, value = self._fused_step(epoch, batch, n_batches, Xb, yb)
             else:
                 done, value, group_value = self._two_call_step(
                     epoch, batch, n_batches, Xb, yb, wb, group_value)
@@ -256,20 +255,28 @@ class Trainer:
             raise self._step_diverged(epoch, batch)
         return True
 
-    def _fused_step(self, epoch, batch, X, y):
-        """``model.train_step`` under the same guard as ``_step``: a non-finite loss,
-        gradient or result undoes the step (it has already been taken). Returns
-        ``(done, loss value)``; done is False when a non-finite step was skipped."""
+    def _can_fuse(self, weight):
+        """Whether each batch can be one fused ``train_step``: a built-in loss and SGD
+        or Adam (whose updates run inside the step, so nothing else runs before the
+        guard), no sample weights, L2, accumulation or dropout."""
+        return (type(self.loss) in _FUSED_LOSSES and type(self.optimizer) in (SGD, Adam)
+                and weight is None and not self.l2 and self.accumulate == 1
+                and not any(layer.dropout for layer in self.model.layers))
+
+    def _fused_step(self, epoch, batch, n_batches, X, y):
+        """``model.train_step`` under a guard: when anything comes out non-finite (the
+        loss, a gradient, a parameter) the step, already taken, is undone and the batch
+        is run again by ``_two_call_step``, which then raises or skips exactly as
+        without fusion (plain SGD folds its update into the product, so a non-finite
+        weight gradient only shows in the parameters). Returns ``(done, loss value)``."""
         model, optimizer = self.model, self.optimizer
         undo = self._save(model, optimizer)
         value = model.train_step(X, y, self.loss, optimizer)
-        finite = math.isfinite(value) and all_finite(model.grads)
-        if finite and all_finite(model.params):
+        if math.isfinite(value) and all_finite(model.grads) and all_finite(model.params):
             return True, value
         self._undo(model, optimizer, undo)
-        if finite:
-            raise self._step_diverged(epoch, batch)
-        return self._nonfinite(epoch, batch, value), value
+        done, value, _ = self._two_call_step(epoch, batch, n_batches, X, y, None, 0.0)
+        return done, value
 
     def _nonfinite(self, epoch, batch, value):
         """A non-finite loss or gradient, no step taken (or undone): False to skip
@@ -409,9 +416,11 @@ def fit(model, X, y, *, loss, optimizer="adam", epochs=1, batch_size=32, shuffle
         or a gradient is NaN/inf; either way the parameters (and the optimizer's
         state) keep their last finite values.
 
-    With a bpcore Loss and no sample weights, L2 or accumulation, each batch is one
-    fused ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``.
-    The two give the same numbers (to rounding); after the fused step, plain SGD
+    With a built-in loss (MSELoss, CrossEntropyLoss, BCEWithLogitsLoss), SGD or Adam,
+    and no sample weights, L2, accumulation or dropout, each batch is one fused
+    ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``. The
+    two give the same numbers (to rounding), and a batch whose fused step comes out
+    non-finite is undone and run again the other way. After the fused step, plain SGD
     leaves the weight matrices' gradients unwritten (see ``Model.train_step``).
     """
     epochs = _validation.positive_int(epochs, "epochs")

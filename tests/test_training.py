@@ -8,7 +8,7 @@ import pytest
 import bpcore as bp
 from bpcore.callbacks import EarlyStopping, LambdaCallback, LearningRateScheduler
 from bpcore.datasets import moons
-from bpcore.losses import LOSSES
+from bpcore.losses import LOSSES, CrossEntropyLoss, MSELoss
 from bpcore.training import TrainingDiverged
 from conftest import layer_dicts
 import numpy_reference as ref
@@ -501,3 +501,138 @@ def test_fused_fit_undoes_a_step_with_an_infinite_loss(on_nonfinite):
     assert opt.steps == ref_opt.steps == 2
     for name in ref_opt.state:
         np.testing.assert_array_equal(opt.state[name], ref_opt.state[name])
+
+
+def _wrapped(loss):
+    return lambda output, target: loss(output, target)
+
+
+def _small_data(k=1, labels=False):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2))
+    y = rng.integers(0, k, 20) if labels else rng.normal(size=(20, k))
+    return X, y
+
+
+def test_fused_plain_sgd_guard_trips_on_stale_nonfinite_weight_grads():
+    # plain SGD folds its update into the product and leaves dW unwritten: a NaN an
+    # earlier call left in dW must not make the fused fit's finite steps diverge
+    X, y = _small_data()
+    results = []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
+        model.loss_and_grad(X, y, lambda o, t: (float("nan"), np.full(o.shape, np.nan)))
+        loss = MSELoss()
+        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
+                            optimizer=bp.SGD(model, lr=0.1), batch_size=10, seed=0,
+                            verbose=0)
+        results.append((history["loss"], model.params.copy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+
+
+def test_fused_plain_sgd_skips_an_infinite_weight_gradient_in_skip_mode():
+    # finite loss and bias gradient, infinite dW = x * delta (1e200 * 2e110): a
+    # gradient that is not finite, skipped as such, though the fused plain-SGD step
+    # only shows it as an infinite W
+    X, y = np.array([[1e200], [0.0]]), np.array([[1e110], [0.0]])
+    histories = []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(1, 1)], seed=0)
+        model.params[:] = 0.0
+        loss = MSELoss()
+        histories.append(model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
+                                   optimizer=bp.SGD(model, lr=0.1), batch_size=2, seed=0,
+                                   verbose=0, on_nonfinite="skip").history)
+        np.testing.assert_array_equal(model.params, 0.0)
+    assert histories[1]["skipped_steps"] == [1.0]
+    assert histories[0]["skipped_steps"] == histories[1]["skipped_steps"]
+
+
+class _HalfCrossEntropy(CrossEntropyLoss):
+    """A Loss subclass overriding compute (e.g. a label-smoothing or scaled loss)."""
+
+    def compute(self, output, target, weight, scale):
+        value, grad = super().compute(output, target, weight, scale)
+        grad *= 0.5
+        return value * 0.5, grad
+
+
+def test_fit_honours_a_loss_subclass_compute():
+    # a Loss subclass is computed by its own compute, in fit as in loss_and_grad
+    X, y = _small_data(3, labels=True)
+    results = []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 3)], seed=0)
+        loss = _HalfCrossEntropy()
+        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
+                            optimizer=bp.SGD(model, lr=0.1), epochs=2, batch_size=10,
+                            seed=0, verbose=0)
+        results.append((history["loss"], model.params.copy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+
+
+class _MAELoss(MSELoss):
+    """A Loss subclass with its own kernel."""
+
+    def _kernel_for(self, target):
+        def kernel(output, target, weight, grad, scale):
+            diff = output - target
+            grad[...] = np.sign(diff) * scale
+            return float(np.abs(diff).sum() * scale)
+        return kernel
+
+
+def test_fit_accepts_a_loss_subclass_with_its_own_kernel():
+    # a Loss subclass with its own kernel trains in fit as in loss_and_grad
+    X, y = _small_data()
+    results = []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
+        loss = _MAELoss()
+        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
+                            optimizer=bp.SGD(model, lr=0.1), batch_size=10, seed=0,
+                            verbose=0)
+        results.append((history["loss"], model.params.copy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+
+
+class _StrictSGD(bp.SGD):
+    """A custom optimizer that refuses non-finite gradients."""
+
+    def step(self):
+        bp.clip_grad_norm(self.model, 1.0, error_if_nonfinite=True)
+        super().step()
+
+
+def test_custom_optimizer_step_is_not_run_on_a_nonfinite_step_in_skip_mode():
+    # an optimizer's own step() never runs on a non-finite loss or gradient: the
+    # batch is skipped
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 2)), rng.normal(size=(20, 1))
+    y[10:] = 1e200                                   # (output - 1e200)^2 overflows
+    histories = []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
+        loss = MSELoss()
+        histories.append(model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
+                                   optimizer=_StrictSGD(model, lr=0.1), batch_size=10,
+                                   shuffle=False, seed=0, verbose=0,
+                                   on_nonfinite="skip").history)
+    assert histories[1]["skipped_steps"] == [1.0]
+    assert histories[0] == histories[1]
+
+
+def test_train_step_computes_a_loss_subclass_by_its_own_compute():
+    X, y = _small_data(3, labels=True)
+    models = [bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 3)], seed=0) for _ in range(2)]
+    o1, o2 = (bp.SGD(m, lr=0.1) for m in models)
+    value = models[0].train_step(X, y, _HalfCrossEntropy(), o1)
+    expected, _ = models[1].loss_and_grad(X, y, _HalfCrossEntropy())
+    o2.step()
+    fresh = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 3)], seed=0)
+    full, _ = CrossEntropyLoss()(fresh.predict(X), y)       # before any step
+    assert value == pytest.approx(0.5 * full, rel=1e-12) and value == expected
+    np.testing.assert_array_equal(models[0].params, models[1].params)
