@@ -514,21 +514,30 @@ def _small_data(k=1, labels=False):
     return X, y
 
 
+def assert_fit_equals_two_call_fit(X, y, n_out, make_loss, prepare=lambda model: None,
+                                   **options):
+    """fit with the loss as given equals fit with it wrapped in a callable (which
+    forces loss_and_grad + optimizer.step()): same epoch losses and weights."""
+    results = []
+    for wrapped in (False, True):
+        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, n_out)], seed=0)
+        prepare(model)
+        loss = make_loss()
+        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
+                            optimizer=bp.SGD(model, lr=0.1), batch_size=10, seed=0,
+                            verbose=0, **options)
+        results.append((history["loss"], model.params.copy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+
+
 def test_fused_plain_sgd_guard_trips_on_stale_nonfinite_weight_grads():
     # plain SGD folds its update into the product and leaves dW unwritten: a NaN an
     # earlier call left in dW must not make the fused fit's finite steps diverge
     X, y = _small_data()
-    results = []
-    for wrapped in (False, True):
-        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
-        model.loss_and_grad(X, y, lambda o, t: (float("nan"), np.full(o.shape, np.nan)))
-        loss = MSELoss()
-        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
-                            optimizer=bp.SGD(model, lr=0.1), batch_size=10, seed=0,
-                            verbose=0)
-        results.append((history["loss"], model.params.copy()))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+    assert_fit_equals_two_call_fit(
+        X, y, 1, MSELoss, prepare=lambda model: model.loss_and_grad(
+            X, y, lambda o, t: (float("nan"), np.full(o.shape, np.nan))))
 
 
 def test_fused_plain_sgd_skips_an_infinite_weight_gradient_in_skip_mode():
@@ -561,16 +570,7 @@ class _HalfCrossEntropy(CrossEntropyLoss):
 def test_fit_honours_a_loss_subclass_compute():
     # a Loss subclass is computed by its own compute, in fit as in loss_and_grad
     X, y = _small_data(3, labels=True)
-    results = []
-    for wrapped in (False, True):
-        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 3)], seed=0)
-        loss = _HalfCrossEntropy()
-        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
-                            optimizer=bp.SGD(model, lr=0.1), epochs=2, batch_size=10,
-                            seed=0, verbose=0)
-        results.append((history["loss"], model.params.copy()))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+    assert_fit_equals_two_call_fit(X, y, 3, _HalfCrossEntropy, epochs=2)
 
 
 class _MAELoss(MSELoss):
@@ -587,16 +587,7 @@ class _MAELoss(MSELoss):
 def test_fit_accepts_a_loss_subclass_with_its_own_kernel():
     # a Loss subclass with its own kernel trains in fit as in loss_and_grad
     X, y = _small_data()
-    results = []
-    for wrapped in (False, True):
-        model = bp.Model([bp.Dense(2, 4, "tanh"), bp.Dense(4, 1)], seed=0)
-        loss = _MAELoss()
-        history = model.fit(X, y, loss=_wrapped(loss) if wrapped else loss,
-                            optimizer=bp.SGD(model, lr=0.1), batch_size=10, seed=0,
-                            verbose=0)
-        results.append((history["loss"], model.params.copy()))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+    assert_fit_equals_two_call_fit(X, y, 1, _MAELoss)
 
 
 class _StrictSGD(bp.SGD):
