@@ -1,4 +1,5 @@
-# Row-major matrix products through SciPy's BLAS (nogil, no allocation).
+# Row-major matrix products: small ones by bpcore's own loops (_small_gemm_impl.h),
+# the rest through SciPy's BLAS (nogil, no allocation).
 #
 # bpcore stores every matrix C-contiguous (row-major). BLAS is column-major, and a
 # row-major matrix read as column-major is its transpose, so the row-major product
@@ -10,12 +11,50 @@
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+cdef extern from "_loops.h" nogil:
+    enum: BP_SMALL_SCRATCH
+    void bp_small_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha,
+                           const float* A, long lda, const float* B, long ldb, float beta,
+                           float* C, long ldc, float* Bt)
+    void bp_small_gemm_f64(int trans_a, int trans_b, long m, long n, long k,
+                           double alpha, const double* A, long lda, const double* B,
+                           long ldb, double beta, double* C, long ldc, double* Bt)
 
-cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
-                      floating alpha, const floating* a, int lda,
-                      const floating* b, int ldb,
-                      floating beta, floating* c, int ldc) noexcept nogil:
-    """C (m x n) = alpha * op(A) (m x k) . op(B) (k x n) + beta * C, row-major."""
+cdef enum:
+    SMALL_WORK = 131072    # m * n * k at most (see small_product)
+    SMALL_DEPTH = 512      # k at most: B's last columns, transposed, fit the scratch
+
+
+cdef inline bint small_product(bint trans_b, long m, long n, long k) noexcept nogil:
+    """Whether bpcore's own loops compute this product instead of BLAS: at most
+    SMALL_WORK multiply-adds, k at most SMALL_DEPTH and, for op(B) = B^T, B of at most
+    BP_SMALL_SCRATCH entries (it is copied). Below that, a BLAS call's fixed cost is
+    a large share of the product; the crossover is measured by
+    benches/small_gemm.py and listed in the README."""
+    return (m * n * k <= SMALL_WORK and k <= SMALL_DEPTH
+            and (not trans_b or n * k <= BP_SMALL_SCRATCH))
+
+
+cdef inline void own_gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                          floating alpha, const floating* a, int lda,
+                          const floating* b, int ldb,
+                          floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm by bpcore's own loops; k <= SMALL_DEPTH and, when trans_b,
+    n * k <= BP_SMALL_SCRATCH (not checked)."""
+    cdef floating scratch[BP_SMALL_SCRATCH]
+    if floating is float:
+        bp_small_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                          scratch)
+    else:
+        bp_small_gemm_f64(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                          scratch)
+
+
+cdef inline void blas_gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                           floating alpha, const floating* a, int lda,
+                           const floating* b, int ldb,
+                           floating beta, floating* c, int ldc) noexcept nogil:
+    """gemm always through BLAS."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     if m == 0 or n == 0:
@@ -26,3 +65,16 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
               &beta, c, &ldc)
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating* a, int lda,
+                      const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """C (m x n) = alpha * op(A) (m x k) . op(B) (k x n) + beta * C, row-major."""
+    if m == 0 or n == 0:
+        return
+    if small_product(trans_b, m, n, k):
+        own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    else:
+        blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -14,7 +14,8 @@
 # not be X.
 from cython cimport floating
 
-from _blas cimport gemm
+from _blas cimport (BP_SMALL_SCRATCH, SMALL_DEPTH, blas_gemm, gemm, own_gemm,
+                   small_product)
 from _loops cimport bias_activation, delta_and_bias_grad
 
 
@@ -94,3 +95,46 @@ def dropout(floating[:, ::1] U not None, floating[:, ::1] A not None,
                 D[i, j] *= m
                 if has_gate:
                     G[i, j] *= m
+
+
+
+def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
+           floating[:, ::1] C not None, bint trans_a=False, bint trans_b=False,
+           double alpha=1.0, double beta=0.0, str path="auto"):
+    """C = alpha * op(A) . op(B) + beta * C by the product the kernels use.
+
+    path: "auto" (bpcore's own loops for small products, BLAS for the rest, as in
+    every kernel), "blas" or "own" (the own loops at any size they can take). For
+    tests and benches/small_gemm.py. Shapes are checked; C must not share memory
+    with A or B (not checked).
+    """
+    cdef int m = C.shape[0], n = C.shape[1]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    if path not in ("auto", "blas", "own"):
+        raise ValueError(f"matmul: path must be 'auto', 'blas' or 'own', got {path!r}")
+    if ((A.shape[1] if trans_a else A.shape[0]) != m
+            or (B.shape[0] if trans_b else B.shape[1]) != n
+            or (B.shape[1] if trans_b else B.shape[0]) != k):
+        raise ValueError(
+            f"matmul: op(A) {A.shape[1] if trans_a else A.shape[0]}x{k}, op(B) "
+            f"{B.shape[1] if trans_b else B.shape[0]}x"
+            f"{B.shape[0] if trans_b else B.shape[1]} and C {m}x{n} do not agree")
+    if path == "own" and not small_product(trans_b, 1, n, k):
+        raise ValueError(f"matmul: the own loops take k <= {SMALL_DEPTH} and, for "
+                         f"op(B) = B^T, n * k <= {BP_SMALL_SCRATCH}; got n={n}, k={k}")
+    if m == 0 or n == 0:
+        return
+    cdef const floating* a = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
+    cdef const floating* b = &B[0, 0] if B.shape[0] * B.shape[1] > 0 else NULL
+    cdef int lda = max(A.shape[1], 1), ldb = max(B.shape[1], 1)
+    cdef int how = ("auto", "blas", "own").index(path)
+    with nogil:
+        if how == 1:
+            blas_gemm(trans_a, trans_b, m, n, k, <floating> alpha, a, lda, b, ldb,
+                      <floating> beta, &C[0, 0], n)
+        elif how == 2:
+            own_gemm(trans_a, trans_b, m, n, k, <floating> alpha, a, lda, b, ldb,
+                     <floating> beta, &C[0, 0], n)
+        else:
+            gemm(trans_a, trans_b, m, n, k, <floating> alpha, a, lda, b, ldb,
+                 <floating> beta, &C[0, 0], n)

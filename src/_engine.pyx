@@ -25,7 +25,7 @@ from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt
 
-from _blas cimport gemm
+from _blas cimport gemm, small_product
 from _loops cimport (bias_activation, delta_and_bias_grad, sgd_update, adam_update,
                     transpose)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
@@ -424,6 +424,8 @@ cdef inline bint transpose_first(long n, long n_in, long n_out) noexcept nogil:
     copy itself (a strided loop) must stay small beside the product: W of at most
     TRANSPOSE_MAX entries, and batches of 8 or more (a 256 x 128 W at batch 8 cost
     60 us more per step)."""
+    if small_product(True, n, n_in, n_out):
+        return False                 # bpcore's own loops, which copy W^T themselves
     return (n * n_in * n_out <= TRANSPOSE_FIRST_WORK and n_in * n_out <= TRANSPOSE_MAX
             and n >= 8 and (n * n_in > 1200 or n_out < 32))
 

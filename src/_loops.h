@@ -25,6 +25,9 @@
 #define BP_INLINE
 #endif
 
+/* entries of the scratch buffer bp_small_gemm takes (see _small_gemm_impl.h) */
+#define BP_SMALL_SCRATCH 4096
+
 /* activation codes: the registry in bpcore/layers.py maps names to these */
 enum {
     BP_IDENTITY = 0, BP_SIGMOID = 1, BP_TANH = 2, BP_RELU = 3, BP_LEAKY_RELU = 4,
@@ -37,6 +40,7 @@ enum {
 #define TANH tanhf
 #define SQRT sqrtf
 #include "_loops_impl.h"
+#include "_small_gemm_impl.h"
 #undef T
 #undef NAME
 #undef EXP
@@ -50,6 +54,7 @@ enum {
 #define TANH tanh
 #define SQRT sqrt
 #include "_loops_impl.h"
+#include "_small_gemm_impl.h"
 #undef T
 #undef NAME
 #undef EXP

@@ -1,0 +1,168 @@
+/* Matrix products of small layers without BLAS. Instantiated by _loops.h with
+ * T = float or double, like _loops_impl.h; no include guard.
+ *
+ * A BLAS call pays a fixed cost (argument checks, buffer set-up, packing) that on a
+ * 2-16-16-1 network is larger than its arithmetic: a 100 x 16 x 16 dgemm costs
+ * about as much as its own multiply-adds again. Below the crossover bp_small_ok
+ * defines, products run here: register blocks of up to 4 rows x 2 vectors of 32
+ * bytes, accumulated in registers over the whole inner dimension and written once,
+ * with GCC's vector extensions so that one source serves every clone of
+ * target_clones (AVX2/FMA, AVX-512 with 32-byte vectors, and the SSE2 baseline, which
+ * splits each vector in two).
+ *
+ * C (m x n, row stride ldc) = alpha * op(A) . op(B) + beta * C, row-major, where
+ * op(A) is A (m x k, row stride lda) or A^T (A stored k x m) and op(B) is B (k x n)
+ * or B^T (B stored n x k). beta is 0 (C is only written: NaN in C does not
+ * propagate) or anything else (C is read). C must not alias A or B.
+ */
+
+typedef T NAME(bp_vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+#define BP_VL ((long) (32 / sizeof(T)))
+#define BP_ROWS 4
+
+/* The block C[0:MR, 0:NV*VL] with a(i, p) = A[i * ra + p * ca], b(p, :) = B[p * ldb]. */
+static inline BP_INLINE void NAME(bp_gemm_block)(
+        const int MR, const int NV, long k, const T *restrict A, long ra, long ca,
+        const T *restrict B, long ldb, T *restrict C, long ldc, T alpha, T beta) {
+    typedef NAME(bp_vec) V;
+    V acc[BP_ROWS][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[r][v] = (V) {0};
+    for (long p = 0; p < k; p++) {
+        V b[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) b[v] = *(const V *) (B + p * ldb + v * BP_VL);
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            const T a = A[r * ra + p * ca];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            V *c = (V *) (C + r * ldc + v * BP_VL);
+            *c = beta == 0 ? alpha * acc[r][v] : beta * *c + alpha * acc[r][v];
+        }
+}
+
+/* Columns [j0, n) of C, fewer than one vector wide, as dot products over p:
+ * c(i, j) = sum_p A[i * lda + p] * Bt[j * ldbt + p], both contiguous in p. */
+static inline BP_INLINE void NAME(bp_gemm_dots)(
+        long m, long j0, long n, long k, const T *restrict A, long lda,
+        const T *restrict Bt, long ldbt, T *restrict C, long ldc, T alpha, T beta) {
+    typedef NAME(bp_vec) V;
+    const long kv = k - k % BP_VL;
+    for (long i = 0; i < m; i++) {
+        const T *restrict a = A + i * lda;
+        for (long j = j0; j < n; j++) {
+            const T *restrict b = Bt + j * ldbt;
+            V acc0 = (V) {0}, acc1 = (V) {0};
+            long p = 0;
+            for (; p + 2 * BP_VL <= kv; p += 2 * BP_VL) {
+                acc0 += *(const V *) (a + p) * *(const V *) (b + p);
+                acc1 += *(const V *) (a + p + BP_VL) * *(const V *) (b + p + BP_VL);
+            }
+            if (p < kv) acc0 += *(const V *) (a + p) * *(const V *) (b + p);
+            acc0 += acc1;
+            T s = 0;
+            for (long q = 0; q < BP_VL; q++) s += acc0[q];
+            for (p = kv; p < k; p++) s += a[p] * b[p];
+            T *c = C + i * ldc + j;
+            *c = beta == 0 ? alpha * s : beta * *c + alpha * s;
+        }
+    }
+}
+
+/* Columns [j0, n) of C = alpha * A^T.B + beta * C, fewer than one vector wide, with
+ * the vectors along the rows of C (A^T's rows are A's contiguous columns). */
+static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
+        long m, long j0, long n, long k, const T *restrict A, long lda,
+        const T *restrict B, long ldb, T *restrict C, long ldc, T alpha, T beta) {
+    typedef NAME(bp_vec) V;
+    for (long j = j0; j < n; j++) {
+        long i = 0;
+        for (; i + BP_VL <= m; i += BP_VL) {
+            V acc = (V) {0};
+            for (long p = 0; p < k; p++)
+                acc += B[p * ldb + j] * *(const V *) (A + p * lda + i);
+            for (long q = 0; q < BP_VL; q++) {
+                T *c = C + (i + q) * ldc + j;
+                *c = beta == 0 ? alpha * acc[q] : beta * *c + alpha * acc[q];
+            }
+        }
+        for (; i < m; i++) {
+            T s = 0;
+            for (long p = 0; p < k; p++) s += A[p * lda + i] * B[p * ldb + j];
+            T *c = C + i * ldc + j;
+            *c = beta == 0 ? alpha * s : beta * *c + alpha * s;
+        }
+    }
+}
+
+/* Rows [0, m) and columns [j0, j0 + NV * VL) of C, in blocks of BP_ROWS rows. */
+#define BP_GEMM_COLUMNS(NV)                                                            \
+    for (; j + (NV) * BP_VL <= n; j += (NV) * BP_VL) {                                 \
+        long i = 0;                                                                    \
+        for (; i + BP_ROWS <= m; i += BP_ROWS)                                         \
+            NAME(bp_gemm_block)(BP_ROWS, NV, k, A + i * ra, ra, ca, B + j, ldb,        \
+                                C + i * ldc + j, ldc, alpha, beta);                    \
+        for (; i < m; i++)                                                             \
+            NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb,              \
+                                C + i * ldc + j, ldc, alpha, beta);                    \
+    }
+
+/* The small product (see the top of this file). Bt: room for BP_SMALL_SCRATCH
+ * entries: op(B) as a row-major copy when trans_b and m >= 8 (n * k must fit; fewer
+ * rows take dot products with B's rows instead, unless trans_a), or the last
+ * n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1)). */
+BP_CLONES static void NAME(bp_small_gemm)(
+        int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
+        const T *B, long ldb, T beta, T *C, long ldc, T *Bt) {
+    const long ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
+    const T *Bn = B;          /* op(B) row-major, rows ldbn apart */
+    long ldbn = ldb, j = 0;
+    if (m == 0 || n == 0) return;
+    if (trans_b && !trans_a && m < 2 * BP_ROWS) {
+        /* op(B) = B^T for a few rows: dot products with B's contiguous rows, no copy */
+        NAME(bp_gemm_dots)(m, 0, n, k, A, lda, B, ldb, C, ldc, alpha, beta);
+        return;
+    }
+    if (trans_b) {
+        /* op(B) = B^T: copy it row-major once, the product reads it m / 4 times */
+        for (long jj = 0; jj < n; jj++)
+            for (long p = 0; p < k; p++) Bt[p * n + jj] = B[jj * ldb + p];
+        Bn = Bt;
+        ldbn = n;
+    } else if (n == 1 && trans_a && ldb == 1 && ldc == 1) {
+        /* C^T (1 x m) = b^T . A: a one-row product whose columns are A's rows */
+        NAME(bp_small_gemm)(0, 0, 1, m, k, alpha, B, ldb, A, lda, beta, C, m, Bt);
+        return;
+    }
+    {
+        const T *B = Bn;
+        const long ldb = ldbn;
+        BP_GEMM_COLUMNS(2)
+        BP_GEMM_COLUMNS(1)
+    }
+    if (j == n) return;
+    if (trans_a) {
+        NAME(bp_gemm_tn_tail)(m, j, n, k, A, lda, Bn, ldbn, C, ldc, alpha, beta);
+    } else if (trans_b) {
+        /* the last columns of op(B) are rows of B: contiguous */
+        NAME(bp_gemm_dots)(m, j, n, k, A, lda, B, ldb, C, ldc, alpha, beta);
+    } else {
+        /* the last columns of B, transposed, so that each is contiguous */
+        for (long jj = j; jj < n; jj++)
+            for (long p = 0; p < k; p++) Bt[(jj - j) * k + p] = B[p * ldb + jj];
+        NAME(bp_gemm_dots)(m, 0, n - j, k, A, lda, Bt, k, C + j, ldc, alpha, beta);
+    }
+}
+
+#undef BP_GEMM_COLUMNS
+#undef BP_ROWS
+#undef BP_VL
