@@ -13,6 +13,7 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cdef extern from "_loops.h" nogil:
     enum: BP_SMALL_SCRATCH
+    long bp_small_work_limit()
     void bp_small_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha,
                            const float* A, long lda, const float* B, long ldb, float beta,
                            float* C, long ldc, float* Bt)
@@ -21,17 +22,17 @@ cdef extern from "_loops.h" nogil:
                            long ldb, double beta, double* C, long ldc, double* Bt)
 
 cdef enum:
-    SMALL_WORK = 131072    # m * n * k at most (see small_product)
     SMALL_DEPTH = 512      # k at most: B's last columns, transposed, fit the scratch
 
 
 cdef inline bint small_product(bint trans_b, long m, long n, long k) noexcept nogil:
     """Whether bpcore's own loops compute this product instead of BLAS: at most
-    SMALL_WORK multiply-adds, k at most SMALL_DEPTH and, for op(B) = B^T, B of at most
+    bp_small_work_limit() multiply-adds (2^17 without AVX-512, 4096 with it; see
+    _loops.h), k at most SMALL_DEPTH and, for op(B) = B^T, B of at most
     BP_SMALL_SCRATCH entries (it is copied). Below that, a BLAS call's fixed cost is
-    a large share of the product; the crossover is measured by
-    benches/small_gemm.py and listed in the README."""
-    return (m * n * k <= SMALL_WORK and k <= SMALL_DEPTH
+    a large share of the product; the crossover is measured by benches/small_gemm.py
+    and listed in the README."""
+    return (m * n * k <= bp_small_work_limit() and k <= SMALL_DEPTH
             and (not trans_b or n * k <= BP_SMALL_SCRATCH))
 
 

@@ -14,8 +14,8 @@
 # not be X.
 from cython cimport floating
 
-from _blas cimport (BP_SMALL_SCRATCH, SMALL_DEPTH, blas_gemm, gemm, own_gemm,
-                   small_product)
+from _blas cimport (BP_SMALL_SCRATCH, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
+                   own_gemm, small_product)
 from _loops cimport bias_activation, delta_and_bias_grad
 
 
@@ -138,3 +138,11 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
         else:
             gemm(trans_a, trans_b, m, n, k, <floating> alpha, a, lda, b, ldb,
                  <floating> beta, &C[0, 0], n)
+
+
+def small_product_limit():
+    """The most multiply-adds (m * n * k) of a product that bpcore's own loops compute
+    instead of BLAS on this CPU: 131072 without AVX-512, 4096 with it (see
+    src/_loops.h); the own loops also need k <= 512 and, for op(B) = B^T,
+    n * k <= 4096."""
+    return bp_small_work_limit()

@@ -28,6 +28,28 @@
 /* entries of the scratch buffer bp_small_gemm takes (see _small_gemm_impl.h) */
 #define BP_SMALL_SCRATCH 4096
 
+/* The most multiply-adds a product may have for bp_small_gemm to compute it instead
+ * of BLAS: the crossover measured by benches/small_gemm.py. With AVX2 (OpenBLAS's
+ * Haswell kernels, which pay about 1 us per call here), the own loops win up to about
+ * 2^18 multiply-adds and lose from 2^19: the limit is 2^17. Where AVX-512 is
+ * present, OpenBLAS runs 64-byte vectors and small-matrix kernels with little fixed
+ * cost, and beat earlier 32-byte loops of ours on a 2-16-16-1 step (5.5 against
+ * 6.9 us): there the own loops keep only products of at most 4096 multiply-adds
+ * (a batch-1 step of a 64-wide layer), where BLAS's fixed cost dominates anyway.
+ * Decided once per process, by the CPU, not by timing: the same machine always
+ * takes the same path (and gets the same bits). */
+static inline long bp_small_work_limit(void) {
+    static long limit = 0;
+    if (limit == 0) {
+#if defined(__GNUC__) && defined(__x86_64__)
+        limit = __builtin_cpu_supports("avx512f") ? 4096 : 131072;
+#else
+        limit = 131072;
+#endif
+    }
+    return limit;
+}
+
 /* activation codes: the registry in bpcore/layers.py maps names to these */
 enum {
     BP_IDENTITY = 0, BP_SIGMOID = 1, BP_TANH = 2, BP_RELU = 3, BP_LEAKY_RELU = 4,

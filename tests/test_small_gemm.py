@@ -1,0 +1,128 @@
+"""bpcore's own loops for small matrix products against NumPy's float64 matmul.
+
+The loops work in blocks of 4 rows x 2 vectors of 32 bytes (8 doubles or 16 floats)
+and treat what is left over in separate paths: single rows, single vectors, the last
+columns narrower than a vector (dot products, or vectors along the rows for A^T.B),
+B^T copied or read as dot products, a one-column A^T.b turned into a one-row product.
+The shapes below reach every one of those paths in both precisions.
+"""
+import platform
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpcore import _dense
+
+ROWS = [1, 3, 4, 5, 8, 9, 17, 100]
+COLUMNS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 33]
+DEPTHS = [1, 2, 5, 16, 17, 100]
+TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def operands(rng, dtype, trans_a, trans_b, m, n, k):
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    return A, B, C
+
+
+def reference(A, B, C, trans_a, trans_b, alpha, beta):
+    a = (A.T if trans_a else A).astype(np.float64)
+    b = (B.T if trans_b else B).astype(np.float64)
+    return alpha * (a @ b) + beta * C.astype(np.float64)
+
+
+def assert_product(C, expected, dtype, k):
+    # float32 sums of k products: the error grows with k and with the operands' size
+    tol = TOLERANCE[dtype]
+    scale = np.sqrt(k) * (1 + np.abs(expected).max())
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1), (1, 1)])
+@pytest.mark.parametrize("m", ROWS)
+def test_own_product_equals_numpy_for_every_block_and_tail(m, trans_a, trans_b, dtype,
+                                                           rng):
+    for n in COLUMNS:
+        for k in DEPTHS:
+            A, B, C0 = operands(rng, dtype, trans_a, trans_b, m, n, k)
+            for alpha, beta in ((1.0, 0.0), (-0.25, 1.0), (2.0, 0.5)):
+                C = C0.copy()
+                _dense.matmul(A, B, C, trans_a, trans_b, alpha, beta, "own")
+                assert_product(C, reference(A, B, C0, trans_a, trans_b, alpha, beta),
+                               dtype, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("path", ["own", "blas", "auto"])
+def test_beta_zero_writes_over_nan(path, dtype, rng):
+    # beta = 0 means C is not read (BLAS's convention): NaN in C must not leak
+    A, B, _ = operands(rng, dtype, 0, 0, 9, 17, 5)
+    C = np.full((9, 17), np.nan, dtype)
+    _dense.matmul(A, B, C, False, False, 1.0, 0.0, path)
+    assert_product(C, A.astype(np.float64) @ B, dtype, 5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_own_and_blas_agree_where_both_apply(dtype, rng):
+    for trans_a, trans_b, m, n, k in [(0, 0, 100, 16, 16), (1, 0, 16, 16, 100),
+                                      (0, 1, 100, 16, 16), (0, 0, 1, 64, 64),
+                                      (0, 0, 64, 64, 64), (1, 0, 64, 10, 128)]:
+        A, B, C0 = operands(rng, dtype, trans_a, trans_b, m, n, k)
+        own, blas = C0.copy(), C0.copy()
+        _dense.matmul(A, B, own, trans_a, trans_b, 1.5, 1.0, "own")
+        _dense.matmul(A, B, blas, trans_a, trans_b, 1.5, 1.0, "blas")
+        assert_product(own, blas.astype(np.float64), dtype, k)
+
+
+def test_depth_zero_gives_beta_times_c(rng):
+    A, B = np.empty((4, 0)), np.empty((0, 9))
+    C0 = rng.standard_normal((4, 9))
+    for path in ("own", "blas"):
+        C = C0.copy()
+        _dense.matmul(A, B, C, False, False, 1.0, 0.5, path)
+        np.testing.assert_array_equal(C, 0.5 * C0)
+
+
+def test_matmul_rejects_shapes_that_do_not_agree():
+    with pytest.raises(ValueError, match="do not agree"):
+        _dense.matmul(np.zeros((3, 4)), np.zeros((5, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="path must be"):
+        _dense.matmul(np.zeros((3, 4)), np.zeros((4, 2)), np.zeros((3, 2)), path="fast")
+
+
+def test_own_loops_refuse_what_their_scratch_cannot_hold():
+    # op(B) = B^T is copied: at most 4096 entries
+    with pytest.raises(ValueError, match="own loops take"):
+        _dense.matmul(np.zeros((8, 100)), np.zeros((50, 100)), np.zeros((8, 50)),
+                      False, True, path="own")
+    # k above 512: B's last columns, transposed, would not fit
+    with pytest.raises(ValueError, match="own loops take"):
+        _dense.matmul(np.zeros((2, 600)), np.zeros((600, 3)), np.zeros((2, 3)),
+                      path="own")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_auto_path_above_the_crossover_equals_numpy(dtype, rng):
+    # products past the crossover (and past the own loops' limits) go to BLAS
+    for trans_a, trans_b, m, n, k in [(0, 0, 128, 128, 128), (0, 1, 8, 100, 600),
+                                      (1, 0, 600, 3, 700)]:
+        A, B, C0 = operands(rng, dtype, trans_a, trans_b, m, n, k)
+        C = C0.copy()
+        _dense.matmul(A, B, C, trans_a, trans_b, 1.0, 0.0, "auto")
+        assert_product(C, reference(A, B, C0, trans_a, trans_b, 1.0, 0.0), dtype, k)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs /proc/cpuinfo")
+def test_crossover_follows_the_cpu():
+    # decided by the CPU's features, not by timing (src/_loops.h)
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    if platform.machine() not in ("x86_64", "AMD64") or not flags:
+        pytest.skip("x86-64 CPU flags not readable")
+    expected = 4096 if "avx512f" in flags else 131072
+    assert _dense.small_product_limit() == expected
