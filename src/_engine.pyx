@@ -26,8 +26,8 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt
 
 from _blas cimport gemm, small_product
-from _loops cimport (bias_activation, delta_and_bias_grad, sgd_update, adam_update,
-                    transpose)
+from _loops cimport (adam_update, all_finite, bias_activation, delta_and_bias_grad,
+                    sgd_update, transpose)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
                             cross_entropy_labels_kernel, cross_entropy_probs_kernel,
                             mse_kernel)
@@ -184,14 +184,6 @@ cdef inline char* matrix_data(object X, int typenum, long rows, long cols):
     elif cnp.PyArray_NDIM(a) != 2 or dims[0] != rows or dims[1] != cols:
         return NULL
     return <char*> cnp.PyArray_DATA(a)
-
-
-cdef inline bint all_finite(const floating* x, long count) noexcept nogil:
-    cdef long i
-    for i in range(count):
-        if not isfinite(x[i]):
-            return False
-    return True
 
 
 cdef bint predict_into(Predictor p, X, floating* dtype=NULL):

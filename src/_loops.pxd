@@ -14,6 +14,8 @@ cdef extern from "_loops.h" nogil:
     void bp_delta_f64(long n, long m, const double* upstream, const double* D,
                       const double* G, double* delta, double* db, double* dscale,
                       int overwrite)
+    int bp_all_finite_f32(long n, const float* x)
+    int bp_all_finite_f64(long n, const double* x)
     void bp_transpose_f32(long k, long m, const float* B, float* Bt)
     void bp_transpose_f64(long k, long m, const double* B, double* Bt)
     void bp_sgd_f32(long n, float* params, const float* grads, float* velocity,
@@ -75,3 +77,11 @@ cdef inline void adam_update(long n, floating* params, const floating* grads,
     else:
         bp_adam_f64(n, params, grads, exp_avg, exp_avg_sq, step_size, beta1, beta2, eps,
                     l2, decay, inv_root_bc2)
+
+
+cdef inline bint all_finite(const floating* x, long count) noexcept nogil:
+    """True when none of x[0:count] is NaN or infinite (vectorised)."""
+    if floating is float:
+        return bp_all_finite_f32(count, x)
+    else:
+        return bp_all_finite_f64(count, x)

@@ -172,6 +172,19 @@ BP_CLONES static void NAME(bp_delta)(
     if (G) NAME(bp_column_sums)(n, m, upstream, G, dscale, overwrite);
 }
 
+/* 1 when none of x[0:n] is NaN or infinite, else 0. x - x is 0 exactly for finite
+ * x and NaN otherwise; the or-reduction over blocks of 1024 vectorises (a loop
+ * that breaks at the first bad entry does not) and still stops soon after one. */
+BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
+    for (long start = 0; start < n; start += 1024) {
+        const long end = n - start > 1024 ? start + 1024 : n;
+        int bad = 0;
+        for (long i = start; i < end; i++) bad |= !(x[i] - x[i] == 0);
+        if (bad) return 0;
+    }
+    return 1;
+}
+
 /* Bt (m x k) = B^T for B (k x m), both row-major. */
 static void NAME(bp_transpose)(long k, long m, const T *restrict B, T *restrict Bt) {
     for (long p = 0; p < k; p++)

@@ -206,6 +206,25 @@ def test_adam_kernel_equals_reference(t, weight_decay, rng):
     assert np.array_equal(g, g_before), "the update must never write the gradient"
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_all_finite_matches_numpy_across_its_blocks(dtype, rng):
+    # the check works in blocks of 1024 entries: bad entries at every edge
+    info = np.finfo(dtype)
+    for n in (0, 1, 7, 1023, 1024, 1025, 3000):
+        x = rng.normal(size=n).astype(dtype)
+        if n:
+            x[0], x[-1] = info.max, -info.max          # huge but finite
+            x[n // 2] = info.tiny / 4                  # subnormal
+        assert _finite.all_finite(x) == bool(np.isfinite(x).all())
+        for i in sorted({0, 1023, 1024, n // 2, n - 1}):
+            if i >= n:
+                continue
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[i] = bad
+                assert _finite.all_finite(y) == bool(np.isfinite(y).all())
+
+
 def test_finite_and_norm_helpers(rng):
     x = rng.normal(size=100)
     assert _finite.all_finite(x)
