@@ -381,7 +381,8 @@ class Model:
         subclasses and dropout in training mode take the two-call path).
         ``grads`` holds this batch's gradient afterwards — except the weight matrices'
         with plain SGD (no momentum or weight decay), whose update is folded into the
-        weight-gradient product. No caches are left for ``backward`` or the per-node
+        weight-gradient product, and with any SGD at batch sizes up to 4, whose
+        weight gradients are formed inside the update and not stored. No caches are left for ``backward`` or the per-node
         views. Bad input raises before anything changes.
         """
         engine = self._engine

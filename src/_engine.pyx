@@ -11,7 +11,9 @@
 # gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
 # product with beta = 0 and db from an assigning column sum); dL/dX of the input is
 # not computed; pre-activations are not kept for inspection; plain SGD (no momentum,
-# no weight decay) updates W inside the weight-gradient product and leaves dW unwritten.
+# no weight decay) updates W inside the weight-gradient product and leaves dW unwritten;
+# other SGD at batch sizes up to BP_OUTER_ROWS forms each weight's gradient inside
+# its update (one pass over W and its velocity) and leaves dW unwritten too.
 #
 # `step` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
@@ -26,8 +28,8 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt
 
 from _blas cimport gemm, small_product
-from _loops cimport (adam_update, all_finite, bias_activation, delta_and_bias_grad,
-                    sgd_update, transpose)
+from _loops cimport (BP_OUTER_ROWS, adam_update, all_finite, bias_activation,
+                    delta_and_bias_grad, outer_sgd_update, sgd_update, transpose)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
                             cross_entropy_labels_kernel, cross_entropy_probs_kernel,
                             mse_kernel)
@@ -422,6 +424,13 @@ cdef inline bint transpose_first(long n, long n_in, long n_out) noexcept nogil:
             and n >= 8 and (n * n_in > 1200 or n_out < 32))
 
 
+cdef inline char* velocity(Engine e, char* parameter, double momentum) noexcept nogil:
+    """The momentum buffer's entry of a parameter (NULL without momentum)."""
+    if momentum == 0:
+        return NULL
+    return e.state1 + (parameter - e.params)
+
+
 cdef double fused_step(Engine e, const floating* X, const floating* target,
                        const int64_t* labels, double lr, double h1, double h2, double h3,
                        double h4, double h5, bint flag) noexcept nogil:
@@ -454,6 +463,12 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # W += -lr * X^T.delta straight into W after dX has been taken from the old W,
     # which saves writing dW and a whole optimizer pass over the parameters.
     cdef bint fold = e.optimizer_code == OPT_SGD and h1 == 0 and h2 == 0
+    # Other SGD at batch sizes up to BP_OUTER_ROWS (momentum, weight decay): each
+    # weight's gradient is formed and consumed by the update in one pass
+    # (outer_sgd_update), the biases are updated layer by layer, and the pass over
+    # all parameters is skipped.
+    cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
+                       and (h1 == 0 or e.state1 != NULL))
     upstream = <floating*> e.grad_output
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
@@ -482,12 +497,20 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
             if L.c != NULL:
                 sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc, NULL, lr, 0.0, 0.0,
                            False)
+        elif outer:
+            outer_sgd_update(n, L.n_in, L.n_out, inputs, dlt, <floating*> L.W,
+                             <floating*> velocity(e, L.W, h1), lr, h1, h2, flag)
+            sgd_update(L.n_out, <floating*> L.b, <floating*> L.db,
+                       <floating*> velocity(e, L.b, h1), lr, h1, h2, flag)
+            if L.c != NULL:
+                sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc,
+                           <floating*> velocity(e, L.c, h1), lr, h1, h2, flag)
         else:
             gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
                  inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
                  <floating*> L.dW, <int> L.n_out)
     # one pass of the optimizer over the flat buffers
-    if e.optimizer_code == OPT_SGD and not fold:
+    if e.optimizer_code == OPT_SGD and not fold and not outer:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                    <floating*> e.state1, lr, h1, h2, flag)
     elif e.optimizer_code == OPT_ADAM:

@@ -22,6 +22,13 @@ cdef extern from "_loops.h" nogil:
                     float lr, float momentum, float weight_decay, int nesterov)
     void bp_sgd_f64(long n, double* params, const double* grads, double* velocity,
                     double lr, double momentum, double weight_decay, int nesterov)
+    enum: BP_OUTER_ROWS
+    void bp_outer_sgd_f32(long k, long m, long n, const float* X, long ldx,
+                          const float* delta, long ldd, float* W, float* velocity,
+                          float lr, float momentum, float weight_decay, int nesterov)
+    void bp_outer_sgd_f64(long k, long m, long n, const double* X, long ldx,
+                          const double* delta, long ldd, double* W, double* velocity,
+                          double lr, double momentum, double weight_decay, int nesterov)
     void bp_adam_f32(long n, float* params, const float* grads, float* exp_avg,
                      float* exp_avg_sq, float step_size, float beta1, float beta2,
                      float eps, float l2, float decay, float inv_root_bc2)
@@ -85,3 +92,17 @@ cdef inline bint all_finite(const floating* x, long count) noexcept nogil:
         return bp_all_finite_f32(count, x)
     else:
         return bp_all_finite_f64(count, x)
+
+
+cdef inline void outer_sgd_update(long k, long m, long n, const floating* X,
+                                  const floating* delta, floating* W, floating* velocity,
+                                  double lr, double momentum, double weight_decay,
+                                  bint nesterov) noexcept nogil:
+    """SGD on W (m x n) with the gradient X^T.delta of k <= BP_OUTER_ROWS rows (X is
+    k x m, delta k x n, both contiguous), formed entry by entry: dW is not written."""
+    if floating is float:
+        bp_outer_sgd_f32(k, m, n, X, m, delta, n, W, velocity, <float> lr,
+                         <float> momentum, <float> weight_decay, nesterov)
+    else:
+        bp_outer_sgd_f64(k, m, n, X, m, delta, n, W, velocity, lr, momentum,
+                         weight_decay, nesterov)

@@ -215,6 +215,58 @@ BP_CLONES static void NAME(bp_sgd)(
     }
 }
 
+/* SGD on a weight matrix whose gradient is X^T.delta over k rows, k small (at most
+ * BP_OUTER_ROWS): the gradient of each entry is formed in registers and consumed by
+ * the update at once, so dW is never written and W and its velocity are read and
+ * written once -- one pass instead of a product that writes dW and an optimizer pass
+ * that reads it back (at batch 1 the product is an outer product, a pass of the same
+ * size as the update). Same arithmetic as bp_sgd on dW = X^T.delta.
+ * IN: X (k x m, rows ldx apart), delta (k x n, rows ldd apart). OUT: W (m x n),
+ * velocity (m x n; unused when momentum == 0). */
+#define BP_OUTER_ROWS 4
+static inline BP_INLINE void NAME(bp_outer_sgd_rows)(
+        const long k, long m, long n, const T *restrict X, long ldx,
+        const T *restrict delta, long ldd, T *restrict W, T *restrict velocity, T lr,
+        T momentum, T weight_decay, int nesterov) {
+    for (long i = 0; i < m; i++) {
+        T x[BP_OUTER_ROWS];
+        for (long p = 0; p < k; p++) x[p] = X[p * ldx + i];
+        T *restrict w = W + i * n;
+        if (momentum == 0) {
+            for (long j = 0; j < n; j++) {
+                T g = 0;
+                for (long p = 0; p < k; p++) g += x[p] * delta[p * ldd + j];
+                w[j] -= lr * (g + weight_decay * w[j]);
+            }
+            continue;
+        }
+        T *restrict v = velocity + i * n;
+        for (long j = 0; j < n; j++) {
+            T g = 0;
+            for (long p = 0; p < k; p++) g += x[p] * delta[p * ldd + j];
+            g += weight_decay * w[j];
+            T vj = momentum * v[j] + g;
+            v[j] = vj;
+            w[j] -= lr * (nesterov ? g + momentum * vj : vj);
+        }
+    }
+}
+
+BP_CLONES static void NAME(bp_outer_sgd)(
+        long k, long m, long n, const T *restrict X, long ldx, const T *restrict delta,
+        long ldd, T *restrict W, T *restrict velocity, T lr, T momentum, T weight_decay,
+        int nesterov) {
+#define BP_OUTER(rows) NAME(bp_outer_sgd_rows)(rows, m, n, X, ldx, delta, ldd, W, \
+                                               velocity, lr, momentum, weight_decay, nesterov)
+    switch (k) {
+    case 1: BP_OUTER(1); break;
+    case 2: BP_OUTER(2); break;
+    case 3: BP_OUTER(3); break;
+    default: BP_OUTER(4);
+    }
+#undef BP_OUTER
+}
+
 /* PyTorch's Adam and AdamW (amsgrad off) as one loop: p is first multiplied by
  * decay (AdamW's decoupled 1 - lr*wd; 1 for Adam, exact), then the L2 term
  * l2 * p is added to the gradient (Adam's weight_decay; 0 for AdamW).

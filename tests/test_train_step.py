@@ -32,17 +32,20 @@ def pair(activation, dtype, rng):
     return models
 
 
+# batch 12: weight gradients from products; 1 and 3: SGD with momentum or weight
+# decay forms each weight's gradient inside its update (outer_sgd_update)
+@pytest.mark.parametrize("batch", [12, 1, 3])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("loss_name", LOSSES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, rng):
+def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, batch, rng):
     fused, plain = pair("tanh", dtype, rng)
     make_loss, make_target = LOSSES[loss_name]
     loss = make_loss()
     opt_fused, opt_plain = OPTIMIZERS[optimizer](fused), OPTIMIZERS[optimizer](plain)
     if loss_name == "mse-sum":          # the summed loss is 36x larger: keep the run stable
         opt_fused.lr = opt_plain.lr = opt_plain.lr / 36
-    batches = [(rng.normal(size=(12, 5)).astype(dtype), make_target(rng, 12, 3))
+    batches = [(rng.normal(size=(batch, 5)).astype(dtype), make_target(rng, batch, 3))
                for _ in range(3)]
     # float32: the fused step's products of small layers sum in another order than
     # BLAS, and 30 steps compound the rounding
@@ -54,8 +57,9 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, rng):
         opt_plain.step()
         np.testing.assert_allclose(value, expected, **tol)
     np.testing.assert_allclose(fused.params, plain.params, **tol)
-    # the last batch's gradient; plain SGD folds W's update and leaves dW unwritten
-    folded = optimizer == "sgd"
+    # the last batch's gradient; plain SGD folds W's update and leaves dW unwritten,
+    # and so does any SGD at batch sizes up to 4
+    folded = optimizer == "sgd" or (batch <= 4 and not optimizer.startswith("adam"))
     for layer_fused, layer_plain in zip(fused.layers, plain.layers):
         np.testing.assert_allclose(layer_fused.db, layer_plain.db, **tol)
         if not folded:
