@@ -3,9 +3,11 @@
  *
  * A BLAS call pays a fixed cost (argument checks, buffer set-up, packing) that on a
  * 2-16-16-1 network is larger than its arithmetic: a 100 x 16 x 16 dgemm costs
- * about as much as its own multiply-adds again. Below the crossover bp_small_ok
+ * about as much as its own multiply-adds again. Below the crossover (small_product in
+ * _blas.pxd, bp_small_work_limit in _loops.h)
  * defines, products run here: register blocks of up to 4 rows x 2 vectors of 32
- * bytes, accumulated in registers over the whole inner dimension and written once,
+ * bytes (one row x up to 8 vectors when there are fewer than 4 rows), accumulated
+ * in registers over the whole inner dimension and written once,
  * with GCC's vector extensions so that one source serves every clone of
  * target_clones (AVX2/FMA, AVX-512 with 32-byte vectors, and the SSE2 baseline, which
  * splits each vector in two).
@@ -20,30 +22,30 @@ typedef T NAME(bp_vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_a
 #define BP_VL ((long) (32 / sizeof(T)))
 #define BP_ROWS 4
 
-/* The block C[0:MR, 0:NV*VL] with a(i, p) = A[i * ra + p * ca], b(p, :) = B[p * ldb]. */
+/* The block C[0:MR, 0:NV*VL] (MR <= 4, NV <= 8; MR * NV <= 8 keeps it in registers) with a(i, p) = A[i * ra + p * ca], b(p, :) = B[p * ldb]. */
 static inline BP_INLINE void NAME(bp_gemm_block)(
         const int MR, const int NV, long k, const T *restrict A, long ra, long ca,
         const T *restrict B, long ldb, T *restrict C, long ldc, T alpha, T beta) {
     typedef NAME(bp_vec) V;
-    V acc[BP_ROWS][2];
+    V acc[BP_ROWS][8];
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[r][v] = (V) {0};
     for (long p = 0; p < k; p++) {
-        V b[2];
-#pragma GCC unroll 2
+        V b[8];
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) b[v] = *(const V *) (B + p * ldb + v * BP_VL);
 #pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             const T a = A[r * ra + p * ca];
-#pragma GCC unroll 2
+#pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
             V *c = (V *) (C + r * ldc + v * BP_VL);
             *c = beta == 0 ? alpha * acc[r][v] : beta * *c + alpha * acc[r][v];
@@ -116,6 +118,14 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
                                 C + i * ldc + j, ldc, alpha, beta);                    \
     }
 
+/* Fewer than BP_ROWS rows: one row at a time across NV vectors, enough independent
+ * sums to hide the latency of the multiply-adds (a 1 x 2-vector block waits on it). */
+#define BP_GEMM_ROW_COLUMNS(NV)                                                        \
+    for (; j + (NV) * BP_VL <= n; j += (NV) * BP_VL)                                   \
+        for (long i = 0; i < m; i++)                                                   \
+            NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb,              \
+                                C + i * ldc + j, ldc, alpha, beta);
+
 /* The small product (see the top of this file). Bt: room for BP_SMALL_SCRATCH
  * entries: op(B) as a row-major copy when trans_b and m >= 8 (n * k must fit; fewer
  * rows take dot products with B's rows instead, unless trans_a), or the last
@@ -146,6 +156,10 @@ BP_CLONES static void NAME(bp_small_gemm)(
     {
         const T *B = Bn;
         const long ldb = ldbn;
+        if (m < BP_ROWS) {
+            BP_GEMM_ROW_COLUMNS(8)
+            BP_GEMM_ROW_COLUMNS(4)
+        }
         BP_GEMM_COLUMNS(2)
         BP_GEMM_COLUMNS(1)
     }
@@ -164,5 +178,6 @@ BP_CLONES static void NAME(bp_small_gemm)(
 }
 
 #undef BP_GEMM_COLUMNS
+#undef BP_GEMM_ROW_COLUMNS
 #undef BP_ROWS
 #undef BP_VL

@@ -15,7 +15,7 @@ import pytest
 from bpcore import _dense
 
 ROWS = [1, 3, 4, 5, 8, 9, 17, 100]
-COLUMNS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 33]
+COLUMNS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 33, 65]
 DEPTHS = [1, 2, 5, 16, 17, 100]
 TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}
 
