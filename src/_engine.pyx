@@ -28,8 +28,9 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt
 
 from _blas cimport gemm, small_product
-from _loops cimport (BP_OUTER_ROWS, adam_update, all_finite, bias_activation,
-                    delta_and_bias_grad, outer_sgd_update, sgd_update, transpose)
+from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
+                    all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
+                    sgd_update, small_delta_back, small_dense_forward, transpose)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
                             cross_entropy_labels_kernel, cross_entropy_probs_kernel,
                             mse_kernel)
@@ -399,6 +400,15 @@ cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
     cdef int l
     for l in range(n_layers):
         L = &layers[l]
+        if (L.c == NULL and (L.kind == BP_RELU or L.kind == BP_LEAKY_RELU
+                             or L.kind == BP_IDENTITY)
+                and small_product(False, n, L.n_out, L.n_in)):
+            # bias and activation applied as the product's blocks are stored
+            small_dense_forward(n, L.n_out, L.n_in, inputs, <floating*> L.W,
+                                <floating*> L.b, <floating*> L.A,
+                                <floating*> L.D if keep_caches else NULL, L.kind, L.slope)
+            inputs = <floating*> L.A
+            continue
         gemm(False, False, <int> n, <int> L.n_out, <int> L.n_in, <floating> 1.0,
              inputs, <int> L.n_in, <floating*> L.W, <int> L.n_out, <floating> 0.0,
              <floating*> L.A, <int> L.n_out)
@@ -469,15 +479,29 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # all parameters is skipped.
     cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
                        and (h1 == 0 or e.state1 != NULL))
+    cdef bint delta_done = False
+    cdef Layer* below
     upstream = <floating*> e.grad_output
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
         inputs = X if l == 0 else <floating*> e.layers[l - 1].A
-        delta_and_bias_grad(n, L.n_out, upstream, <floating*> L.D, <floating*> L.G,
-                            <floating*> L.delta, <floating*> L.db, <floating*> L.dc, True)
+        if not delta_done:
+            delta_and_bias_grad(n, L.n_out, upstream, <floating*> L.D, <floating*> L.G,
+                                <floating*> L.delta, <floating*> L.db, <floating*> L.dc,
+                                True)
+        delta_done = False
         dlt = <floating*> L.delta if L.D != NULL else upstream
         if l > 0:
-            if e.scratch != NULL and transpose_first(n, L.n_in, L.n_out):
+            below = &e.layers[l - 1]
+            if (below.D != NULL and below.G == NULL
+                    and small_product(True, n, L.n_in, L.n_out)):
+                # dX . D of the layer below and its bias gradient, in the product's
+                # store: the layer below skips its delta pass
+                small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
+                                 <floating*> below.D, <floating*> below.delta,
+                                 <floating*> below.db)
+                delta_done = True
+            elif e.scratch != NULL and transpose_first(n, L.n_in, L.n_out):
                 # dX = delta . (W^T as a row-major copy): a plain product, which BLAS's
                 # small-matrix kernels take where they refuse delta . W^T
                 transpose(L.n_in, L.n_out, <floating*> L.W, <floating*> e.scratch)

@@ -50,6 +50,9 @@ static inline long bp_small_work_limit(void) {
     return limit;
 }
 
+/* epilogues of bp_small_gemm (see _small_gemm_impl.h) */
+enum { BP_EP_FORWARD = 1, BP_EP_DELTA = 2 };
+
 /* activation codes: the registry in bpcore/layers.py maps names to these */
 enum {
     BP_IDENTITY = 0, BP_SIGMOID = 1, BP_TANH = 2, BP_RELU = 3, BP_LEAKY_RELU = 4,
@@ -57,6 +60,7 @@ enum {
 };
 
 #define T float
+#define ITYPE int
 #define NAME(name) name##_f32
 #define EXP expf
 #define TANH tanhf
@@ -64,6 +68,7 @@ enum {
 #include "_loops_impl.h"
 #include "_small_gemm_impl.h"
 #undef T
+#undef ITYPE
 #undef NAME
 #undef EXP
 #undef TANH
@@ -71,6 +76,7 @@ enum {
 #undef BP_BY_WIDTH
 
 #define T double
+#define ITYPE long long
 #define NAME(name) name##_f64
 #define EXP exp
 #define TANH tanh
@@ -78,6 +84,7 @@ enum {
 #include "_loops_impl.h"
 #include "_small_gemm_impl.h"
 #undef T
+#undef ITYPE
 #undef NAME
 #undef EXP
 #undef TANH

@@ -23,6 +23,18 @@ cdef extern from "_loops.h" nogil:
     void bp_sgd_f64(long n, double* params, const double* grads, double* velocity,
                     double lr, double momentum, double weight_decay, int nesterov)
     enum: BP_OUTER_ROWS
+    enum: BP_IDENTITY, BP_RELU, BP_LEAKY_RELU, BP_SMALL_SCRATCH
+    void bp_small_dense_forward_f32(long m, long n, long k, const float* A, const float* B,
+                                    const float* bias, float* C, float* D, int act,
+                                    float slope, float* Bt)
+    void bp_small_dense_forward_f64(long m, long n, long k, const double* A,
+                                    const double* B, const double* bias, double* C,
+                                    double* D, int act, double slope, double* Bt)
+    void bp_small_delta_back_f32(long m, long n, long k, const float* A, const float* B,
+                                 const float* M, float* C, float* colsum, float* Bt)
+    void bp_small_delta_back_f64(long m, long n, long k, const double* A,
+                                 const double* B, const double* M, double* C,
+                                 double* colsum, double* Bt)
     void bp_outer_sgd_f32(long k, long m, long n, const float* X, long ldx,
                           const float* delta, long ldd, float* W, float* velocity,
                           float lr, float momentum, float weight_decay, int nesterov)
@@ -106,3 +118,33 @@ cdef inline void outer_sgd_update(long k, long m, long n, const floating* X,
     else:
         bp_outer_sgd_f64(k, m, n, X, m, delta, n, W, velocity, lr, momentum,
                          weight_decay, nesterov)
+
+
+cdef inline void small_dense_forward(long n, long n_out, long n_in, const floating* X,
+                                     const floating* W, const floating* b, floating* A,
+                                     floating* D, int kind, double slope) noexcept nogil:
+    """A = f(X.W + b) and D = f'(X.W + b) (D may be NULL) for kind relu, leaky relu or
+    identity, by the small-product loops with the activation in their store; only
+    where _blas.small_product(False, n, n_out, n_in) holds."""
+    cdef floating scratch[BP_SMALL_SCRATCH]
+    if floating is float:
+        bp_small_dense_forward_f32(n, n_out, n_in, X, W, b, A, D, kind, <float> slope,
+                                   scratch)
+    else:
+        bp_small_dense_forward_f64(n, n_out, n_in, X, W, b, A, D, kind, slope, scratch)
+
+
+cdef inline void small_delta_back(long n, long n_in, long n_out, const floating* delta,
+                                  const floating* W, const floating* D_below,
+                                  floating* delta_below, floating* db_below) noexcept nogil:
+    """delta_below = (delta . W^T) * D_below and db_below = its column sums
+    (overwritten): dL/dX of a layer (W is n_in x n_out) carried through the
+    derivative cache of the layer below, by the small-product loops; only where
+    _blas.small_product(True, n, n_in, n_out) holds."""
+    cdef floating scratch[BP_SMALL_SCRATCH]
+    if floating is float:
+        bp_small_delta_back_f32(n, n_in, n_out, delta, W, D_below, delta_below, db_below,
+                                scratch)
+    else:
+        bp_small_delta_back_f64(n, n_in, n_out, delta, W, D_below, delta_below, db_below,
+                                scratch)

@@ -19,13 +19,92 @@
  */
 
 typedef T NAME(bp_vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+typedef ITYPE NAME(bp_ivec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
 #define BP_VL ((long) (32 / sizeof(T)))
 #define BP_ROWS 4
 
-/* The block C[0:MR, 0:NV*VL] (MR <= 4, NV <= 8; MR * NV <= 8 keeps it in registers) with a(i, p) = A[i * ra + p * ca], b(p, :) = B[p * ldb]. */
+/* What is stored instead of alpha * product + beta * C (NN products only, alpha 1,
+ * beta 0), so that a layer's next pass happens while the block is in registers:
+ *   BP_EP_FORWARD  z = product + bias[j]; C = f(z) and D = f'(z) (D may be NULL) for
+ *                  f = relu, leaky relu or identity, exactly as bp_bias_activation;
+ *   BP_EP_DELTA    C = product * M (the derivative cache of the layer below) and
+ *                  colsum[j] += that (the bias gradient; zero it first).
+ * D and M are laid out like C (rows ldc apart). */
+typedef struct {
+    int kind, act;
+    T slope;
+    const T *bias;
+    T *D;
+    const T *M;
+    T *colsum;
+} NAME(bp_epilogue);
+
+/* Store C[i, j:j+VL] (and the epilogue's outputs) from the product's vector s. */
+static inline BP_INLINE void NAME(bp_store_vector)(
+        const NAME(bp_epilogue) *ep, T *restrict C, long ldc, long i, long j,
+        NAME(bp_vec) s, T alpha, T beta) {
+    typedef NAME(bp_vec) V;
+    typedef NAME(bp_ivec) IV;
+    V *c = (V *) (C + i * ldc + j);
+    if (!ep) {
+        if (beta == 0)
+            *c = alpha * s;
+        else
+            *c = beta * *c + alpha * s;
+    } else if (ep->kind == BP_EP_FORWARD) {
+        const V z = s + *(const V *) (ep->bias + j);
+        const IV pos = (IV) (z > 0);
+        V one = (V) {0} + 1, a = z, d = one;
+        if (ep->act == BP_RELU) {
+            a = (V) (pos & (IV) z);
+            d = (V) (pos & (IV) one);
+        } else if (ep->act == BP_LEAKY_RELU) {
+            const V low = ep->slope * z, slope = (V) {0} + ep->slope;
+            a = (V) ((pos & (IV) z) | (~pos & (IV) low));
+            d = (V) ((pos & (IV) one) | (~pos & (IV) slope));
+        }
+        *c = a;
+        if (ep->D) *(V *) (ep->D + i * ldc + j) = d;
+    } else {
+        const V d = s * *(const V *) (ep->M + i * ldc + j);
+        *c = d;
+        *(V *) (ep->colsum + j) += d;
+    }
+}
+
+/* Store C[i, j] (and the epilogue's outputs) from the product's value s. */
+static inline BP_INLINE void NAME(bp_store_one)(
+        const NAME(bp_epilogue) *ep, T *restrict C, long ldc, long i, long j, T s,
+        T alpha, T beta) {
+    T *c = C + i * ldc + j;
+    if (!ep) {
+        *c = beta == 0 ? alpha * s : beta * *c + alpha * s;
+    } else if (ep->kind == BP_EP_FORWARD) {
+        const T z = s + ep->bias[j];
+        T a = z, d = 1;
+        if (ep->act == BP_RELU) {
+            a = z > 0 ? z : (T) 0;
+            d = z > 0 ? (T) 1 : (T) 0;
+        } else if (ep->act == BP_LEAKY_RELU) {
+            a = z > 0 ? z : ep->slope * z;
+            d = z > 0 ? (T) 1 : ep->slope;
+        }
+        *c = a;
+        if (ep->D) ep->D[i * ldc + j] = d;
+    } else {
+        const T d = s * ep->M[i * ldc + j];
+        *c = d;
+        ep->colsum[j] += d;
+    }
+}
+
+/* The block C[i0:i0+MR, j0:j0+NV*VL] (MR <= 4, NV <= 8; MR * NV <= 8 keeps it in
+ * registers) with a(i, p) = A[i * ra + p * ca] and b(p, :) = B[p * ldb], A and B
+ * already offset to the block. */
 static inline BP_INLINE void NAME(bp_gemm_block)(
         const int MR, const int NV, long k, const T *restrict A, long ra, long ca,
-        const T *restrict B, long ldb, T *restrict C, long ldc, T alpha, T beta) {
+        const T *restrict B, long ldb, T *restrict C, long ldc, long i0, long j0,
+        T alpha, T beta, const NAME(bp_epilogue) *ep) {
     typedef NAME(bp_vec) V;
     V acc[BP_ROWS][8];
 #pragma GCC unroll 4
@@ -46,23 +125,23 @@ static inline BP_INLINE void NAME(bp_gemm_block)(
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            V *c = (V *) (C + r * ldc + v * BP_VL);
-            *c = beta == 0 ? alpha * acc[r][v] : beta * *c + alpha * acc[r][v];
-        }
+        for (int v = 0; v < NV; v++)
+            NAME(bp_store_vector)(ep, C, ldc, i0 + r, j0 + v * BP_VL, acc[r][v], alpha,
+                                  beta);
 }
 
 /* Columns [j0, n) of C, fewer than one vector wide, as dot products over p:
- * c(i, j) = sum_p A[i * lda + p] * Bt[j * ldbt + p], both contiguous in p. */
+ * c(i, j) = sum_p A[i * lda + p] * Bt[(j - j0) * ldbt + p], both contiguous in p. */
 static inline BP_INLINE void NAME(bp_gemm_dots)(
         long m, long j0, long n, long k, const T *restrict A, long lda,
-        const T *restrict Bt, long ldbt, T *restrict C, long ldc, T alpha, T beta) {
+        const T *restrict Bt, long ldbt, T *restrict C, long ldc, T alpha, T beta,
+        const NAME(bp_epilogue) *ep) {
     typedef NAME(bp_vec) V;
     const long kv = k - k % BP_VL;
     for (long i = 0; i < m; i++) {
         const T *restrict a = A + i * lda;
         for (long j = j0; j < n; j++) {
-            const T *restrict b = Bt + j * ldbt;
+            const T *restrict b = Bt + (j - j0) * ldbt;
             V acc0 = (V) {0}, acc1 = (V) {0};
             long p = 0;
             for (; p + 2 * BP_VL <= kv; p += 2 * BP_VL) {
@@ -74,8 +153,7 @@ static inline BP_INLINE void NAME(bp_gemm_dots)(
             T s = 0;
             for (long q = 0; q < BP_VL; q++) s += acc0[q];
             for (p = kv; p < k; p++) s += a[p] * b[p];
-            T *c = C + i * ldc + j;
-            *c = beta == 0 ? alpha * s : beta * *c + alpha * s;
+            NAME(bp_store_one)(ep, C, ldc, i, j, s, alpha, beta);
         }
     }
 }
@@ -111,11 +189,11 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
     for (; j + (NV) * BP_VL <= n; j += (NV) * BP_VL) {                                 \
         long i = 0;                                                                    \
         for (; i + BP_ROWS <= m; i += BP_ROWS)                                         \
-            NAME(bp_gemm_block)(BP_ROWS, NV, k, A + i * ra, ra, ca, B + j, ldb,        \
-                                C + i * ldc + j, ldc, alpha, beta);                    \
+            NAME(bp_gemm_block)(BP_ROWS, NV, k, A + i * ra, ra, ca, B + j, ldb, C,     \
+                                ldc, i, j, alpha, beta, ep);                           \
         for (; i < m; i++)                                                             \
-            NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb,              \
-                                C + i * ldc + j, ldc, alpha, beta);                    \
+            NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,   \
+                                j, alpha, beta, ep);                                   \
     }
 
 /* Fewer than BP_ROWS rows: one row at a time across NV vectors, enough independent
@@ -123,23 +201,37 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
 #define BP_GEMM_ROW_COLUMNS(NV)                                                        \
     for (; j + (NV) * BP_VL <= n; j += (NV) * BP_VL)                                   \
         for (long i = 0; i < m; i++)                                                   \
-            NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb,              \
-                                C + i * ldc + j, ldc, alpha, beta);
+            NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,   \
+                                j, alpha, beta, ep);
 
-/* The small product (see the top of this file). Bt: room for BP_SMALL_SCRATCH
- * entries: op(B) as a row-major copy when trans_b and m >= 8 (n * k must fit; fewer
- * rows take dot products with B's rows instead, unless trans_a), or the last
- * n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1)). */
-BP_CLONES static void NAME(bp_small_gemm)(
+/* The small product (see the top of this file), stored through the epilogue ep
+ * (NULL: alpha * product + beta * C; else only with trans_a == 0). Bt: room for
+ * BP_SMALL_SCRATCH entries: op(B) as a row-major copy when trans_b and m >= 8 (n * k
+ * must fit; fewer rows take dot products with B's rows instead, unless trans_a), or
+ * the last n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1)). */
+static inline BP_INLINE void NAME(bp_small_gemm_body)(
         int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
-        const T *B, long ldb, T beta, T *C, long ldc, T *Bt) {
+        const T *B, long ldb, T beta, T *C, long ldc, T *Bt,
+        const NAME(bp_epilogue) *ep) {
+    if (m == 0 || n == 0) return;
+    if (!trans_b && n == 1 && trans_a && ldb == 1 && ldc == 1 && !ep) {
+        /* C^T (1 x m) = b^T . A: a one-row product whose columns are A's rows */
+        const T *b = B;
+        B = A;
+        ldb = lda;
+        A = b;
+        lda = k;
+        n = m;
+        m = 1;
+        ldc = n;
+        trans_a = 0;
+    }
     const long ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
     const T *Bn = B;          /* op(B) row-major, rows ldbn apart */
     long ldbn = ldb, j = 0;
-    if (m == 0 || n == 0) return;
     if (trans_b && !trans_a && m < 2 * BP_ROWS) {
         /* op(B) = B^T for a few rows: dot products with B's contiguous rows, no copy */
-        NAME(bp_gemm_dots)(m, 0, n, k, A, lda, B, ldb, C, ldc, alpha, beta);
+        NAME(bp_gemm_dots)(m, 0, n, k, A, lda, B, ldb, C, ldc, alpha, beta, ep);
         return;
     }
     if (trans_b) {
@@ -148,10 +240,6 @@ BP_CLONES static void NAME(bp_small_gemm)(
             for (long p = 0; p < k; p++) Bt[p * n + jj] = B[jj * ldb + p];
         Bn = Bt;
         ldbn = n;
-    } else if (n == 1 && trans_a && ldb == 1 && ldc == 1) {
-        /* C^T (1 x m) = b^T . A: a one-row product whose columns are A's rows */
-        NAME(bp_small_gemm)(0, 0, 1, m, k, alpha, B, ldb, A, lda, beta, C, m, Bt);
-        return;
     }
     {
         const T *B = Bn;
@@ -168,13 +256,41 @@ BP_CLONES static void NAME(bp_small_gemm)(
         NAME(bp_gemm_tn_tail)(m, j, n, k, A, lda, Bn, ldbn, C, ldc, alpha, beta);
     } else if (trans_b) {
         /* the last columns of op(B) are rows of B: contiguous */
-        NAME(bp_gemm_dots)(m, j, n, k, A, lda, B, ldb, C, ldc, alpha, beta);
+        NAME(bp_gemm_dots)(m, j, n, k, A, lda, B + j * ldb, ldb, C, ldc, alpha, beta,
+                           ep);
     } else {
         /* the last columns of B, transposed, so that each is contiguous */
         for (long jj = j; jj < n; jj++)
             for (long p = 0; p < k; p++) Bt[(jj - j) * k + p] = B[p * ldb + jj];
-        NAME(bp_gemm_dots)(m, 0, n - j, k, A, lda, Bt, k, C + j, ldc, alpha, beta);
+        NAME(bp_gemm_dots)(m, j, n, k, A, lda, Bt, k, C, ldc, alpha, beta, ep);
     }
+}
+
+BP_CLONES static void NAME(bp_small_gemm)(
+        int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
+        const T *B, long ldb, T beta, T *C, long ldc, T *Bt) {
+    NAME(bp_small_gemm_body)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C,
+                             ldc, Bt, NULL);
+}
+
+/* C = f(A.B + bias) with D = f'(...) (D may be NULL), f relu, leaky relu (slope) or
+ * identity: a layer's forward pass in one pass over its output. */
+BP_CLONES static void NAME(bp_small_dense_forward)(
+        long m, long n, long k, const T *A, const T *B, const T *bias, T *C, T *D,
+        int act, T slope, T *Bt) {
+    NAME(bp_epilogue) ep = {BP_EP_FORWARD, act, slope, bias, D, NULL, NULL};
+    NAME(bp_small_gemm_body)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt, &ep);
+}
+
+/* C = (A.B^T) * M and colsum = its column sums (overwritten): dL/dX of a layer times
+ * the derivative cache of the layer below, and that layer's bias gradient, in one
+ * pass. A is m x k, B is n x k, C and M are m x n. */
+BP_CLONES static void NAME(bp_small_delta_back)(
+        long m, long n, long k, const T *A, const T *B, const T *M, T *C, T *colsum,
+        T *Bt) {
+    NAME(bp_epilogue) ep = {BP_EP_DELTA, 0, 0, NULL, NULL, M, colsum};
+    for (long j = 0; j < n; j++) colsum[j] = 0;
+    NAME(bp_small_gemm_body)(0, 1, m, n, k, 1, A, k, B, k, 0, C, n, Bt, &ep);
 }
 
 #undef BP_GEMM_COLUMNS
