@@ -22,26 +22,42 @@ cdef extern from "_loops.h" nogil:
                            long ldb, double beta, double* C, long ldc, double* Bt)
 
 cdef enum:
-    SMALL_DEPTH = 512      # k at most: B's last columns, transposed, fit the scratch
+    SMALL_DEPTH = 512      # k at most for B's last columns, transposed, to fit the scratch
+    SKINNY = 8             # a batch of at most this many rows is "skinny" (see below)
 
 
-cdef inline bint small_product(bint trans_b, long m, long n, long k) noexcept nogil:
-    """Whether bpcore's own loops compute this product instead of BLAS: at most
-    bp_small_work_limit() multiply-adds (2^17 without AVX-512, 4096 with it; see
-    _loops.h), k at most SMALL_DEPTH and, for op(B) = B^T, B of at most
-    BP_SMALL_SCRATCH entries (it is copied). Below that, a BLAS call's fixed cost is
-    a large share of the product; the crossover is measured by benches/small_gemm.py
-    and listed in the README."""
-    return (m * n * k <= bp_small_work_limit() and k <= SMALL_DEPTH
-            and (not trans_b or n * k <= BP_SMALL_SCRATCH))
+cdef inline bint own_can_take(bint trans_a, bint trans_b, long m, long n,
+                              long k) noexcept nogil:
+    """Whether bpcore's own loops can compute this product with their scratch of
+    BP_SMALL_SCRATCH entries: op(B) = B^T is copied unless it is read as dot products
+    (trans_a off, m <= 8), and the last n % VL columns of a plain B are copied
+    transposed (k <= SMALL_DEPTH; none when n is a multiple of 8)."""
+    if trans_b:
+        return (m <= SKINNY and not trans_a) or n * k <= BP_SMALL_SCRATCH
+    return trans_a or n % 8 == 0 or k <= SMALL_DEPTH
+
+
+cdef inline bint small_product(bint trans_a, bint trans_b, long m, long n,
+                               long k) noexcept nogil:
+    """Whether bpcore's own loops compute this product instead of BLAS: they can take
+    it (own_can_take) and either it has at most bp_small_work_limit() multiply-adds
+    (2^17 without AVX-512, 4096 with it; see _loops.h) or, without AVX-512, the
+    batch is skinny: at most SKINNY rows of X or delta (m, or k for X^T.delta).
+    OpenBLAS's Haswell kernels pack their operands for every call, which costs more
+    than the arithmetic of a product with so few rows (784 x 256 weights at batch 1:
+    several times the own loops' time). The crossover is measured by
+    benches/small_gemm.py and listed in the README."""
+    cdef long limit = bp_small_work_limit()
+    if not own_can_take(trans_a, trans_b, m, n, k):
+        return False
+    return m * n * k <= limit or (limit > 4096 and (k if trans_a else m) <= SKINNY)
 
 
 cdef inline void own_gemm(bint trans_a, bint trans_b, int m, int n, int k,
                           floating alpha, const floating* a, int lda,
                           const floating* b, int ldb,
                           floating beta, floating* c, int ldc) noexcept nogil:
-    """gemm by bpcore's own loops; k <= SMALL_DEPTH and, when trans_b,
-    n * k <= BP_SMALL_SCRATCH (not checked)."""
+    """gemm by bpcore's own loops, where own_can_take holds (not checked)."""
     cdef floating scratch[BP_SMALL_SCRATCH]
     if floating is float:
         bp_small_gemm_f32(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
@@ -75,7 +91,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     """C (m x n) = alpha * op(A) (m x k) . op(B) (k x n) + beta * C, row-major."""
     if m == 0 or n == 0:
         return
-    if small_product(trans_b, m, n, k):
+    if small_product(trans_a, trans_b, m, n, k):
         own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -15,7 +15,7 @@
 from cython cimport floating
 
 from _blas cimport (BP_SMALL_SCRATCH, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
-                   own_gemm, small_product)
+                   own_can_take, own_gemm)
 from _loops cimport bias_activation, delta_and_bias_grad
 
 
@@ -119,9 +119,11 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
             f"matmul: op(A) {A.shape[1] if trans_a else A.shape[0]}x{k}, op(B) "
             f"{B.shape[1] if trans_b else B.shape[0]}x"
             f"{B.shape[0] if trans_b else B.shape[1]} and C {m}x{n} do not agree")
-    if path == "own" and not small_product(trans_b, 1, n, k):
-        raise ValueError(f"matmul: the own loops take k <= {SMALL_DEPTH} and, for "
-                         f"op(B) = B^T, n * k <= {BP_SMALL_SCRATCH}; got n={n}, k={k}")
+    if path == "own" and not own_can_take(trans_a, trans_b, m, n, k):
+        raise ValueError(
+            f"matmul: the own loops cannot take this product (their scratch holds "
+            f"{BP_SMALL_SCRATCH} entries: B^T is copied unless m <= 8, and B's last "
+            f"n % 8 columns need k <= {SMALL_DEPTH}); got m={m}, n={n}, k={k}")
     if m == 0 or n == 0:
         return
     cdef const floating* a = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
@@ -143,6 +145,6 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
 def small_product_limit():
     """The most multiply-adds (m * n * k) of a product that bpcore's own loops compute
     instead of BLAS on this CPU: 131072 without AVX-512, 4096 with it (see
-    src/_loops.h); the own loops also need k <= 512 and, for op(B) = B^T,
-    n * k <= 4096."""
+    src/_loops.h). Without AVX-512 they also take products of any size whose batch
+    has at most 8 rows (src/_blas.pxd), where their scratch allows."""
     return bp_small_work_limit()

@@ -402,7 +402,7 @@ cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
         L = &layers[l]
         if (L.c == NULL and (L.kind == BP_RELU or L.kind == BP_LEAKY_RELU
                              or L.kind == BP_IDENTITY)
-                and small_product(False, n, L.n_out, L.n_in)):
+                and small_product(False, False, n, L.n_out, L.n_in)):
             # bias and activation applied as the product's blocks are stored
             small_dense_forward(n, L.n_out, L.n_in, inputs, <floating*> L.W,
                                 <floating*> L.b, <floating*> L.A,
@@ -428,7 +428,7 @@ cdef inline bint transpose_first(long n, long n_in, long n_out) noexcept nogil:
     copy itself (a strided loop) must stay small beside the product: W of at most
     TRANSPOSE_MAX entries, and batches of 8 or more (a 256 x 128 W at batch 8 cost
     60 us more per step)."""
-    if small_product(True, n, n_in, n_out):
+    if small_product(False, True, n, n_in, n_out):
         return False                 # bpcore's own loops, which copy W^T themselves
     return (n * n_in * n_out <= TRANSPOSE_FIRST_WORK and n_in * n_out <= TRANSPOSE_MAX
             and n >= 8 and (n * n_in > 1200 or n_out < 32))
@@ -494,7 +494,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         if l > 0:
             below = &e.layers[l - 1]
             if (below.D != NULL and below.G == NULL
-                    and small_product(True, n, L.n_in, L.n_out)):
+                    and small_product(False, True, n, L.n_in, L.n_out)):
                 # dX . D of the layer below and its bias gradient, in the product's
                 # store: the layer below skips its delta pass
                 small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,

@@ -206,7 +206,7 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
 
 /* The small product (see the top of this file), stored through the epilogue ep
  * (NULL: alpha * product + beta * C; else only with trans_a == 0). Bt: room for
- * BP_SMALL_SCRATCH entries: op(B) as a row-major copy when trans_b and m >= 8 (n * k
+ * BP_SMALL_SCRATCH entries: op(B) as a row-major copy when trans_b and m > 8 (n * k
  * must fit; fewer rows take dot products with B's rows instead, unless trans_a), or
  * the last n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1)). */
 static inline BP_INLINE void NAME(bp_small_gemm_body)(
@@ -229,7 +229,7 @@ static inline BP_INLINE void NAME(bp_small_gemm_body)(
     const long ra = trans_a ? 1 : lda, ca = trans_a ? lda : 1;
     const T *Bn = B;          /* op(B) row-major, rows ldbn apart */
     long ldbn = ldb, j = 0;
-    if (trans_b && !trans_a && m < 2 * BP_ROWS) {
+    if (trans_b && !trans_a && m <= 2 * BP_ROWS) {
         /* op(B) = B^T for a few rows: dot products with B's contiguous rows, no copy */
         NAME(bp_gemm_dots)(m, 0, n, k, A, lda, B, ldb, C, ldc, alpha, beta, ep);
         return;

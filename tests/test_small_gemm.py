@@ -97,11 +97,11 @@ def test_matmul_rejects_shapes_that_do_not_agree():
 
 def test_own_loops_refuse_what_their_scratch_cannot_hold():
     # op(B) = B^T is copied: at most 4096 entries
-    with pytest.raises(ValueError, match="own loops take"):
-        _dense.matmul(np.zeros((8, 100)), np.zeros((50, 100)), np.zeros((8, 50)),
+    with pytest.raises(ValueError, match="own loops cannot take"):
+        _dense.matmul(np.zeros((9, 100)), np.zeros((50, 100)), np.zeros((9, 50)),
                       False, True, path="own")
     # k above 512: B's last columns, transposed, would not fit
-    with pytest.raises(ValueError, match="own loops take"):
+    with pytest.raises(ValueError, match="own loops cannot take"):
         _dense.matmul(np.zeros((2, 600)), np.zeros((600, 3)), np.zeros((2, 3)),
                       path="own")
 
@@ -128,3 +128,18 @@ def test_crossover_follows_the_cpu():
         pytest.skip("x86-64 CPU flags not readable")
     expected = 4096 if "avx512f" in flags else 131072
     assert _dense.small_product_limit() == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_skinny_batches_of_wide_layers_equal_numpy(dtype, rng):
+    # at most 8 rows of X or delta: the own loops at any size their scratch allows
+    # (k above 512 where n is a multiple of 8; B^T read as dot products below 8 rows)
+    for trans_a, trans_b, m, n, k in [(0, 0, 1, 256, 784), (0, 0, 8, 256, 784),
+                                      (0, 0, 3, 128, 256), (1, 0, 784, 256, 1),
+                                      (1, 0, 256, 128, 8), (0, 1, 1, 784, 256),
+                                      (0, 1, 7, 256, 128)]:
+        A, B, C0 = operands(rng, dtype, trans_a, trans_b, m, n, k)
+        for path in ("own", "auto"):
+            C = C0.copy()
+            _dense.matmul(A, B, C, trans_a, trans_b, -0.5, 1.0, path)
+            assert_product(C, reference(A, B, C0, trans_a, trans_b, -0.5, 1.0), dtype, k)
