@@ -94,7 +94,8 @@ def main(argv=None):
             except ValueError:          # beyond what the own loops take (B^T copy)
                 continue
             ratio = f"{blas / own:.2f}" if own > 0 else "-"
-            taken = "own" if m * n * k <= limit else "BLAS"
+            own_loops = _dense.takes_own_loops(op[0] == "T", op[1] == "T", m, n, k)
+            taken = "own" if own_loops else "BLAS"
             print(f"| {np.dtype(dtype).name} | {op} | {m} | {n} | {k} | {m * n * k} "
                   f"| {own:.2f} | {blas:.2f} | {ratio} | {taken} |", flush=True)
 

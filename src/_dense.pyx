@@ -15,7 +15,7 @@
 from cython cimport floating
 
 from _blas cimport (BP_SMALL_SCRATCH, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
-                   own_can_take, own_gemm)
+                   own_can_take, own_gemm, small_product)
 from _loops cimport bias_activation, delta_and_bias_grad
 
 
@@ -148,3 +148,10 @@ def small_product_limit():
     src/_loops.h). Without AVX-512 they also take products of any size whose batch
     has at most 8 rows (src/_blas.pxd), where their scratch allows."""
     return bp_small_work_limit()
+
+
+def takes_own_loops(bint trans_a, bint trans_b, long m, long n, long k):
+    """Whether ``gemm`` computes this product (C m x n, inner dimension k) with
+    bpcore's own loops on this CPU rather than BLAS (see small_product in
+    src/_blas.pxd)."""
+    return small_product(trans_a, trans_b, m, n, k)

@@ -143,3 +143,18 @@ def test_skinny_batches_of_wide_layers_equal_numpy(dtype, rng):
             C = C0.copy()
             _dense.matmul(A, B, C, trans_a, trans_b, -0.5, 1.0, path)
             assert_product(C, reference(A, B, C0, trans_a, trans_b, -0.5, 1.0), dtype, k)
+
+
+def test_which_products_take_the_own_loops():
+    # the rule of src/_blas.pxd: small products, and skinny batches where the scratch
+    # allows; never what the own loops cannot take
+    limit = _dense.small_product_limit()
+    assert _dense.takes_own_loops(False, False, 100, 16, 16)         # W1's products
+    assert _dense.takes_own_loops(True, False, 16, 16, 100)
+    assert not _dense.takes_own_loops(False, False, 512, 512, 512)   # BLAS
+    assert not _dense.takes_own_loops(False, False, 2, 3, 600)       # tail needs k <= 512
+    assert not _dense.takes_own_loops(False, True, 9, 100, 50)       # B^T copy too big
+    skinny = limit > 4096                                            # without AVX-512
+    assert _dense.takes_own_loops(False, False, 1, 256, 784) == skinny
+    assert _dense.takes_own_loops(True, False, 784, 256, 8) == skinny
+    assert not _dense.takes_own_loops(True, False, 784, 256, 9)
