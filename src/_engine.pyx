@@ -429,7 +429,8 @@ cdef inline bint transpose_first(long n, long n_in, long n_out) noexcept nogil:
     TRANSPOSE_MAX entries, and batches of 8 or more (a 256 x 128 W at batch 8 cost
     60 us more per step)."""
     if small_product(False, True, n, n_in, n_out):
-        return False                 # bpcore's own loops, which copy W^T themselves
+        return False                 # bpcore's own loops: they copy W^T themselves
+                                     # (above 8 rows) or read W's rows (up to 8)
     return (n * n_in * n_out <= TRANSPOSE_FIRST_WORK and n_in * n_out <= TRANSPOSE_MAX
             and n >= 8 and (n * n_in > 1200 or n_out < 32))
 

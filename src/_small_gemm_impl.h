@@ -208,14 +208,18 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
  * (NULL: alpha * product + beta * C; else only with trans_a == 0). Bt: room for
  * BP_SMALL_SCRATCH entries: op(B) as a row-major copy when trans_b and m > 8 (n * k
  * must fit; fewer rows take dot products with B's rows instead, unless trans_a), or
- * the last n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1)). */
+ * the last n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1); also for
+ * A^T.b, n == 1, turned into b^T.A where k <= BP_SMALL_SCRATCH / 8, else A^T.b takes
+ * the vectors-along-rows tail, which needs no scratch). */
 static inline BP_INLINE void NAME(bp_small_gemm_body)(
         int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
         const T *B, long ldb, T beta, T *C, long ldc, T *Bt,
         const NAME(bp_epilogue) *ep) {
     if (m == 0 || n == 0) return;
-    if (!trans_b && n == 1 && trans_a && ldb == 1 && ldc == 1 && !ep) {
-        /* C^T (1 x m) = b^T . A: a one-row product whose columns are A's rows */
+    if (!trans_b && n == 1 && trans_a && ldb == 1 && ldc == 1 && !ep
+            && (m % 8 == 0 || k <= BP_SMALL_SCRATCH / 8)) {
+        /* C^T (1 x m) = b^T . A: a one-row product whose columns are A's rows (its
+         * last m % VL columns are copied transposed into Bt: (m % VL) * k entries) */
         const T *b = B;
         B = A;
         ldb = lda;

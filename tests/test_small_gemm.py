@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bpcore as bp
 from bpcore import _dense
 
 ROWS = [1, 3, 4, 5, 8, 9, 17, 100]
@@ -158,3 +159,24 @@ def test_which_products_take_the_own_loops():
     assert _dense.takes_own_loops(False, False, 1, 256, 784) == skinny
     assert _dense.takes_own_loops(True, False, 784, 256, 8) == skinny
     assert not _dense.takes_own_loops(True, False, 784, 256, 9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [586, 1366, 5000])
+def test_one_output_weight_gradient_at_large_batches(batch, dtype, rng):
+    # X^T.b of a one-unit layer with a batch whose X^T.b -> b^T.X rewrite would need
+    # more scratch than there is: it must take the path that needs none
+    for n_in in (3, 7):
+        A, B, C0 = operands(rng, dtype, 1, 0, n_in, 1, batch)
+        for path in ("own", "auto"):
+            C = C0.copy()
+            _dense.matmul(A, B, C, True, False, 1.0, 0.0, path)
+            assert_product(C, reference(A, B, C0, 1, 0, 1.0, 0.0), dtype, batch)
+    model = bp.Model([bp.Dense(4, 7, "relu"), bp.Dense(7, 1)], dtype=dtype, seed=0)
+    X, y = rng.standard_normal((batch, 4)).astype(dtype), rng.standard_normal((batch, 1))
+    model.loss_and_grad(X, y, bp.MSELoss())
+    hidden = np.maximum(X.astype(np.float64) @ model.layers[0].W + model.layers[0].b, 0)
+    out = hidden @ model.layers[1].W + model.layers[1].b
+    dout = 2 * (out - y) / batch
+    np.testing.assert_allclose(model.layers[1].dW, hidden.T @ dout,
+                               rtol=TOLERANCE[dtype] * 10, atol=TOLERANCE[dtype] * 10)
