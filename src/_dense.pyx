@@ -97,7 +97,6 @@ def dropout(floating[:, ::1] U not None, floating[:, ::1] A not None,
                     G[i, j] *= m
 
 
-
 def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
            floating[:, ::1] C not None, bint trans_a=False, bint trans_b=False,
            double alpha=1.0, double beta=0.0, str path="auto"):

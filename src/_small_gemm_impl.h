@@ -170,16 +170,13 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
             V acc = (V) {0};
             for (long p = 0; p < k; p++)
                 acc += B[p * ldb + j] * *(const V *) (A + p * lda + i);
-            for (long q = 0; q < BP_VL; q++) {
-                T *c = C + (i + q) * ldc + j;
-                *c = beta == 0 ? alpha * acc[q] : beta * *c + alpha * acc[q];
-            }
+            for (long q = 0; q < BP_VL; q++)
+                NAME(bp_store_one)(NULL, C, ldc, i + q, j, acc[q], alpha, beta);
         }
         for (; i < m; i++) {
             T s = 0;
             for (long p = 0; p < k; p++) s += A[p * lda + i] * B[p * ldb + j];
-            T *c = C + i * ldc + j;
-            *c = beta == 0 ? alpha * s : beta * *c + alpha * s;
+            NAME(bp_store_one)(NULL, C, ldc, i, j, s, alpha, beta);
         }
     }
 }
@@ -209,15 +206,15 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
  * BP_SMALL_SCRATCH entries: op(B) as a row-major copy when trans_b and m > 8 (n * k
  * must fit; fewer rows take dot products with B's rows instead, unless trans_a), or
  * the last n % VL columns of B transposed (k <= BP_SMALL_SCRATCH / (VL - 1); also for
- * A^T.b, n == 1, turned into b^T.A where k <= BP_SMALL_SCRATCH / 8, else A^T.b takes
- * the vectors-along-rows tail, which needs no scratch). */
+ * A^T.b, n == 1, turned into b^T.A where its (m % VL) * k tail entries fit, else
+ * A^T.b takes the vectors-along-rows tail, which needs no scratch). */
 static inline BP_INLINE void NAME(bp_small_gemm_body)(
         int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
         const T *B, long ldb, T beta, T *C, long ldc, T *Bt,
         const NAME(bp_epilogue) *ep) {
     if (m == 0 || n == 0) return;
     if (!trans_b && n == 1 && trans_a && ldb == 1 && ldc == 1 && !ep
-            && (m % 8 == 0 || k <= BP_SMALL_SCRATCH / 8)) {
+            && (m % BP_VL) * k <= BP_SMALL_SCRATCH) {
         /* C^T (1 x m) = b^T . A: a one-row product whose columns are A's rows (its
          * last m % VL columns are copied transposed into Bt: (m % VL) * k entries) */
         const T *b = B;
