@@ -65,6 +65,7 @@ enum {
 #define EXP expf
 #define TANH tanhf
 #define SQRT sqrtf
+#define BP_LANES 8
 #include "_loops_impl.h"
 #include "_small_gemm_impl.h"
 #undef T
@@ -73,6 +74,7 @@ enum {
 #undef EXP
 #undef TANH
 #undef SQRT
+#undef BP_LANES
 #undef BP_BY_WIDTH
 
 #define T double
@@ -81,6 +83,7 @@ enum {
 #define EXP exp
 #define TANH tanh
 #define SQRT sqrt
+#define BP_LANES 4
 #include "_loops_impl.h"
 #include "_small_gemm_impl.h"
 #undef T
@@ -89,6 +92,7 @@ enum {
 #undef EXP
 #undef TANH
 #undef SQRT
+#undef BP_LANES
 #undef BP_BY_WIDTH
 
 #endif

@@ -98,7 +98,7 @@ static inline BP_INLINE void NAME(bp_store_one)(
     }
 }
 
-/* The block C[i0:i0+MR, j0:j0+NV*VL] (MR <= 4, NV <= 8; MR * NV <= 8 keeps it in
+/* The block C[i0:i0+MR, j0:j0+NV*VL] (MR <= 4, NV <= 8; MR * NV <= 12 keeps it in
  * registers) with a(i, p) = A[i * ra + p * ca] and b(p, :) = B[p * ldb], A and B
  * already offset to the block. */
 static inline BP_INLINE void NAME(bp_gemm_block)(
@@ -106,7 +106,7 @@ static inline BP_INLINE void NAME(bp_gemm_block)(
         const T *restrict B, long ldb, T *restrict C, long ldc, long i0, long j0,
         T alpha, T beta, const NAME(bp_epilogue) *ep) {
     typedef NAME(bp_vec) V;
-    V acc[BP_ROWS][8];
+    V acc[4][8];
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
@@ -122,6 +122,24 @@ static inline BP_INLINE void NAME(bp_gemm_block)(
             for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
         }
     }
+    if (ep && ep->kind == BP_EP_DELTA) {
+        /* the block's rows summed in registers: one update of colsum per vector,
+         * not one per row (a chain of stores and reloads of the same entries) */
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            const long j = j0 + v * BP_VL;
+            V sum = (V) {0};
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++) {
+                const long at = (i0 + r) * ldc + j;
+                const V d = acc[r][v] * *(const V *) (ep->M + at);
+                *(V *) (C + at) = d;
+                sum += d;
+            }
+            *(V *) (ep->colsum + j) += sum;
+        }
+        return;
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
@@ -130,15 +148,73 @@ static inline BP_INLINE void NAME(bp_gemm_block)(
                                   beta);
 }
 
+/* The sums of the lanes of a0..a3 into sum[0..3]: pairwise shuffles instead of
+ * four chains of scalar adds. */
+static inline BP_INLINE void NAME(bp_hsum4)(
+        NAME(bp_vec) a0, NAME(bp_vec) a1, NAME(bp_vec) a2, NAME(bp_vec) a3, T *sum) {
+#if BP_LANES == 4 && (defined(__clang__) || __GNUC__ >= 12)
+    /* [a0 01, a1 01, a0 23, a1 23] and the same of a2, a3; then across the halves */
+    const NAME(bp_vec) u = __builtin_shufflevector(a0, a1, 0, 4, 2, 6)
+                           + __builtin_shufflevector(a0, a1, 1, 5, 3, 7);
+    const NAME(bp_vec) w = __builtin_shufflevector(a2, a3, 0, 4, 2, 6)
+                           + __builtin_shufflevector(a2, a3, 1, 5, 3, 7);
+    const NAME(bp_vec) x = __builtin_shufflevector(u, w, 0, 1, 4, 5)
+                           + __builtin_shufflevector(u, w, 2, 3, 6, 7);
+    for (int r = 0; r < 4; r++) sum[r] = x[r];
+#elif BP_LANES == 8 && (defined(__clang__) || __GNUC__ >= 12)
+    const NAME(bp_vec) u = __builtin_shufflevector(a0, a1, 0, 8, 2, 10, 4, 12, 6, 14)
+                           + __builtin_shufflevector(a0, a1, 1, 9, 3, 11, 5, 13, 7, 15);
+    const NAME(bp_vec) w = __builtin_shufflevector(a2, a3, 0, 8, 2, 10, 4, 12, 6, 14)
+                           + __builtin_shufflevector(a2, a3, 1, 9, 3, 11, 5, 13, 7, 15);
+    /* lanes: the sums of a0..a3 over lanes 0-3, then over lanes 4-7 */
+    const NAME(bp_vec) x = __builtin_shufflevector(u, w, 0, 1, 8, 9, 4, 5, 12, 13)
+                           + __builtin_shufflevector(u, w, 2, 3, 10, 11, 6, 7, 14, 15);
+    const NAME(bp_vec) y = x + __builtin_shufflevector(x, x, 4, 5, 6, 7, 0, 1, 2, 3);
+    for (int r = 0; r < 4; r++) sum[r] = y[r];
+#else
+    for (int r = 0; r < 4; r++) sum[r] = 0;
+    for (long q = 0; q < BP_VL; q++) {
+        sum[0] += a0[q];
+        sum[1] += a1[q];
+        sum[2] += a2[q];
+        sum[3] += a3[q];
+    }
+#endif
+}
+
 /* Columns [j0, n) of C, fewer than one vector wide, as dot products over p:
- * c(i, j) = sum_p A[i * lda + p] * Bt[(j - j0) * ldbt + p], both contiguous in p. */
+ * c(i, j) = sum_p A[i * lda + p] * Bt[(j - j0) * ldbt + p], both contiguous in p;
+ * four rows at a time, whose sums are reduced together. */
 static inline BP_INLINE void NAME(bp_gemm_dots)(
         long m, long j0, long n, long k, const T *restrict A, long lda,
         const T *restrict Bt, long ldbt, T *restrict C, long ldc, T alpha, T beta,
         const NAME(bp_epilogue) *ep) {
     typedef NAME(bp_vec) V;
     const long kv = k - k % BP_VL;
-    for (long i = 0; i < m; i++) {
+    long i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const T *restrict a = A + i * lda;
+        for (long j = j0; j < n; j++) {
+            const T *restrict b = Bt + (j - j0) * ldbt;
+            V acc0 = (V) {0}, acc1 = (V) {0}, acc2 = (V) {0}, acc3 = (V) {0};
+            for (long p = 0; p < kv; p += BP_VL) {
+                const V bv = *(const V *) (b + p);
+                acc0 += *(const V *) (a + p) * bv;
+                acc1 += *(const V *) (a + lda + p) * bv;
+                acc2 += *(const V *) (a + 2 * lda + p) * bv;
+                acc3 += *(const V *) (a + 3 * lda + p) * bv;
+            }
+            T s[4];
+            NAME(bp_hsum4)(acc0, acc1, acc2, acc3, s);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                T t = s[r];
+                for (long p = kv; p < k; p++) t += a[r * lda + p] * b[p];
+                NAME(bp_store_one)(ep, C, ldc, i + r, j, t, alpha, beta);
+            }
+        }
+    }
+    for (; i < m; i++) {
         const T *restrict a = A + i * lda;
         for (long j = j0; j < n; j++) {
             const T *restrict b = Bt + (j - j0) * ldbt;
@@ -181,13 +257,13 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
     }
 }
 
-/* Rows [0, m) and columns [j0, j0 + NV * VL) of C, in blocks of BP_ROWS rows. */
-#define BP_GEMM_COLUMNS(NV)                                                            \
+/* Rows [0, m) and columns [j0, j0 + NV * VL) of C, in blocks of MR rows. */
+#define BP_GEMM_COLUMNS(MR, NV)                                                        \
     for (; j + (NV) * BP_VL <= n; j += (NV) * BP_VL) {                                 \
         long i = 0;                                                                    \
-        for (; i + BP_ROWS <= m; i += BP_ROWS)                                         \
-            NAME(bp_gemm_block)(BP_ROWS, NV, k, A + i * ra, ra, ca, B + j, ldb, C,     \
-                                ldc, i, j, alpha, beta, ep);                           \
+        for (; i + (MR) <= m; i += (MR))                                               \
+            NAME(bp_gemm_block)(MR, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,  \
+                                j, alpha, beta, ep);                                   \
         for (; i < m; i++)                                                             \
             NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,   \
                                 j, alpha, beta, ep);                                   \
@@ -249,8 +325,9 @@ static inline BP_INLINE void NAME(bp_small_gemm_body)(
             BP_GEMM_ROW_COLUMNS(8)
             BP_GEMM_ROW_COLUMNS(4)
         }
-        BP_GEMM_COLUMNS(2)
-        BP_GEMM_COLUMNS(1)
+        BP_GEMM_COLUMNS(3, 4)
+        BP_GEMM_COLUMNS(BP_ROWS, 2)
+        BP_GEMM_COLUMNS(BP_ROWS, 1)
     }
     if (j == n) return;
     if (trans_a) {
@@ -270,8 +347,12 @@ static inline BP_INLINE void NAME(bp_small_gemm_body)(
 BP_CLONES static void NAME(bp_small_gemm)(
         int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
         const T *B, long ldb, T beta, T *C, long ldc, T *Bt) {
-    NAME(bp_small_gemm_body)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C,
-                             ldc, Bt, NULL);
+    if (beta == 0)      /* C only written: the store's test folds away */
+        NAME(bp_small_gemm_body)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, 0, C,
+                                 ldc, Bt, NULL);
+    else
+        NAME(bp_small_gemm_body)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta,
+                                 C, ldc, Bt, NULL);
 }
 
 /* C = f(A.B + bias) with D = f'(...) (D may be NULL), f relu, leaky relu (slope) or
@@ -279,8 +360,18 @@ BP_CLONES static void NAME(bp_small_gemm)(
 BP_CLONES static void NAME(bp_small_dense_forward)(
         long m, long n, long k, const T *A, const T *B, const T *bias, T *C, T *D,
         int act, T slope, T *Bt) {
-    NAME(bp_epilogue) ep = {BP_EP_FORWARD, act, slope, bias, D, NULL, NULL};
-    NAME(bp_small_gemm_body)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt, &ep);
+    /* one instance per activation: the store's tests fold away */
+    if (act == BP_RELU) {
+        const NAME(bp_epilogue) ep = {BP_EP_FORWARD, BP_RELU, 0, bias, D, NULL, NULL};
+        NAME(bp_small_gemm_body)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt, &ep);
+    } else if (act == BP_LEAKY_RELU) {
+        const NAME(bp_epilogue) ep = {BP_EP_FORWARD, BP_LEAKY_RELU, slope, bias, D, NULL,
+                                      NULL};
+        NAME(bp_small_gemm_body)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt, &ep);
+    } else {
+        const NAME(bp_epilogue) ep = {BP_EP_FORWARD, BP_IDENTITY, 0, bias, D, NULL, NULL};
+        NAME(bp_small_gemm_body)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt, &ep);
+    }
 }
 
 /* C = (A.B^T) * M and colsum = its column sums (overwritten): dL/dX of a layer times
