@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _dense, _engine, _validation
+from . import _aligned, _dense, _engine, _validation
 from .layers import Dense
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 
@@ -40,27 +40,27 @@ class _Workspace:
     def __init__(self, layers, n, dtype, training):
         empty = np.empty((0, 0), dtype=dtype)
         self._shape = (n, layers[0].n_in)
-        self.A = [np.empty((n, layer.n_out), dtype) for layer in layers]
+        self.A = [_aligned.empty((n, layer.n_out), dtype) for layer in layers]
         if not training:
             self.Z = self.D = self.G = self.delta = self.dX = [empty] * len(layers)
             self.U = [None] * len(layers)
             return
         self.Z = None
         self._layers = layers
-        self.D = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
+        self.D = [_aligned.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                   for l in layers]
-        self.G = [np.empty((n, l.n_out), dtype) if l.has_scale else empty for l in layers]
-        self.delta = [np.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
+        self.G = [_aligned.empty((n, l.n_out), dtype) if l.has_scale else empty for l in layers]
+        self.delta = [_aligned.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                       for l in layers]
-        self.dX = [empty] + [np.empty((n, l.n_in), dtype) for l in layers[1:]]
+        self.dX = [empty] + [_aligned.empty((n, l.n_in), dtype) for l in layers[1:]]
         # dropout masks (uniform draws, then the mask) of layers with dropout
-        self.U = [np.empty((n, l.n_out), dtype) if l.dropout > 0 else None for l in layers]
+        self.U = [_aligned.empty((n, l.n_out), dtype) if l.dropout > 0 else None for l in layers]
 
     def keep_preactivations(self):
         """Allocate Z (once) so that forward writes the pre-activations."""
         if self.Z is None:
             dtype, n = self.A[0].dtype, self._shape[0]
-            self.Z = [np.empty((n, l.n_out), dtype) for l in self._layers]
+            self.Z = [_aligned.empty((n, l.n_out), dtype) for l in self._layers]
 
     def overlaps(self, array):
         """True when ``array`` shares memory with a buffer of this workspace (say, a
@@ -74,7 +74,7 @@ class _Workspace:
     def input_grad(self):
         """The buffer for dL/dX of the input (allocated once)."""
         if self.dX[0].size == 0:
-            self.dX[0] = np.empty(self._shape, self.A[0].dtype)
+            self.dX[0] = _aligned.empty(self._shape, self.A[0].dtype)
         return self.dX[0]
 
 
@@ -131,8 +131,8 @@ class Model:
             for attr, shape in layer.parameter_shapes():
                 self.parameter_table.append((f"layers.{i}.{attr}", layer, attr, shape, offset))
                 offset += int(np.prod(shape))
-        self.params = np.zeros(offset, dtype=self.dtype)
-        self.grads = np.zeros(offset, dtype=self.dtype)
+        self.params = _aligned.zeros(offset, self.dtype)
+        self.grads = _aligned.zeros(offset, self.dtype)
         for name, layer, attr, shape, start in self.parameter_table:
             stop = start + int(np.prod(shape))
             setattr(layer, attr, self.params[start:stop].reshape(shape))
@@ -435,7 +435,7 @@ class Model:
         names = tuple(optimizer._state_names()) if optimizer_code else ()
         layers = self._layer_specs(self._workspace(n, training=True))
         engine = _engine.Engine(layers, self.params, self.grads,
-                                np.empty((n, self.n_out), self.dtype), n, loss_code, scale,
+                                _aligned.empty((n, self.n_out), self.dtype), n, loss_code, scale,
                                 optimizer_code, state, names, loss, optimizer, has_dropout)
         key = (n, id(loss), labels, id(optimizer))
         self._engines[key] = engine

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _optim, _validation
+from . import _aligned, _optim, _validation
 from .model import Model
 
 
@@ -76,7 +76,7 @@ class Optimizer(Hyperparameters):
 
     def _new_buffer(self, name):
         """A fresh state buffer: zeros of the parameters' length and dtype."""
-        return np.zeros_like(self.model.params)
+        return _aligned.zeros(self.model.params.shape, self.model.params.dtype)
 
     def buffers(self):
         """The state buffers the next step uses, in ``_state_names()`` order, created
@@ -311,7 +311,7 @@ class Rprop(Optimizer):
 
     def _new_buffer(self, name):
         if name == "step_size":
-            return np.full_like(self.model.params, self.lr)
+            return _aligned.full_like(self.model.params, self.lr)
         return super()._new_buffer(name)
 
     def _update(self):

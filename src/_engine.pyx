@@ -391,30 +391,48 @@ cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2
     return value
 
 
+cdef inline bint delta_in_store(Layer* layers, int l, long n) noexcept nogil:
+    """Whether the fused step forms layer l's delta in the store of layer l + 1's
+    product dX = delta . W^T (small_delta_back), skipping the layer's own delta pass:
+    it has a derivative cache, no gates, and that product is small."""
+    return (layers[l].D != NULL and layers[l].G == NULL
+            and small_product(False, True, n, layers[l + 1].n_in, layers[l + 1].n_out))
+
+
+cdef inline bint relu_from_output(Layer* layers, int n_layers, int l, long n) noexcept nogil:
+    """Whether the fused step reads layer l's ReLU derivative off its output (1 where
+    positive) instead of a cache: then the forward pass does not write the cache."""
+    return (layers[l].kind == BP_RELU and l + 1 < n_layers
+            and delta_in_store(layers, l, n))
+
+
 cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
                          bint keep_caches) noexcept nogil:
     """Forward through every layer: the product, then bias + activation (+ the
-    derivative cache and gates when keep_caches) in one pass over the output."""
+    derivative cache and gates when keep_caches, except a ReLU cache that the fused
+    step reads off the output: relu_from_output) in one pass over the output."""
     cdef const floating* inputs = X
     cdef Layer* L
     cdef int l
+    cdef floating* D
     for l in range(n_layers):
         L = &layers[l]
+        D = <floating*> L.D if keep_caches else NULL
+        if D != NULL and relu_from_output(layers, n_layers, l, n):
+            D = NULL
         if (L.c == NULL and (L.kind == BP_RELU or L.kind == BP_LEAKY_RELU
                              or L.kind == BP_IDENTITY)
                 and small_product(False, False, n, L.n_out, L.n_in)):
             # bias and activation applied as the product's blocks are stored
             small_dense_forward(n, L.n_out, L.n_in, inputs, <floating*> L.W,
-                                <floating*> L.b, <floating*> L.A,
-                                <floating*> L.D if keep_caches else NULL, L.kind, L.slope)
+                                <floating*> L.b, <floating*> L.A, D, L.kind, L.slope)
             inputs = <floating*> L.A
             continue
         gemm(False, False, <int> n, <int> L.n_out, <int> L.n_in, <floating> 1.0,
              inputs, <int> L.n_in, <floating*> L.W, <int> L.n_out, <floating> 0.0,
              <floating*> L.A, <int> L.n_out)
         bias_activation(n, L.n_out, <floating*> L.A, <floating*> L.b, <floating*> L.c, NULL,
-                        <floating*> L.D if keep_caches else NULL,
-                        <floating*> L.G if keep_caches else NULL, L.kind, L.slope)
+                        D, <floating*> L.G if keep_caches else NULL, L.kind, L.slope)
         inputs = <floating*> L.A
 
 
@@ -494,13 +512,18 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         dlt = <floating*> L.delta if L.D != NULL else upstream
         if l > 0:
             below = &e.layers[l - 1]
-            if (below.D != NULL and below.G == NULL
-                    and small_product(False, True, n, L.n_in, L.n_out)):
+            if delta_in_store(e.layers, l - 1, n):
                 # dX . D of the layer below and its bias gradient, in the product's
-                # store: the layer below skips its delta pass
-                small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
-                                 <floating*> below.D, <floating*> below.delta,
-                                 <floating*> below.db)
+                # store: the layer below skips its delta pass (a ReLU below: its
+                # output's sign instead of D, which forward_layers did not write)
+                if relu_from_output(e.layers, e.n_layers, l - 1, n):
+                    small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
+                                     <floating*> below.A, <floating*> below.delta,
+                                     <floating*> below.db, True)
+                else:
+                    small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
+                                     <floating*> below.D, <floating*> below.delta,
+                                     <floating*> below.db, False)
                 delta_done = True
             elif e.scratch != NULL and transpose_first(n, L.n_in, L.n_out):
                 # dX = delta . (W^T as a row-major copy): a plain product, which BLAS's

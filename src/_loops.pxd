@@ -31,10 +31,11 @@ cdef extern from "_loops.h" nogil:
                                     const double* B, const double* bias, double* C,
                                     double* D, int act, double slope, double* Bt)
     void bp_small_delta_back_f32(long m, long n, long k, const float* A, const float* B,
-                                 const float* M, float* C, float* colsum, float* Bt)
+                                 const float* M, float* C, float* colsum,
+                                 int relu_output, float* Bt)
     void bp_small_delta_back_f64(long m, long n, long k, const double* A,
                                  const double* B, const double* M, double* C,
-                                 double* colsum, double* Bt)
+                                 double* colsum, int relu_output, double* Bt)
     void bp_outer_sgd_f32(long k, long m, long n, const float* X, long ldx,
                           const float* delta, long ldd, float* W, float* velocity,
                           float lr, float momentum, float weight_decay, int nesterov)
@@ -136,15 +137,18 @@ cdef inline void small_dense_forward(long n, long n_out, long n_in, const floati
 
 cdef inline void small_delta_back(long n, long n_in, long n_out, const floating* delta,
                                   const floating* W, const floating* D_below,
-                                  floating* delta_below, floating* db_below) noexcept nogil:
+                                  floating* delta_below, floating* db_below,
+                                  bint relu_output) noexcept nogil:
     """delta_below = (delta . W^T) * D_below and db_below = its column sums
     (overwritten): dL/dX of a layer (W is n_in x n_out) carried through the
     derivative cache of the layer below, by the small-product loops; only where
-    _blas.small_product(False, True, n, n_in, n_out) holds."""
+    _blas.small_product(False, True, n, n_in, n_out) holds. relu_output: D_below is
+    instead the output of the ReLU layer below, whose derivative is 1 where it is
+    positive and 0 elsewhere (its cache need not be written)."""
     cdef floating scratch[BP_SMALL_SCRATCH]
     if floating is float:
         bp_small_delta_back_f32(n, n_in, n_out, delta, W, D_below, delta_below, db_below,
-                                scratch)
+                                relu_output, scratch)
     else:
         bp_small_delta_back_f64(n, n_in, n_out, delta, W, D_below, delta_below, db_below,
-                                scratch)
+                                relu_output, scratch)

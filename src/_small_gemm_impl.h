@@ -27,8 +27,10 @@ typedef ITYPE NAME(bp_ivec) __attribute__((vector_size(32), aligned(sizeof(T)), 
  * beta 0), so that a layer's next pass happens while the block is in registers:
  *   BP_EP_FORWARD  z = product + bias[j]; C = f(z) and D = f'(z) (D may be NULL) for
  *                  f = relu, leaky relu or identity, exactly as bp_bias_activation;
- *   BP_EP_DELTA    C = product * M (the derivative cache of the layer below) and
- *                  colsum[j] += that (the bias gradient; zero it first).
+ *   BP_EP_DELTA    C = product * M (the derivative cache of the layer below), or
+ *                  with act BP_RELU, C = product where M > 0 and 0 elsewhere (M the
+ *                  output of a ReLU layer below: its derivative without a cache),
+ *                  and colsum[j] += that (the bias gradient; zero it first).
  * D and M are laid out like C (rows ldc apart). */
 typedef struct {
     int kind, act;
@@ -38,6 +40,14 @@ typedef struct {
     const T *M;
     T *colsum;
 } NAME(bp_epilogue);
+
+/* BP_EP_DELTA's value from the product's vector s and M's vector m. */
+static inline BP_INLINE NAME(bp_vec) NAME(bp_delta_vector)(
+        const NAME(bp_epilogue) *ep, NAME(bp_vec) s, NAME(bp_vec) m) {
+    if (ep->act == BP_RELU)
+        return (NAME(bp_vec)) ((NAME(bp_ivec)) (m > 0) & (NAME(bp_ivec)) s);
+    return s * m;
+}
 
 /* Store C[i, j:j+VL] (and the epilogue's outputs) from the product's vector s. */
 static inline BP_INLINE void NAME(bp_store_vector)(
@@ -66,7 +76,7 @@ static inline BP_INLINE void NAME(bp_store_vector)(
         *c = a;
         if (ep->D) *(V *) (ep->D + i * ldc + j) = d;
     } else {
-        const V d = s * *(const V *) (ep->M + i * ldc + j);
+        const V d = NAME(bp_delta_vector)(ep, s, *(const V *) (ep->M + i * ldc + j));
         *c = d;
         *(V *) (ep->colsum + j) += d;
     }
@@ -92,7 +102,8 @@ static inline BP_INLINE void NAME(bp_store_one)(
         *c = a;
         if (ep->D) ep->D[i * ldc + j] = d;
     } else {
-        const T d = s * ep->M[i * ldc + j];
+        const T m = ep->M[i * ldc + j];
+        const T d = ep->act == BP_RELU ? (m > 0 ? s : (T) 0) : s * m;
         *c = d;
         ep->colsum[j] += d;
     }
@@ -132,7 +143,7 @@ static inline BP_INLINE void NAME(bp_gemm_block)(
 #pragma GCC unroll 4
             for (int r = 0; r < MR; r++) {
                 const long at = (i0 + r) * ldc + j;
-                const V d = acc[r][v] * *(const V *) (ep->M + at);
+                const V d = NAME(bp_delta_vector)(ep, acc[r][v], *(const V *) (ep->M + at));
                 *(V *) (C + at) = d;
                 sum += d;
             }
@@ -360,8 +371,13 @@ BP_CLONES static void NAME(bp_small_gemm)(
 BP_CLONES static void NAME(bp_small_dense_forward)(
         long m, long n, long k, const T *A, const T *B, const T *bias, T *C, T *D,
         int act, T slope, T *Bt) {
-    /* one instance per activation: the store's tests fold away */
-    if (act == BP_RELU) {
+    /* one instance per activation: the store's tests fold away; a one-unit layer
+     * (n == 1: B is one contiguous column) as dot products, without the body's
+     * copy of B's last columns */
+    if (n == 1) {
+        const NAME(bp_epilogue) ep = {BP_EP_FORWARD, act, slope, bias, D, NULL, NULL};
+        NAME(bp_gemm_dots)(m, 0, 1, k, A, k, B, k, C, 1, 1, 0, &ep);
+    } else if (act == BP_RELU) {
         const NAME(bp_epilogue) ep = {BP_EP_FORWARD, BP_RELU, 0, bias, D, NULL, NULL};
         NAME(bp_small_gemm_body)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt, &ep);
     } else if (act == BP_LEAKY_RELU) {
@@ -376,13 +392,19 @@ BP_CLONES static void NAME(bp_small_dense_forward)(
 
 /* C = (A.B^T) * M and colsum = its column sums (overwritten): dL/dX of a layer times
  * the derivative cache of the layer below, and that layer's bias gradient, in one
- * pass. A is m x k, B is n x k, C and M are m x n. */
+ * pass. A is m x k, B is n x k, C and M are m x n. relu_output: M is instead the
+ * output of a ReLU layer, and C = A.B^T where M > 0, 0 elsewhere. */
 BP_CLONES static void NAME(bp_small_delta_back)(
         long m, long n, long k, const T *A, const T *B, const T *M, T *C, T *colsum,
-        T *Bt) {
-    NAME(bp_epilogue) ep = {BP_EP_DELTA, 0, 0, NULL, NULL, M, colsum};
+        int relu_output, T *Bt) {
     for (long j = 0; j < n; j++) colsum[j] = 0;
-    NAME(bp_small_gemm_body)(0, 1, m, n, k, 1, A, k, B, k, 0, C, n, Bt, &ep);
+    if (relu_output) {
+        const NAME(bp_epilogue) ep = {BP_EP_DELTA, BP_RELU, 0, NULL, NULL, M, colsum};
+        NAME(bp_small_gemm_body)(0, 1, m, n, k, 1, A, k, B, k, 0, C, n, Bt, &ep);
+    } else {
+        const NAME(bp_epilogue) ep = {BP_EP_DELTA, 0, 0, NULL, NULL, M, colsum};
+        NAME(bp_small_gemm_body)(0, 1, m, n, k, 1, A, k, B, k, 0, C, n, Bt, &ep);
+    }
 }
 
 #undef BP_GEMM_COLUMNS

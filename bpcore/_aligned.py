@@ -1,0 +1,36 @@
+"""Buffers whose first element sits on a 64-byte boundary (a cache line).
+
+NumPy's allocator guarantees 16 bytes. The core's loops read and write 32-byte
+vectors along rows; on a buffer 16 bytes off a line, every other such access
+straddles two cache lines, and a small network's step (2-16-16-1, batch 100) ran
+about 14% slower that way. The parameters, gradients, optimizer state and
+workspaces are therefore allocated here: ordinary C-contiguous ndarrays (views of a
+slightly larger byte buffer), so nothing else about them changes.
+"""
+import numpy as np
+
+ALIGNMENT = 64
+
+
+def empty(shape, dtype):
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype``, 64-byte aligned."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def zeros(shape, dtype):
+    """Zeros of ``shape`` and ``dtype``, 64-byte aligned."""
+    array = empty(shape, dtype)
+    array.fill(0)
+    return array
+
+
+def full_like(array, value):
+    """An aligned array of ``array``'s shape and dtype filled with ``value``."""
+    result = empty(array.shape, array.dtype)
+    result.fill(value)
+    return result
