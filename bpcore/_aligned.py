@@ -13,7 +13,8 @@ ALIGNMENT = 64
 
 
 def empty(shape, dtype):
-    """An uninitialised C-contiguous array of ``shape`` and ``dtype``, 64-byte aligned."""
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype``, 64-byte aligned
+    (unless it is empty: then it has no data to align)."""
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

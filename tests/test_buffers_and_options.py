@@ -271,3 +271,50 @@ def test_loss_and_grad_X_aliasing_gradients_is_copied():
     value_b, _ = b.loss_and_grad(b.layers[1].dW.copy(), target, bp.MSELoss())
     assert value_a == pytest.approx(value_b)
     np.testing.assert_allclose(a.grads, b.grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_buffers_start_on_cache_lines(dtype):
+    # the core's 32-byte vectors straddle cache lines on NumPy's 16-byte alignment:
+    # parameters, gradients, optimizer state and workspaces start on 64 bytes
+    rng = np.random.default_rng(0)
+    model = bp.Model([bp.Dense(3, 7, "relu"), bp.Dense(7, 5, "tanh"), bp.Dense(5, 2)],
+                     dtype=dtype, seed=0)
+    X, y = rng.normal(size=(9, 3)), rng.normal(size=(9, 2))
+    adam, momentum = bp.Adam(model, lr=1e-3), bp.SGD(model, lr=0.01, momentum=0.9)
+    for optimizer in (adam, momentum):
+        model.train_step(X, y, bp.MSELoss(), optimizer)
+    model.forward(X)
+    dX = model.backward(np.ones((9, 2)))
+    model.predict(X)
+    arrays = {"params": model.params, "grads": model.grads, "dX": dX}
+    arrays.update({f"state {name}": buf for opt in (adam, momentum)
+                   for name, buf in opt.state.items()})
+    for kind, spaces in (("train", model._train_spaces), ("predict", model._predict_spaces)):
+        for n, space in spaces.items():
+            for group in ("A", "Z", "D", "G", "delta", "dX"):
+                for i, buf in enumerate(getattr(space, group) or ()):
+                    if buf.size:
+                        arrays[f"{kind} {n} {group}[{i}]"] = buf
+    assert len(arrays) > 10
+    for name, array in arrays.items():
+        assert array.ctypes.data % 64 == 0, name
+        assert array.flags.c_contiguous and array.flags.writeable, name
+        assert array.dtype == dtype, name
+    # the layers' tensors remain views of the flat buffers
+    assert np.shares_memory(model.layers[1].W, model.params)
+    assert np.shares_memory(model.layers[1].dW, model.grads)
+
+
+@pytest.mark.parametrize("shape", [0, 1, 5, (0, 3), (4, 0), (3, 5), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_aligned_arrays_are_plain_arrays_of_the_shape_asked_for(shape, dtype):
+    from bpcore import _aligned
+    expected = np.zeros(shape, dtype)
+    for array in (_aligned.zeros(shape, dtype), _aligned.empty(shape, dtype)):
+        assert array.shape == expected.shape and array.dtype == expected.dtype
+        assert array.flags.c_contiguous and array.flags.writeable
+        assert array.size == 0 or array.ctypes.data % _aligned.ALIGNMENT == 0
+    np.testing.assert_array_equal(_aligned.zeros(shape, dtype), expected)
+    filled = _aligned.full_like(expected, 3)
+    np.testing.assert_array_equal(filled, np.full_like(expected, 3))

@@ -267,17 +267,23 @@ def test_changed_hyperparameters_and_reduction_are_honoured(rng):
 @pytest.mark.parametrize("width", [16, 64, 70])        # the one-pass loops: unrolled / generic
 @pytest.mark.parametrize("batch", [1, 9, 100])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_fused_step_on_tiny_and_wide_layers(width, batch, momentum, rng):
-    # W1's shape and wider: the one-pass bias+relu and delta loops, and dX through the
-    # transposed copy of W (small layers) or the transposed product (the others)
-    X, y = rng.normal(size=(batch, 2)), rng.normal(size=(batch, 1))
-    models = [bp.Model([bp.Dense(2, width, "relu"), bp.Dense(width, width, "leaky_relu"),
-                        bp.Dense(width, 1)], seed=0) for _ in range(2)]
+@pytest.mark.parametrize("second", ["leaky_relu", "relu"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_step_on_tiny_and_wide_layers(width, batch, momentum, second, dtype, rng):
+    # W1's shape and wider: the one-pass bias+relu and delta loops (a ReLU's
+    # derivative read off its output where the layer above forms its delta), the
+    # one-unit output layer, and dX through the transposed copy of W (small layers)
+    # or the transposed product (the others)
+    X = rng.normal(size=(batch, 2)).astype(dtype)
+    y = rng.normal(size=(batch, 1)).astype(dtype)
+    models = [bp.Model([bp.Dense(2, width, "relu"), bp.Dense(width, width, second),
+                        bp.Dense(width, 1)], dtype=dtype, seed=0) for _ in range(2)]
     fused, plain = models
     o1, o2 = (bp.SGD(m, lr=0.01, momentum=momentum) for m in models)
+    rtol, atol = (1e-12, 1e-14) if dtype == np.float64 else (2e-5, 1e-6)
     for _ in range(3):
         value = fused.train_step(X, y, bp.MSELoss(), o1)
         expected, _ = plain.loss_and_grad(X, y, bp.MSELoss())
         o2.step()
-        np.testing.assert_allclose(value, expected, rtol=1e-12)
-    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(value, expected, rtol=rtol)
+    np.testing.assert_allclose(fused.params, plain.params, rtol=rtol, atol=atol)
