@@ -378,12 +378,12 @@ cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2
                     ok = False
                     break
         elif ok:
-            for i in range(n * k):
-                if not isfinite(t[i]) or (
-                        e.loss_code == LOSS_BCE and (t[i] < 0 or t[i] > 1)
-                        ) or (e.loss_code == LOSS_CE_PROBS and t[i] < 0):
-                    ok = False
-                    break
+            ok = all_finite(t, n * k)
+            if ok and (e.loss_code == LOSS_BCE or e.loss_code == LOSS_CE_PROBS):
+                for i in range(n * k):
+                    if t[i] < 0 or (e.loss_code == LOSS_BCE and t[i] > 1):
+                        ok = False
+                        break
         if ok:
             value = fused_step(e, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
     if not ok:

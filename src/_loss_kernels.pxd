@@ -50,6 +50,30 @@ cdef inline double mse_kernel(long n, long k, const floating* output,
     """l_i = sum_k (o_ik - t_ik)^2; grad = 2 * scale * w_i * (o - t)."""
     cdef long i, j
     cdef double total = 0.0, row, w, r
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, r0, r1, r2, r3
+    cdef double c = 2.0 * scale
+    cdef long count = n * k, blocked = count - count % 4
+    if weight == NULL:
+        # unweighted: one pass over all entries, four sums in flight (a row of one
+        # output would otherwise cost a loop set-up per entry)
+        for i in range(0, blocked, 4):
+            r0 = <double> output[i] - <double> target[i]
+            r1 = <double> output[i + 1] - <double> target[i + 1]
+            r2 = <double> output[i + 2] - <double> target[i + 2]
+            r3 = <double> output[i + 3] - <double> target[i + 3]
+            s0 += r0 * r0
+            s1 += r1 * r1
+            s2 += r2 * r2
+            s3 += r3 * r3
+            grad[i] = <floating> (c * r0)
+            grad[i + 1] = <floating> (c * r1)
+            grad[i + 2] = <floating> (c * r2)
+            grad[i + 3] = <floating> (c * r3)
+        for i in range(blocked, count):
+            r0 = <double> output[i] - <double> target[i]
+            s0 += r0 * r0
+            grad[i] = <floating> (c * r0)
+        return scale * ((s0 + s1) + (s2 + s3))
     for i in range(n):
         w = weight[i] if weight != NULL else 1.0
         row = 0.0
