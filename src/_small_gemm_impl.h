@@ -275,6 +275,11 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
         for (; i + (MR) <= m; i += (MR))                                               \
             NAME(bp_gemm_block)(MR, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,  \
                                 j, alpha, beta, ep);                                   \
+        if ((MR) > 2 && i + 2 <= m) {                                                  \
+            NAME(bp_gemm_block)(2, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,   \
+                                j, alpha, beta, ep);                                   \
+            i += 2;                                                                    \
+        }                                                                              \
         for (; i < m; i++)                                                             \
             NAME(bp_gemm_block)(1, NV, k, A + i * ra, ra, ca, B + j, ldb, C, ldc, i,   \
                                 j, alpha, beta, ep);                                   \
@@ -336,7 +341,11 @@ static inline BP_INLINE void NAME(bp_small_gemm_body)(
             BP_GEMM_ROW_COLUMNS(8)
             BP_GEMM_ROW_COLUMNS(4)
         }
-        BP_GEMM_COLUMNS(3, 4)
+        if (m > 2 * BP_ROWS) {
+            /* 12 sums in flight; not for a skinny batch, whose B is streamed once per
+             * block of rows: 4 rows at a time read a large B fewer times */
+            BP_GEMM_COLUMNS(3, 4)
+        }
         BP_GEMM_COLUMNS(BP_ROWS, 2)
         BP_GEMM_COLUMNS(BP_ROWS, 1)
     }
