@@ -41,7 +41,8 @@ cdef inline bint small_product(bint trans_a, bint trans_b, long m, long n,
                                long k) noexcept nogil:
     """Whether bpcore's own loops compute this product instead of BLAS: they can take
     it (own_can_take) and either it has at most bp_small_work_limit() multiply-adds
-    (2^17 without AVX-512, 4096 with it; see _loops.h) or, without AVX-512, the
+    (2^18 without AVX-512, half that for delta.W^T, whose W^T the own loops copy
+    first; 4096 with AVX-512; see _loops.h) or, without AVX-512, the
     batch is skinny: at most SKINNY rows of X or delta (m, or k for X^T.delta).
     OpenBLAS's Haswell kernels pack their operands for every call, which costs more
     than the arithmetic of a product with so few rows (784 x 256 weights at batch 1:
@@ -50,7 +51,11 @@ cdef inline bint small_product(bint trans_a, bint trans_b, long m, long n,
     cdef long limit = bp_small_work_limit()
     if not own_can_take(trans_a, trans_b, m, n, k):
         return False
-    return m * n * k <= limit or (limit > 4096 and (k if trans_a else m) <= SKINNY)
+    if limit > 4096 and (k if trans_a else m) <= SKINNY:
+        return True
+    if trans_b and limit > 4096:
+        limit //= 2
+    return m * n * k <= limit
 
 
 cdef inline void own_gemm(bint trans_a, bint trans_b, int m, int n, int k,

@@ -143,9 +143,9 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
 
 def small_product_limit():
     """The most multiply-adds (m * n * k) of a product that bpcore's own loops compute
-    instead of BLAS on this CPU: 131072 without AVX-512, 4096 with it (see
-    src/_loops.h). Without AVX-512 they also take products of any size whose batch
-    has at most 8 rows (src/_blas.pxd), where their scratch allows."""
+    instead of BLAS on this CPU: 262144 without AVX-512 (half that for delta.W^T),
+    4096 with it (see src/_loops.h). Without AVX-512 they also take products of any
+    size whose batch has at most 8 rows (src/_blas.pxd), where their scratch allows."""
     return bp_small_work_limit()
 
 

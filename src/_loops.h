@@ -30,8 +30,10 @@
 
 /* The most multiply-adds a product may have for bp_small_gemm to compute it instead
  * of BLAS: the crossover measured by benches/small_gemm.py. With AVX2 (OpenBLAS's
- * Haswell kernels, which pay about 1 us per call here), the own loops win up to about
- * 2^18 multiply-adds and lose from 2^19: the limit is 2^17. Where AVX-512 is
+ * Haswell kernels, which pay about 1 us per call here), the own loops (3 x 4 blocks)
+ * win X.W and X^T.delta up to 2^19 multiply-adds and delta.W^T (which copies W^T
+ * first) up to 2^17: the limit is 2^18, halved for delta.W^T (small_product in
+ * _blas.pxd). Where AVX-512 is
  * present, OpenBLAS runs 64-byte vectors and small-matrix kernels with little fixed
  * cost, and beat earlier 32-byte loops of ours on a 2-16-16-1 step (5.5 against
  * 6.9 us): there the own loops keep only products of at most 4096 multiply-adds
@@ -42,9 +44,9 @@ static inline long bp_small_work_limit(void) {
     static long limit = 0;
     if (limit == 0) {
 #if defined(__GNUC__) && defined(__x86_64__)
-        limit = __builtin_cpu_supports("avx512f") ? 4096 : 131072;
+        limit = __builtin_cpu_supports("avx512f") ? 4096 : 262144;
 #else
-        limit = 131072;
+        limit = 262144;
 #endif
     }
     return limit;

@@ -127,7 +127,7 @@ def test_crossover_follows_the_cpu():
             flags.update(line.split(":", 1)[1].split())
     if platform.machine() not in ("x86_64", "AMD64") or not flags:
         pytest.skip("x86-64 CPU flags not readable")
-    expected = 4096 if "avx512f" in flags else 131072
+    expected = 4096 if "avx512f" in flags else 262144
     assert _dense.small_product_limit() == expected
 
 
@@ -159,6 +159,12 @@ def test_which_products_take_the_own_loops():
     assert _dense.takes_own_loops(False, False, 1, 256, 784) == skinny
     assert _dense.takes_own_loops(True, False, 784, 256, 8) == skinny
     assert not _dense.takes_own_loops(True, False, 784, 256, 9)
+    # delta.W^T copies W^T first: half the limit without AVX-512
+    assert _dense.takes_own_loops(False, False, 64, 64, 64) == skinny
+    assert _dense.takes_own_loops(True, False, 64, 64, 64) == skinny
+    assert not _dense.takes_own_loops(False, True, 64, 64, 64)
+    assert _dense.takes_own_loops(False, True, 64, 64, 32)
+    assert not _dense.takes_own_loops(False, False, 128, 64, 64)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -287,3 +287,31 @@ def test_fused_step_on_tiny_and_wide_layers(width, batch, momentum, second, dtyp
         o2.step()
         np.testing.assert_allclose(value, expected, rtol=rtol)
     np.testing.assert_allclose(fused.params, plain.params, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("loss_name, bad, match", [
+    ("mse", np.nan, "target contains NaN or infinity"),
+    ("mse", -np.inf, "target contains NaN or infinity"),
+    ("bce", 1.5, r"target of BCEWithLogitsLoss must lie in \[0, 1\]"),
+    ("bce", -0.25, r"target of BCEWithLogitsLoss must lie in \[0, 1\]"),
+    ("bce", np.inf, "target contains NaN or infinity"),
+])
+@pytest.mark.parametrize("position", [0, 13, 39])     # the vectorised check's edges
+def test_bad_target_to_the_built_fused_step_changes_nothing(loss_name, bad, match,
+                                                            position, rng):
+    model = bp.Model([bp.Dense(5, 8, "relu"), bp.Dense(8, 4)], seed=0)
+    optimizer = bp.SGD(model, lr=0.1, momentum=0.9)
+    loss = LOSSES[loss_name][0]()
+    X = rng.normal(size=(10, 5))
+    y = rng.uniform(size=(10, 4))
+    model.train_step(X, y, loss, optimizer)            # the engine exists
+    before = (model.params.copy(), model.grads.copy(),
+              optimizer.state["momentum_buffer"].copy())
+    bad_y = y.copy()
+    bad_y.flat[position] = bad
+    with pytest.raises(ValueError, match=match):
+        model.train_step(X, bad_y, loss, optimizer)
+    np.testing.assert_array_equal(model.params, before[0])
+    np.testing.assert_array_equal(model.grads, before[1])
+    np.testing.assert_array_equal(optimizer.state["momentum_buffer"], before[2])
+    assert optimizer.steps == 1
