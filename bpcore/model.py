@@ -49,12 +49,14 @@ class _Workspace:
         self._layers = layers
         self.D = [_aligned.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
                   for l in layers]
-        self.G = [_aligned.empty((n, l.n_out), dtype) if l.has_scale else empty for l in layers]
-        self.delta = [_aligned.empty((n, l.n_out), dtype) if l.has_derivative_cache else empty
-                      for l in layers]
+        self.G = [_aligned.empty((n, l.n_out), dtype) if l.has_scale else empty
+                  for l in layers]
+        self.delta = [_aligned.empty((n, l.n_out), dtype) if l.has_derivative_cache
+                      else empty for l in layers]
         self.dX = [empty] + [_aligned.empty((n, l.n_in), dtype) for l in layers[1:]]
         # dropout masks (uniform draws, then the mask) of layers with dropout
-        self.U = [_aligned.empty((n, l.n_out), dtype) if l.dropout > 0 else None for l in layers]
+        self.U = [_aligned.empty((n, l.n_out), dtype) if l.dropout > 0 else None
+                  for l in layers]
 
     def keep_preactivations(self):
         """Allocate Z (once) so that forward writes the pre-activations."""
@@ -382,8 +384,9 @@ class Model:
         ``grads`` holds this batch's gradient afterwards — except the weight matrices'
         with plain SGD (no momentum or weight decay), whose update is folded into the
         weight-gradient product, and with any SGD at batch sizes up to 4, whose
-        weight gradients are formed inside the update and not stored. No caches are left for ``backward`` or the per-node
-        views. Bad input raises before anything changes.
+        weight gradients are formed inside the update and not stored. No caches are
+        left for ``backward`` or the per-node views. Bad input raises before anything
+        changes.
         """
         engine = self._engine
         if engine is not None:
@@ -434,9 +437,10 @@ class Model:
         state = optimizer.buffers() if optimizer_code else ()
         names = tuple(optimizer._state_names()) if optimizer_code else ()
         layers = self._layer_specs(self._workspace(n, training=True))
-        engine = _engine.Engine(layers, self.params, self.grads,
-                                _aligned.empty((n, self.n_out), self.dtype), n, loss_code, scale,
-                                optimizer_code, state, names, loss, optimizer, has_dropout)
+        grad_output = _aligned.empty((n, self.n_out), self.dtype)
+        engine = _engine.Engine(layers, self.params, self.grads, grad_output, n, loss_code,
+                                scale, optimizer_code, state, names, loss, optimizer,
+                                has_dropout)
         key = (n, id(loss), labels, id(optimizer))
         self._engines[key] = engine
         while len(self._engines) > _WORKSPACE_SIZES:

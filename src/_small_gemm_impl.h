@@ -5,8 +5,9 @@
  * 2-16-16-1 network is larger than its arithmetic: a 100 x 16 x 16 dgemm costs
  * about as much as its own multiply-adds again. Below the crossover (small_product in
  * _blas.pxd, bp_small_work_limit in _loops.h)
- * defines, products run here: register blocks of up to 4 rows x 2 vectors of 32
- * bytes (one row x up to 8 vectors when there are fewer than 4 rows), accumulated
+ * defines, products run here: register blocks of 3 rows x 4 vectors of 32 bytes
+ * (above 8 rows, where a row spans 4 vectors), else of up to 4 rows x 2 vectors (one
+ * row x up to 8 vectors when there are fewer than 4 rows), accumulated
  * in registers over the whole inner dimension and written once,
  * with GCC's vector extensions so that one source serves every clone of
  * target_clones (AVX2/FMA, AVX-512 with 32-byte vectors, and the SSE2 baseline, which

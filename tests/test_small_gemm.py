@@ -1,8 +1,9 @@
 """bpcore's own loops for small matrix products against NumPy's float64 matmul.
 
-The loops work in blocks of 4 rows x 2 vectors of 32 bytes (8 doubles or 16 floats)
-and treat what is left over in separate paths: single rows, single vectors, the last
-columns narrower than a vector (dot products, or vectors along the rows for A^T.B),
+The loops work in blocks of 3 rows x 4 vectors of 32 bytes (above 8 rows) or 4 rows x
+2 vectors (4 doubles or 8 floats a vector) and treat what is left over in separate
+paths: two rows, single rows, single vectors, the last columns narrower than a vector
+(dot products four rows at a time and then singly, or vectors along the rows for A^T.B),
 B^T copied or read as dot products, a one-column A^T.b turned into a one-row product.
 The shapes below reach every one of those paths in both precisions.
 """
