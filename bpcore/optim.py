@@ -132,8 +132,11 @@ class Optimizer(Hyperparameters):
         for name, value in hyper.items():
             object.__setattr__(self, name, value)
         self.steps = int(steps)
-        self.state = {name: np.array(buf, dtype=params.dtype, order="C")
-                      for name, buf in buffers.items()}
+        state = {}
+        for name, buf in buffers.items():
+            state[name] = _aligned.empty(params.shape, params.dtype)   # a copy, aligned
+            state[name][...] = buf
+        self.state = state
 
 
 def _learning_rate(value, name):

@@ -318,3 +318,18 @@ def test_aligned_arrays_are_plain_arrays_of_the_shape_asked_for(shape, dtype):
     np.testing.assert_array_equal(_aligned.zeros(shape, dtype), expected)
     filled = _aligned.full_like(expected, 3)
     np.testing.assert_array_equal(filled, np.full_like(expected, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loaded_optimizer_state_is_an_aligned_copy(dtype):
+    model = bp.Model([bp.Dense(3, 5, "relu"), bp.Dense(5, 2)], dtype=dtype, seed=0)
+    optimizer = bp.Adam(model, lr=1e-3)
+    state = optimizer.state_dict()
+    given = {name: np.linspace(0.0, 1.0, model.params.size)    # float64, 16-byte aligned
+             for name in ("exp_avg", "exp_avg_sq")}
+    state["state"] = given
+    optimizer.load_state_dict(state)
+    for name, buf in optimizer.state.items():
+        assert buf.ctypes.data % 64 == 0 and buf.dtype == dtype, name
+        np.testing.assert_array_equal(buf, given[name].astype(dtype))
+        assert not np.shares_memory(buf, given[name])

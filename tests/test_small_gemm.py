@@ -164,7 +164,7 @@ def test_which_products_take_the_own_loops():
     assert _dense.takes_own_loops(False, False, 64, 64, 64) == skinny
     assert _dense.takes_own_loops(True, False, 64, 64, 64) == skinny
     assert not _dense.takes_own_loops(False, True, 64, 64, 64)
-    assert _dense.takes_own_loops(False, True, 64, 64, 32)
+    assert _dense.takes_own_loops(False, True, 64, 64, 32) == skinny
     assert not _dense.takes_own_loops(False, False, 128, 64, 64)
 
 
