@@ -25,7 +25,7 @@ from numpy.lib.array_utils import byte_bounds
 from cython cimport floating
 from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport isfinite, sqrt
+from libc.math cimport sqrt
 
 from _blas cimport gemm, small_product
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
@@ -498,7 +498,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # all parameters is skipped.
     cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
                        and (h1 == 0 or e.state1 != NULL))
-    cdef bint delta_done = False
+    cdef bint delta_done = False, relu
     cdef Layer* below
     upstream = <floating*> e.grad_output
     for l in range(e.n_layers - 1, -1, -1):
@@ -516,14 +516,10 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
                 # dX . D of the layer below and its bias gradient, in the product's
                 # store: the layer below skips its delta pass (a ReLU below: its
                 # output's sign instead of D, which forward_layers did not write)
-                if relu_from_output(e.layers, e.n_layers, l - 1, n):
-                    small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
-                                     <floating*> below.A, <floating*> below.delta,
-                                     <floating*> below.db, True)
-                else:
-                    small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
-                                     <floating*> below.D, <floating*> below.delta,
-                                     <floating*> below.db, False)
+                relu = relu_from_output(e.layers, e.n_layers, l - 1, n)
+                small_delta_back(n, L.n_in, L.n_out, dlt, <floating*> L.W,
+                                 <floating*> (below.A if relu else below.D),
+                                 <floating*> below.delta, <floating*> below.db, relu)
                 delta_done = True
             elif e.scratch != NULL and transpose_first(n, L.n_in, L.n_out):
                 # dX = delta . (W^T as a row-major copy): a plain product, which BLAS's
