@@ -41,10 +41,11 @@ status 1, its row not timed); a PyTorch or JAX that differs is left out of its r
 
 Timing: peers run interleaved, A B C ... A B C ..., one block of steps each per round;
 before every block the peer's parameters and optimizer state are restored (untimed),
-so every block times the same steps from the same state (a batch memorised over
-thousands of steps would time degenerate steps); garbage collection is off in a block.
-A block is sized to about 10 ms of stepping (1 to 200 steps); the figure is the median
-over rounds of the block's time per step. Threads are pinned for every library:
+so every round times the same steps from the same state. Every peer's block is
+sized to about 10 ms of stepping (1 to 10,000 steps), so that the same disturbances
+(the switch from the other peers, the machine's noise) weigh the same on every peer;
+the figure is the median over rounds of the block's time per step. The garbage
+collector is off for a workload's whole timing, after one full collection. Threads are pinned for every library:
 threadpoolctl on every BLAS and OpenMP runtime loaded (NumPy's and SciPy's OpenBLAS,
 PyTorch's and scikit-learn's OpenMP), ``torch.set_num_threads``, and for JAX
 ``--xla_cpu_multi_thread_eigen=false`` in XLA_FLAGS at one thread plus its intra-op
@@ -75,7 +76,7 @@ from benches.workloads import (SCALING_BATCHES, W1, W1B, W2_ADAM,  # noqa: E402
 
 CHECK_STEPS = 5
 BLOCK_SECONDS = 0.010
-BLOCK_STEPS = (1, 200)
+BLOCK_STEPS = (1, 10000)
 PEERS = ("bpcore", "NumPy", "PyTorch", "JAX jit", "sklearn", "matmul-only")
 
 
@@ -403,23 +404,31 @@ def block_size(peer):
 
 
 def interleaved_medians(peers, rounds):
-    """{name: median µs per step}, the peers run in turn, round after round."""
+    """{name: median µs per step}, the peers run in turn, round after round.
+
+    The garbage collector is off for the whole timing, after one full collection
+    before it (as ``timeit`` does): a full collection before every round, as this
+    script first did, walks every object of a process that has PyTorch and JAX
+    loaded, and the steps after it ran slower for a millisecond or two (W1 on
+    bpcore: 13 µs per step for the first 60 steps after a collection, 9.5 µs after
+    150 steps, 6.5 µs without the collection), which weighed on the peers with the
+    shortest blocks."""
     sizes = {name: block_size(peer) for name, peer in peers.items()}
     samples = {name: [] for name in peers}
-    for _ in range(rounds):
-        gc.collect()
-        for name, peer in peers.items():
-            steps, run = sizes[name], peer.run
-            peer.restore()
-            gc.disable()
-            try:
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, peer in peers.items():
+                steps, run = sizes[name], peer.run
+                peer.restore()
                 start = time.perf_counter()
                 for _ in range(steps):
                     run()
                 elapsed = time.perf_counter() - start
-            finally:
-                gc.enable()
-            samples[name].append(elapsed / steps * 1e6)
+                samples[name].append(elapsed / steps * 1e6)
+    finally:
+        gc.enable()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
