@@ -6,8 +6,8 @@
  * about as much as its own multiply-adds again. Below the crossover (small_product in
  * _blas.pxd, bp_small_work_limit in _loops.h)
  * defines, products run here: register blocks of 3 rows x 4 vectors of 32 bytes
- * (above 8 rows, where a row spans 4 vectors), else of up to 4 rows x 2 vectors (one
- * row x up to 8 vectors when there are fewer than 4 rows), accumulated
+ * (above 8 rows, where a row spans 4 vectors, and for 2 or 3 rows), else of up to 4
+ * rows x 2 vectors (one row x up to 8 vectors for a single row), accumulated
  * in registers over the whole inner dimension and written once,
  * with GCC's vector extensions so that one source serves every clone of
  * target_clones (AVX2/FMA, AVX-512 with 32-byte vectors, and the SSE2 baseline, which
@@ -123,7 +123,26 @@ static inline BP_INLINE void NAME(bp_gemm_block)(
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[r][v] = (V) {0};
-    for (long p = 0; p < k; p++) {
+    long p = 0;
+    if (MR == 1 && NV <= 4) {
+        /* one row of at most 4 vectors: 4 chains of multiply-adds would wait on their
+         * latency (a long k: X^T.delta at one output column, A^T.b); even and odd p
+         * go to two sets of sums, added at the end */
+        V odd[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) odd[v] = (V) {0};
+        for (; p + 2 <= k; p += 2) {
+            const T a0 = A[p * ca], a1 = A[(p + 1) * ca];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                acc[0][v] += a0 * *(const V *) (B + p * ldb + v * BP_VL);
+                odd[v] += a1 * *(const V *) (B + (p + 1) * ldb + v * BP_VL);
+            }
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[0][v] += odd[v];
+    }
+    for (; p < k; p++) {
         V b[8];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) b[v] = *(const V *) (B + p * ldb + v * BP_VL);
@@ -286,8 +305,8 @@ static inline BP_INLINE void NAME(bp_gemm_tn_tail)(
                                 j, alpha, beta, ep);                                   \
     }
 
-/* Fewer than BP_ROWS rows: one row at a time across NV vectors, enough independent
- * sums to hide the latency of the multiply-adds (a 1 x 2-vector block waits on it). */
+/* A single row across NV vectors, enough independent sums to hide the latency of the
+ * multiply-adds (a 1 x 2-vector block waits on it). */
 #define BP_GEMM_ROW_COLUMNS(NV)                                                        \
     for (; j + (NV) * BP_VL <= n; j += (NV) * BP_VL)                                   \
         for (long i = 0; i < m; i++)                                                   \
@@ -338,13 +357,14 @@ static inline BP_INLINE void NAME(bp_small_gemm_body)(
     {
         const T *B = Bn;
         const long ldb = ldbn;
-        if (m < BP_ROWS) {
+        if (m == 1) {
             BP_GEMM_ROW_COLUMNS(8)
             BP_GEMM_ROW_COLUMNS(4)
         }
-        if (m > 2 * BP_ROWS) {
-            /* 12 sums in flight; not for a skinny batch, whose B is streamed once per
-             * block of rows: 4 rows at a time read a large B fewer times */
+        if (m > 2 * BP_ROWS || (m > 1 && m < BP_ROWS)) {
+            /* 12 sums in flight (8 for two rows); not for a skinny batch of 4 to 8
+             * rows, whose B is streamed once per block of rows: 4 rows at a time read
+             * a large B fewer times */
             BP_GEMM_COLUMNS(3, 4)
         }
         BP_GEMM_COLUMNS(BP_ROWS, 2)
