@@ -30,7 +30,8 @@ from libc.math cimport sqrt
 from _blas cimport gemm, small_product
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
-                    sgd_update, small_delta_back, small_dense_forward, transpose)
+                    sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
+                    unit_mse_fits)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
                             cross_entropy_labels_kernel, cross_entropy_probs_kernel,
                             mse_kernel)
@@ -406,16 +407,31 @@ cdef inline bint relu_from_output(Layer* layers, int n_layers, int l, long n) no
             and delta_in_store(layers, l, n))
 
 
+cdef inline bint unit_output(Engine e) noexcept nogil:
+    """Whether the fused step runs its output layer with the loss in one pass
+    (unit_mse): one identity unit without scale, under the unweighted squared error,
+    over a layer whose delta is formed in a product's store (delta_in_store), with
+    few enough inputs."""
+    cdef int top = e.n_layers - 1
+    cdef Layer* L = &e.layers[top]
+    return (e.loss_code == LOSS_MSE and top >= 1 and L.n_out == 1
+            and L.kind == BP_IDENTITY and L.c == NULL and L.G == NULL and L.D == NULL
+            and unit_mse_fits(L.n_in, e.single) and delta_in_store(e.layers, top - 1, e.n))
+
+
 cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
-                         bint keep_caches) noexcept nogil:
-    """Forward through every layer: the product, then bias + activation (+ the
-    derivative cache and gates when keep_caches, except a ReLU cache that the fused
-    step reads off the output: relu_from_output) in one pass over the output."""
+                         bint keep_caches, int count=-1) noexcept nogil:
+    """Forward through the first ``count`` layers (-1: every layer): the product,
+    then bias + activation (+ the derivative cache and gates when keep_caches, except a
+    ReLU cache that the fused step reads off the output: relu_from_output) in one pass
+    over the output."""
     cdef const floating* inputs = X
     cdef Layer* L
     cdef int l
     cdef floating* D
-    for l in range(n_layers):
+    if count < 0:
+        count = n_layers
+    for l in range(count):
         L = &layers[l]
         D = <floating*> L.D if keep_caches else NULL
         if D != NULL and relu_from_output(layers, n_layers, l, n):
@@ -471,11 +487,24 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     cdef const floating* dlt
     cdef floating* output
     cdef double value = 0.0
-    forward_layers(e.layers, e.n_layers, n, X, True)
+    cdef bint unit = unit_output(e), relu
+    cdef Layer* below
+    forward_layers(e.layers, e.n_layers, n, X, True, e.n_layers - 1 if unit else -1)
     # loss and dL/doutput
     L = &e.layers[e.n_layers - 1]
     output = <floating*> L.A
-    if e.loss_code == LOSS_MSE:
+    if unit:
+        # the output layer's forward, the loss, the layer's gradients and the delta
+        # of the layer below (with its bias gradient) in one pass
+        below = &e.layers[e.n_layers - 2]
+        relu = relu_from_output(e.layers, e.n_layers, e.n_layers - 2, n)
+        value = unit_mse(n, L.n_in, <floating*> below.A, <floating*> L.W,
+                         <floating*> L.b, target, e.scale, output,
+                         <floating*> e.grad_output,
+                         <floating*> (below.A if relu else below.D), relu,
+                         <floating*> below.delta, <floating*> below.db,
+                         <floating*> L.dW, <floating*> L.db)
+    elif e.loss_code == LOSS_MSE:
         value = mse_kernel(n, L.n_out, output, target, <floating*> NULL,
                            <floating*> e.grad_output, e.scale)
     elif e.loss_code == LOSS_CE_LABELS:
@@ -498,12 +527,20 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # all parameters is skipped.
     cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
                        and (h1 == 0 or e.state1 != NULL))
-    cdef bint delta_done = False, relu
-    cdef Layer* below
+    cdef bint delta_done = False
     upstream = <floating*> e.grad_output
     for l in range(e.n_layers - 1, -1, -1):
         L = &e.layers[l]
         inputs = X if l == 0 else <floating*> e.layers[l - 1].A
+        if unit and l == e.n_layers - 1:
+            # unit_mse wrote dW, db and the delta below: update W and b from them
+            if fold or outer:
+                sgd_update(L.n_in, <floating*> L.W, <floating*> L.dW,
+                           <floating*> velocity(e, L.W, h1), lr, h1, h2, flag)
+                sgd_update(1, <floating*> L.b, <floating*> L.db,
+                           <floating*> velocity(e, L.b, h1), lr, h1, h2, flag)
+            delta_done = True
+            continue
         if not delta_done:
             delta_and_bias_grad(n, L.n_out, upstream, <floating*> L.D, <floating*> L.G,
                                 <floating*> L.delta, <floating*> L.db, <floating*> L.dc,

@@ -36,6 +36,16 @@ cdef extern from "_loops.h" nogil:
     void bp_small_delta_back_f64(long m, long n, long k, const double* A,
                                  const double* B, const double* M, double* C,
                                  double* colsum, int relu_output, double* Bt)
+    double bp_unit_mse_f32(long m, long k, const float* A, const float* w,
+                           const float* b, const float* target, double scale, float* out,
+                           float* grad, const float* M, int relu_output, float* delta,
+                           float* colsum, float* dW, float* db)
+    double bp_unit_mse_f64(long m, long k, const double* A, const double* w,
+                           const double* b, const double* target, double scale,
+                           double* out, double* grad, const double* M, int relu_output,
+                           double* delta, double* colsum, double* dW, double* db)
+    int bp_unit_mse_fits_f32(long k)
+    int bp_unit_mse_fits_f64(long k)
     void bp_outer_sgd_f32(long k, long m, long n, const float* X, long ldx,
                           const float* delta, long ldd, float* W, float* velocity,
                           float lr, float momentum, float weight_decay, int nesterov)
@@ -152,3 +162,31 @@ cdef inline void small_delta_back(long n, long n_in, long n_out, const floating*
     else:
         bp_small_delta_back_f64(n, n_in, n_out, delta, W, D_below, delta_below, db_below,
                                 relu_output, scratch)
+
+
+cdef inline bint unit_mse_fits(long k, bint single) noexcept nogil:
+    """Whether unit_mse takes a one-unit output layer of k inputs (float32 when
+    single): k a multiple of the vector width, at most 4 vectors (16 doubles, 32
+    floats)."""
+    if single:
+        return bp_unit_mse_fits_f32(k)
+    return bp_unit_mse_fits_f64(k)
+
+
+cdef inline double unit_mse(long n, long k, const floating* A, const floating* w,
+                            const floating* b, const floating* target, double scale,
+                            floating* out, floating* grad, const floating* M,
+                            bint relu_output, floating* delta, floating* colsum,
+                            floating* dW, floating* db) noexcept nogil:
+    """A one-unit identity output layer under the unweighted squared error, forward
+    and backward in one pass over its input A (n x k): its output, the loss (returned),
+    dL/doutput in grad, its gradients dW and db, and the delta of the layer below with
+    that layer's bias gradient colsum, through M (its derivative cache, or with
+    relu_output its ReLU output). Only where unit_mse_fits(k) holds (see
+    bp_unit_mse in _small_gemm_impl.h)."""
+    if floating is float:
+        return bp_unit_mse_f32(n, k, A, w, b, target, scale, out, grad, M, relu_output,
+                               delta, colsum, dW, db)
+    else:
+        return bp_unit_mse_f64(n, k, A, w, b, target, scale, out, grad, M, relu_output,
+                               delta, colsum, dW, db)

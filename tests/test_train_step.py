@@ -69,6 +69,45 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, batch, rng
         np.testing.assert_allclose(opt_fused.state[name], opt_plain.state[name], **tol)
 
 
+# A one-unit identity output under the squared error runs its forward, the loss and
+# its backward in one pass (unit_mse) where its inputs fill at most 4 vectors exactly:
+# 8 or 16 doubles, 8, 16 or 32 floats; 5 and (float64) 32 inputs take the separate
+# passes. The layer below reads its ReLU derivative off its output, or its cache.
+@pytest.mark.parametrize("hidden", [16, 8, 32, 5])
+@pytest.mark.parametrize("batch", [100, 1, 3, 6])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_step_one_unit_output(dtype, activation, optimizer, batch, hidden, rng):
+    models = []
+    for _ in range(2):
+        model = bp.Model([bp.Dense(2, hidden, activation), bp.Dense(hidden, hidden, activation),
+                          bp.Dense(hidden, 1)], dtype=dtype, seed=0)
+        models.append(model)
+    fused, plain = models
+    loss = bp.MSELoss(reduction="sum" if batch == 6 else "mean")
+    # rates at which 20 steps stay far from overflow (the summed loss: 6x smaller)
+    lr = {"sgd": 0.01, "momentum": 0.005, "adam": 0.001}[optimizer] / (6 if batch == 6 else 1)
+    make = {"sgd": lambda m: bp.SGD(m, lr=lr),
+            "momentum": lambda m: bp.SGD(m, lr=lr, momentum=0.9),
+            "adam": lambda m: bp.Adam(m, lr=lr)}[optimizer]
+    opt_fused, opt_plain = make(fused), make(plain)
+    batches = [(rng.normal(size=(batch, 2)).astype(dtype), rng.normal(size=(batch, 1)))
+               for _ in range(3)]
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for step in range(20):
+        X, y = batches[step % 3]
+        value = fused.train_step(X, y, loss, opt_fused)
+        expected, _ = plain.loss_and_grad(X, y, loss)
+        opt_plain.step()
+        np.testing.assert_allclose(value, expected, **tol)
+    np.testing.assert_allclose(fused.params, plain.params, **tol)
+    for layer_fused, layer_plain in zip(fused.layers, plain.layers):
+        np.testing.assert_allclose(layer_fused.db, layer_plain.db, **tol)
+    if optimizer == "adam":             # every gradient written: Adam reads them all
+        np.testing.assert_allclose(fused.grads, plain.grads, **tol)
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.5])      # 0: the update folded into the product
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_fused_step_every_activation(activation, momentum, rng):
