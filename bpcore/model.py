@@ -381,10 +381,11 @@ class Model:
         built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
         Adam update inside it; other optimizers step right after; custom losses, Loss
         subclasses and dropout in training mode take the two-call path).
-        ``grads`` holds this batch's gradient afterwards — except the weight matrices'
-        with plain SGD (no momentum or weight decay), whose update is folded into the
-        weight-gradient product, and with any SGD at batch sizes up to 4, whose
-        weight gradients are formed inside the update and not stored. No caches are
+        ``grads`` holds this batch's gradient afterwards — except that the weight
+        matrices' may be left unwritten with plain SGD (no momentum or weight decay),
+        whose update is folded into the weight-gradient product, and with any SGD at
+        batch sizes up to 4, whose weight gradients are formed inside the update (a
+        one-unit output layer under MSE writes its own either way). No caches are
         left for ``backward`` or the per-node views. Bad input raises before anything
         changes.
         """
