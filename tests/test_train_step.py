@@ -32,6 +32,18 @@ def pair(activation, dtype, rng):
     return models
 
 
+def step_side_by_side(fused, plain, opt_fused, opt_plain, loss, batches, steps, tol):
+    """``steps`` steps over ``batches`` in turn: train_step on ``fused``, loss_and_grad
+    and step on ``plain``; the loss values and then the parameters must agree."""
+    for step in range(steps):
+        X, y = batches[step % len(batches)]
+        value = fused.train_step(X, y, loss, opt_fused)
+        expected, _ = plain.loss_and_grad(X, y, loss)
+        opt_plain.step()
+        np.testing.assert_allclose(value, expected, **tol)
+    np.testing.assert_allclose(fused.params, plain.params, **tol)
+
+
 # batch 12: weight gradients from products; 1 and 3: SGD with momentum or weight
 # decay forms each weight's gradient inside its update (outer_sgd_update)
 @pytest.mark.parametrize("batch", [12, 1, 3])
@@ -50,13 +62,7 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, batch, rng
     # float32: the fused step's products of small layers sum in another order than
     # BLAS, and 30 steps compound the rounding
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
-    for step in range(30):
-        X, y = batches[step % 3]
-        value = fused.train_step(X, y, loss, opt_fused)
-        expected, _ = plain.loss_and_grad(X, y, loss)
-        opt_plain.step()
-        np.testing.assert_allclose(value, expected, **tol)
-    np.testing.assert_allclose(fused.params, plain.params, **tol)
+    step_side_by_side(fused, plain, opt_fused, opt_plain, loss, batches, 30, tol)
     # the last batch's gradient; plain SGD folds W's update and leaves dW unwritten,
     # and so does any SGD at batch sizes up to 4
     folded = optimizer == "sgd" or (batch <= 4 and not optimizer.startswith("adam"))
@@ -95,13 +101,7 @@ def test_fused_step_one_unit_output(dtype, activation, optimizer, batch, hidden,
     batches = [(rng.normal(size=(batch, 2)).astype(dtype), rng.normal(size=(batch, 1)))
                for _ in range(3)]
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
-    for step in range(20):
-        X, y = batches[step % 3]
-        value = fused.train_step(X, y, loss, opt_fused)
-        expected, _ = plain.loss_and_grad(X, y, loss)
-        opt_plain.step()
-        np.testing.assert_allclose(value, expected, **tol)
-    np.testing.assert_allclose(fused.params, plain.params, **tol)
+    step_side_by_side(fused, plain, opt_fused, opt_plain, loss, batches, 20, tol)
     for layer_fused, layer_plain in zip(fused.layers, plain.layers):
         np.testing.assert_allclose(layer_fused.db, layer_plain.db, **tol)
     if optimizer == "adam":             # every gradient written: Adam reads them all
