@@ -406,29 +406,31 @@ def block_size(peer):
 def interleaved_medians(peers, rounds):
     """{name: median µs per step}, the peers run in turn, round after round.
 
-    The garbage collector is off for the whole timing, after one full collection
-    before it (as ``timeit`` does): a full collection before every round, as this
-    script first did, walks every object of a process that has PyTorch and JAX
-    loaded, and the steps after it ran slower for a millisecond or two (W1 on
-    bpcore: 13 µs per step for the first 60 steps after a collection, 9.5 µs after
-    150 steps, 6.5 µs without the collection), which weighed on the peers with the
-    shortest blocks."""
-    sizes = {name: block_size(peer) for name, peer in peers.items()}
+    The garbage collector is off for the whole timing, calibration included (as
+    ``timeit`` turns it off), after one full collection. A full collection before
+    every round, as this script first did, walks every object of a process that has
+    PyTorch and JAX loaded, and the steps after it ran slower for a millisecond or
+    two (W1 on bpcore: 13 µs per step for the first 60 steps after a collection,
+    9.5 µs after 150 steps, 6.5 µs without the collection), which weighed on the
+    peers with the shortest blocks."""
     samples = {name: [] for name in peers}
+    was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
+        sizes = {name: block_size(peer) for name, peer in peers.items()}
         for _ in range(rounds):
             for name, peer in peers.items():
+                peer.restore()             # (may rebind run: read it afterwards)
                 steps, run = sizes[name], peer.run
-                peer.restore()
                 start = time.perf_counter()
                 for _ in range(steps):
                     run()
                 elapsed = time.perf_counter() - start
                 samples[name].append(elapsed / steps * 1e6)
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

@@ -13,7 +13,10 @@
 # not computed; pre-activations are not kept for inspection; plain SGD (no momentum,
 # no weight decay) updates W inside the weight-gradient product and leaves dW unwritten;
 # other SGD at batch sizes up to BP_OUTER_ROWS forms each weight's gradient inside
-# its update (one pass over W and its velocity) and leaves dW unwritten too.
+# its update (one pass over W and its velocity) and leaves dW unwritten too. A one-unit
+# identity output under the squared error (unit_output) runs its forward, the loss
+# and its backward in one call (unit_mse), which writes that layer's dW whatever
+# the optimizer.
 #
 # `step` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
@@ -408,7 +411,7 @@ cdef inline bint relu_from_output(Layer* layers, int n_layers, int l, long n) no
 
 
 cdef inline bint unit_output(Engine e) noexcept nogil:
-    """Whether the fused step runs its output layer with the loss in one pass
+    """Whether the fused step runs its output layer with the loss in one call
     (unit_mse): one identity unit without scale, under the unweighted squared error,
     over a layer whose delta is formed in a product's store (delta_in_store), with
     few enough inputs."""
@@ -495,7 +498,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     output = <floating*> L.A
     if unit:
         # the output layer's forward, the loss, the layer's gradients and the delta
-        # of the layer below (with its bias gradient) in one pass
+        # of the layer below (with its bias gradient) in one call
         below = &e.layers[e.n_layers - 2]
         relu = relu_from_output(e.layers, e.n_layers, e.n_layers - 2, n)
         value = unit_mse(n, L.n_in, <floating*> below.A, <floating*> L.W,

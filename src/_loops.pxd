@@ -179,7 +179,8 @@ cdef inline double unit_mse(long n, long k, const floating* A, const floating* w
                             bint relu_output, floating* delta, floating* colsum,
                             floating* dW, floating* db) noexcept nogil:
     """A one-unit identity output layer under the unweighted squared error, forward
-    and backward in one pass over its input A (n x k): its output, the loss (returned),
+    and backward in one call (two passes over its input A, n x k): its output, the
+    loss (returned),
     dL/doutput in grad, its gradients dW and db, and the delta of the layer below with
     that layer's bias gradient colsum, through M (its derivative cache, or with
     relu_output its ReLU output). Only where unit_mse_fits(k) holds (see

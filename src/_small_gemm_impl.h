@@ -497,8 +497,10 @@ static inline BP_INLINE void NAME(bp_unit_mse_back)(
  * backward, whose sums of dW and of the delta below stay in registers over all rows.
  * Forward four rows at a time, their dot products reduced
  * together (bp_hsum4), the last rows singly: the same sums in the same order as the
- * forward's dot products (bp_gemm_dots), and the squares in four sums as the loss
- * kernel takes them, so the output and the loss are those of the separate passes. */
+ * forward's dot products (bp_gemm_dots), so the output and dL/doutput are those of
+ * the separate passes. The squares go into four sums as the loss kernel takes them,
+ * but the compiler may fuse each square and add into one multiply-add here (the
+ * clones have FMA) and not in the loss kernel: the loss can differ in its last bit. */
 static inline BP_INLINE double NAME(bp_unit_mse_rows)(
         const int NV, long m, const T *restrict A, const T *restrict w, T bias,
         const T *restrict target, double c, T *restrict out, T *restrict grad,
@@ -579,8 +581,9 @@ static inline BP_INLINE double NAME(bp_unit_mse_rows)(
 }
 
 /* A one-unit identity output layer (weights w, k x 1, and bias b[0]) under the
- * unweighted squared error, forward and backward in one pass over its input A
- * (m x k, row-major): out = A.w + b; the loss's sum of squares (returned, times
+ * unweighted squared error, forward and backward in one call over its input A (m x k,
+ * row-major), read twice (the forward and the loss, then the backward, once every
+ * row's dL/doutput is known): out = A.w + b; the loss's sum of squares (returned, times
  * scale) and grad = 2 * scale * (out - target); the layer's gradients dW = A^T.grad
  * (k entries) and db[0] = sum(grad) (overwritten); and the delta of the layer below,
  * delta = (grad . w^T) * M with its column sums colsum (overwritten), M being that

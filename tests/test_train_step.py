@@ -76,13 +76,14 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, batch, rng
 
 
 # A one-unit identity output under the squared error runs its forward, the loss and
-# its backward in one pass (unit_mse) where its inputs fill at most 4 vectors exactly:
-# 8 or 16 doubles, 8, 16 or 32 floats; 5 and (float64) 32 inputs take the separate
-# passes. The layer below reads its ReLU derivative off its output, or its cache.
-@pytest.mark.parametrize("hidden", [16, 8, 32, 5])
+# its backward in one call (unit_mse) where its inputs fill 1 to 4 vectors exactly:
+# 4, 8, 12 or 16 doubles, 8, 16, 24 or 32 floats; 5 inputs, 24 and 32 doubles, and 4
+# and 12 floats take the separate passes. The layer below reads its ReLU derivative
+# off its output, or its cache.
+@pytest.mark.parametrize("hidden", [16, 8, 32, 5, 4, 12, 24])
 @pytest.mark.parametrize("batch", [100, 1, 3, 6])
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov-wd", "adam", "rmsprop"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_step_one_unit_output(dtype, activation, optimizer, batch, hidden, rng):
     models = []
@@ -93,10 +94,15 @@ def test_fused_step_one_unit_output(dtype, activation, optimizer, batch, hidden,
     fused, plain = models
     loss = bp.MSELoss(reduction="sum" if batch == 6 else "mean")
     # rates at which 20 steps stay far from overflow (the summed loss: 6x smaller)
-    lr = {"sgd": 0.01, "momentum": 0.005, "adam": 0.001}[optimizer] / (6 if batch == 6 else 1)
+    lr = {"sgd": 0.01, "momentum": 0.005, "nesterov-wd": 0.005, "adam": 0.001,
+          "rmsprop": 0.001}[optimizer] / (6 if batch == 6 else 1)
     make = {"sgd": lambda m: bp.SGD(m, lr=lr),
             "momentum": lambda m: bp.SGD(m, lr=lr, momentum=0.9),
-            "adam": lambda m: bp.Adam(m, lr=lr)}[optimizer]
+            "nesterov-wd": lambda m: bp.SGD(m, lr=lr, momentum=0.9, nesterov=True,
+                                            weight_decay=0.01),
+            "adam": lambda m: bp.Adam(m, lr=lr),
+            # no update inside the step: its own step() runs after, on every gradient
+            "rmsprop": lambda m: bp.RMSprop(m, lr=lr)}[optimizer]
     opt_fused, opt_plain = make(fused), make(plain)
     batches = [(rng.normal(size=(batch, 2)).astype(dtype), rng.normal(size=(batch, 1)))
                for _ in range(3)]
@@ -104,7 +110,7 @@ def test_fused_step_one_unit_output(dtype, activation, optimizer, batch, hidden,
     step_side_by_side(fused, plain, opt_fused, opt_plain, loss, batches, 20, tol)
     for layer_fused, layer_plain in zip(fused.layers, plain.layers):
         np.testing.assert_allclose(layer_fused.db, layer_plain.db, **tol)
-    if optimizer == "adam":             # every gradient written: Adam reads them all
+    if optimizer in ("adam", "rmsprop"):   # every gradient written: both read them all
         np.testing.assert_allclose(fused.grads, plain.grads, **tol)
 
 
