@@ -454,7 +454,7 @@ def make_peers(workload, available, predict=False, sklearn=True):
 def assert_close_float32(values, weights, peer_values, peer_weights, peer, first_step):
     """The float32 gate: losses element-wise (1e-4); every tensor in relative
     Frobenius norm (1e-3 after the first step, 1e-2 after several), and after the
-    first step also element-wise (1e-4 plus 1e-4 of the tensor's largest element)
+    first step also element-wise (1e-4 plus 1e-3 of the tensor's largest element)
     with at most one element in a thousand allowed outside.
 
     An element-wise gate alone fails correct float32 code: two summation orders put
@@ -462,9 +462,15 @@ def assert_close_float32(values, weights, peer_values, peer_weights, peer, first
     (W3: about one unit in 4 million per step), which changes one sample's share of
     one bias gradient (~1/batch of it: 4.6 % of one element, seen) and one column of a
     weight gradient; from there the weights drift apart (a 1024-wide W3 bias vector:
-    1.2e-3 of its norm after 5 steps). A wrong scale, transpose, vector tail or
-    optimizer term moves far more elements, or the norm, by far more; and the float64
-    twin of every float32 workload checks the math element-wise to 1e-10.
+    1.2e-3 of its norm after 5 steps). A tie also reaches every unit of the layers
+    below through delta . W^T: with two BLAS threads, one ReLU of W3's second layer
+    (of 2 million) fell on the other side of zero than in float64 and NumPy, and
+    moved 496 of the first layer's 4096 biases by up to 4e-4 of the largest, while
+    every product and pass of that step matched a float64 product of its actual
+    inputs to float32 rounding; hence 1e-3 of the largest element, not 1e-4. A wrong
+    scale, transpose, vector tail or optimizer term moves far more elements, or the
+    norm, by far more; and the float64 twin of every float32 workload checks the
+    math element-wise to 1e-10.
     """
     np.testing.assert_allclose(np.asarray(peer_values, np.float64),
                                np.asarray(values, np.float64), rtol=1e-4,
@@ -481,7 +487,7 @@ def assert_close_float32(values, weights, peer_values, peer_weights, peer, first
                 raise AssertionError(f"{where}: relative norm of the difference "
                                      f"{error / scale:.2e} > {rtol_norm:.0e}")
             if first_step:
-                limit = 1e-4 * (np.abs(expected) + np.abs(expected).max())
+                limit = 1e-4 * np.abs(expected) + 1e-3 * np.abs(expected).max()
                 outside = int(np.count_nonzero(~(np.abs(got - expected) <= limit)))
                 if outside > expected.size // 1000:
                     raise AssertionError(f"{where}: {outside} of {expected.size} elements "
