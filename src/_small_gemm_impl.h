@@ -213,6 +213,24 @@ static inline BP_INLINE void NAME(bp_hsum4)(
 #endif
 }
 
+/* sum_p a[p] * b[p] over the first kv entries (kv a multiple of the vector width):
+ * two vector sums over alternate vectors, added, then their lanes in order. */
+static inline BP_INLINE T NAME(bp_dot_vectors)(const T *restrict a, const T *restrict b,
+                                               long kv) {
+    typedef NAME(bp_vec) V;
+    V acc0 = (V) {0}, acc1 = (V) {0};
+    long p = 0;
+    for (; p + 2 * BP_VL <= kv; p += 2 * BP_VL) {
+        acc0 += *(const V *) (a + p) * *(const V *) (b + p);
+        acc1 += *(const V *) (a + p + BP_VL) * *(const V *) (b + p + BP_VL);
+    }
+    if (p < kv) acc0 += *(const V *) (a + p) * *(const V *) (b + p);
+    acc0 += acc1;
+    T s = 0;
+    for (long q = 0; q < BP_VL; q++) s += acc0[q];
+    return s;
+}
+
 /* Columns [j0, n) of C, fewer than one vector wide, as dot products over p:
  * c(i, j) = sum_p A[i * lda + p] * Bt[(j - j0) * ldbt + p], both contiguous in p;
  * four rows at a time, whose sums are reduced together. */
@@ -249,17 +267,8 @@ static inline BP_INLINE void NAME(bp_gemm_dots)(
         const T *restrict a = A + i * lda;
         for (long j = j0; j < n; j++) {
             const T *restrict b = Bt + (j - j0) * ldbt;
-            V acc0 = (V) {0}, acc1 = (V) {0};
-            long p = 0;
-            for (; p + 2 * BP_VL <= kv; p += 2 * BP_VL) {
-                acc0 += *(const V *) (a + p) * *(const V *) (b + p);
-                acc1 += *(const V *) (a + p + BP_VL) * *(const V *) (b + p + BP_VL);
-            }
-            if (p < kv) acc0 += *(const V *) (a + p) * *(const V *) (b + p);
-            acc0 += acc1;
-            T s = 0;
-            for (long q = 0; q < BP_VL; q++) s += acc0[q];
-            for (p = kv; p < k; p++) s += a[p] * b[p];
+            T s = NAME(bp_dot_vectors)(a, b, kv);
+            for (long p = kv; p < k; p++) s += a[p] * b[p];
             NAME(bp_store_one)(ep, C, ldc, i, j, s, alpha, beta);
         }
     }
@@ -548,18 +557,7 @@ static inline BP_INLINE double NAME(bp_unit_mse_rows)(
         }
     }
     for (; i < m; i++) {
-        const T *restrict a = A + i * k;
-        V acc0 = (V) {0}, acc1 = (V) {0};
-        int v = 0;
-        for (; v + 2 <= NV; v += 2) {
-            acc0 += *(const V *) (a + v * BP_VL) * wv[v];
-            acc1 += *(const V *) (a + (v + 1) * BP_VL) * wv[v + 1];
-        }
-        if (v < NV) acc0 += *(const V *) (a + v * BP_VL) * wv[v];
-        acc0 += acc1;
-        T o = 0;
-        for (long q = 0; q < BP_VL; q++) o += acc0[q];
-        o += bias;
+        const T o = NAME(bp_dot_vectors)(A + i * k, w, k) + bias;
         out[i] = o;
         const double r = (double) o - (double) target[i];
         s0 += r * r;
