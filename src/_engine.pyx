@@ -229,6 +229,7 @@ cdef class Engine:
     cdef readonly object loss, optimizer
     cdef readonly object reduction   # the loss reduction the scale was computed for
     cdef bint has_dropout
+    cdef bint unit                # the output layer runs through unit_mse (unit_output)
 
     def __cinit__(self, list layers, params, grads, grad_output, long n, int loss_code,
                   double scale, int optimizer_code, tuple state, tuple state_names,
@@ -257,6 +258,7 @@ cdef class Engine:
         scratch = np.empty(size, params.dtype)
         self.scratch, self.scratch_size = address(scratch), size
         self.keep = (layers, params, grads, grad_output, state, scratch)
+        self.unit = unit_output(self)
 
     def __dealloc__(self):
         free(self.layers)
@@ -490,7 +492,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     cdef const floating* dlt
     cdef floating* output
     cdef double value = 0.0
-    cdef bint unit = unit_output(e), relu
+    cdef bint unit = e.unit, relu
     cdef Layer* below
     forward_layers(e.layers, e.n_layers, n, X, True, e.n_layers - 1 if unit else -1)
     # loss and dL/doutput
