@@ -20,10 +20,11 @@ Peers, each skipped when its package is missing:
   GEMM floor  not a peer: the FLOPs of those products divided by the machine's gemm
               rate measured in the same run (1024^3, best of 7), the bound BENCHMARKS.md
               names (approximate: larger products can run a little faster).
-  matmul-only the step's matrix products alone, the ones bpcore's step calls (forward
-              X.W per layer; backward X^T.delta per layer and delta.W^T for all but
-              the first): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's OpenBLAS, the one
-              bpcore links), preallocated Fortran-ordered operands, ``overwrite_c``
+  matmul-only the step's matrix products alone, the BLAS calls bpcore's step makes
+              (forward X.W per layer; backward X^T.delta per layer, added into W by
+              plain SGD, and delta.W^T for all but the first), in bpcore's row-major
+              layout (``MatmulPeer``): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's
+              OpenBLAS, the one bpcore links), preallocated operands, ``overwrite_c``
               (checked: no copy). The column to read against "bpcore <= 1.25 x
               matmul-only".
 
@@ -45,7 +46,11 @@ so every round times the same steps from the same state. Every peer's block is
 sized to about 10 ms of stepping (1 to 10,000 steps), so that the same disturbances
 (the switch from the other peers, the machine's noise) weigh the same on every peer;
 the figure is the median over rounds of the block's time per step. The garbage
-collector is off for a workload's whole timing, after one full collection. Threads are pinned for every library:
+collector is off for a workload's whole timing, after one full collection. With more
+than one thread, every block follows 0.15 s of its own peer's untimed steps
+(``warm_up``): the libraries' worker threads spin for up to 0.1 s after their last
+call, and on two CPUs one peer's spinning workers would slow the next peer's block.
+Threads are pinned for every library:
 threadpoolctl on every BLAS and OpenMP runtime loaded (NumPy's and SciPy's OpenBLAS,
 PyTorch's and scikit-learn's OpenMP), ``torch.set_num_threads``, and for JAX
 ``--xla_cpu_multi_thread_eigen=false`` in XLA_FLAGS at one thread plus its intra-op
@@ -323,7 +328,18 @@ class SklearnPeer(Peer):
 
 
 class MatmulPeer(Peer):
-    """The matrix products of the step (or of the forward pass) and nothing else."""
+    """The matrix products of the step (or of the forward pass) and nothing else: the
+    BLAS calls bpcore's step makes, with its operands' layout and its beta.
+
+    bpcore's arrays are row-major, so each product C = op(A) . op(B) is BLAS's
+    column-major C^T = op(B)^T . op(A)^T, and the transposes (``.T``) of C-ordered
+    arrays are the Fortran-ordered operands: forward Z = X . W, backward dX = delta . W^T
+    (all but the first layer) and X^T . delta, which plain SGD adds into W (alpha
+    -lr, beta 1: here into a copy, so that the other products keep their inputs) and
+    the other optimizers write to dW (beta 0). Not mirrored: bpcore's own loops on
+    small products (here BLAS takes every product), the copied W^T it multiplies by on
+    small layers, and the outer-product update of SGD at batch sizes up to 4 (no dW
+    product there)."""
 
     def __init__(self, workload, predict=False):
         from scipy.linalg import blas
@@ -332,29 +348,33 @@ class MatmulPeer(Peer):
         rng = np.random.default_rng(0)
         n, sizes = workload.batch, workload.sizes
 
-        def fortran(shape):
-            return np.asfortranarray(rng.normal(0, 0.1, shape).astype(dtype))
-        acts = [fortran((n, w)) for w in sizes]                  # X, then each layer's A
-        Ws = [fortran((i, o)) for i, o in zip(sizes[:-1], sizes[1:])]
-        deltas = [fortran((n, o)) for o in sizes[1:]]
-        dWs = [fortran(W.shape) for W in Ws]
-        dXs = [fortran((n, i)) for i in sizes[:-1]]
-        calls = [(acts[l], Ws[l], acts[l + 1], 0, 0) for l in range(len(Ws))]
+        def rows(shape):
+            return np.ascontiguousarray(rng.normal(0, 0.1, shape).astype(dtype))
+        acts = [rows((n, w)) for w in sizes]                     # X, then each layer's A
+        Ws = [rows((i, o)) for i, o in zip(sizes[:-1], sizes[1:])]
+        deltas = [rows((n, o)) for o in sizes[1:]]
+        dWs = [rows(W.shape) for W in Ws]
+        dXs = [rows((n, i)) for i in sizes[:-1]]
+        fold = workload.optimizer == "sgd" and not workload.momentum
+        alpha, beta = (-workload.lr, 1.0) if fold else (1.0, 0.0)
+        # (A, B, C, trans A, trans B, alpha, beta) of BLAS's column-major call
+        calls = [(Ws[l].T, acts[l].T, acts[l + 1].T, 0, 0, 1.0, 0.0)       # Z = X . W
+                 for l in range(len(Ws))]
         if not predict:
             for l in range(len(Ws) - 1, -1, -1):
-                calls.append((acts[l], deltas[l], dWs[l], 1, 0))          # X^T . delta
-                if l > 0:
-                    calls.append((deltas[l], Ws[l], dXs[l], 0, 1))        # delta . W^T
-        for a, b, c, ta, tb in calls:
-            if gemm(1.0, a, b, 0.0, c, ta, tb, 1) is not c:
+                if l > 0:                                                   # delta . W^T
+                    calls.append((Ws[l].T, deltas[l].T, dXs[l].T, 1, 0, 1.0, 0.0))
+                calls.append((deltas[l].T, acts[l].T, dWs[l].T, 0, 1, alpha, beta))
+        for a, b, c, ta, tb, alpha_, beta_ in calls:
+            if gemm(alpha_, a, b, beta_, c, ta, tb, 1) is not c:
                 raise RuntimeError("scipy.linalg.blas copied an operand: not a pure product")
         self.calls = calls
         self.flops = sum(2 * c.shape[0] * c.shape[1] * (a.shape[0] if ta else a.shape[1])
-                         for a, b, c, ta, tb in calls)
+                         for a, b, c, ta, *_ in calls)
 
         def run():
-            for a, b, c, ta, tb in calls:
-                gemm(1.0, a, b, 0.0, c, ta, tb, 1)
+            for a, b, c, ta, tb, alpha_, beta_ in calls:
+                gemm(alpha_, a, b, beta_, c, ta, tb, 1)
         self.run = run
 
 
@@ -390,6 +410,31 @@ def peak_gemm_rate(dtype, size=1024):
 
 
 # ------------------------------------------------------------------------ timing
+WARMUP_SECONDS = 0.15        # with threads > 1: untimed steps before every block
+
+
+def warm_up(peer, seconds):
+    """Run the peer's own steps for ``seconds`` (untimed), then restore its state.
+
+    A library's worker threads keep spinning after its last call before they sleep:
+    OpenBLAS's for 2**28 cycles by default (0.11 s measured here), libgomp's and
+    XLA's for less. With more than one thread per library, the previous peer's
+    spinning workers take the CPUs from the next peer's block: on 2 vCPUs a SciPy
+    sgemm on two threads ran 2x slower right after a NumPy matmul on two threads,
+    and PyTorch's W2 step read 35-55 ms instead of 3 ms. Waiting for those threads
+    to go quiet is not enough either: a vCPU left idle for 0.1 s comes back slowly
+    (2-thread sgemm blocks 40% slower and twice as spread after a 0.12 s pause).
+    So with more than one thread every block follows WARMUP_SECONDS of the same
+    peer's steps, longer than any of those spins: the block finds the other
+    libraries' workers asleep and its own CPUs busy, as in a training loop."""
+    peer.restore()
+    run = peer.run
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+    peer.restore()
+
+
 def block_size(peer):
     """Steps per block: about BLOCK_SECONDS of stepping, within BLOCK_STEPS."""
     peer.restore()
@@ -403,8 +448,9 @@ def block_size(peer):
     return int(np.clip(round(BLOCK_SECONDS / per_step), *BLOCK_STEPS))
 
 
-def interleaved_medians(peers, rounds):
-    """{name: median µs per step}, the peers run in turn, round after round.
+def interleaved_medians(peers, rounds, threads=1):
+    """{name: median µs per step}, the peers run in turn, round after round; with
+    more than one thread every block after ``warm_up`` of its peer.
 
     The garbage collector is off for the whole timing, calibration included (as
     ``timeit`` turns it off), after one full collection. A full collection before
@@ -414,13 +460,20 @@ def interleaved_medians(peers, rounds):
     9.5 µs after 150 steps, 6.5 µs without the collection), which weighed on the
     peers with the shortest blocks."""
     samples = {name: [] for name in peers}
+    warm = WARMUP_SECONDS if threads > 1 else 0.0
     was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        sizes = {name: block_size(peer) for name, peer in peers.items()}
+        sizes = {}
+        for name, peer in peers.items():
+            if warm:
+                warm_up(peer, warm)
+            sizes[name] = block_size(peer)
         for _ in range(rounds):
             for name, peer in peers.items():
+                if warm:
+                    warm_up(peer, warm)
                 peer.restore()             # (may rebind run: read it afterwards)
                 steps, run = sizes[name], peer.run
                 start = time.perf_counter()
@@ -785,7 +838,7 @@ def main(argv=None):
     for line in describe_machine(args.threads, os.environ["XLA_FLAGS"], available):
         print(line)
     print(f"matmul-only: scipy.linalg.blas sgemm/dgemm (SciPy's OpenBLAS, bpcore's), "
-          f"preallocated Fortran-ordered operands, overwrite_c; one call costs "
+          f"bpcore's calls on its row-major operands, overwrite_c; one call costs "
           f"{gemm_call_overhead(np.float64):.2f} µs (dgemm) / "
           f"{gemm_call_overhead(np.float32):.2f} µs (sgemm) on 1x1 operands")
     rates = {np.dtype(t): peak_gemm_rate(t) for t in (np.float64, np.float32)}
@@ -807,7 +860,7 @@ def main(argv=None):
             print(f"CHECK FAILED [{label}] {name}: " + "\n    ".join(lines[:9]))
         rounds = args.rounds or (3 if args.quick else 5 if workload.id.startswith("W3")
                                  else 30)
-        medians = interleaved_medians(peers, rounds) if peers else {}
+        medians = interleaved_medians(peers, rounds, args.threads) if peers else {}
         matmul = peers.get("matmul-only")
         floor = (matmul.flops / rates[np.dtype(workload.dtype)] * 1e6 if matmul is not None
                  else None)
