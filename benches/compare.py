@@ -25,8 +25,8 @@ Peers, each skipped when its package is missing:
               plain SGD, and delta.W^T for all but the first), in bpcore's row-major
               layout (``MatmulPeer``): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's
               OpenBLAS, the one bpcore links), preallocated operands, ``overwrite_c``
-              (checked: no copy). The column to read against "bpcore <= 1.25 x
-              matmul-only".
+              (checked: Fortran-ordered, no copy). The column to read against
+              "bpcore <= 1.25 x matmul-only".
 
 Rows: W1, W1b (step, and predict beside the NumPy forward), W2 momentum, W2 Adam, W3
 (--quick: 1024-1024-1024-10 at batch 256, 3 rounds everywhere, for CI smoke), and S at
@@ -335,11 +335,13 @@ class MatmulPeer(Peer):
     column-major C^T = op(B)^T . op(A)^T, and the transposes (``.T``) of C-ordered
     arrays are the Fortran-ordered operands: forward Z = X . W, backward dX = delta . W^T
     (all but the first layer) and X^T . delta, which plain SGD adds into W (alpha
-    -lr, beta 1: here into a copy, so that the other products keep their inputs) and
-    the other optimizers write to dW (beta 0). Not mirrored: bpcore's own loops on
-    small products (here BLAS takes every product), the copied W^T it multiplies by on
-    small layers, and the outer-product update of SGD at batch sizes up to 4 (no dW
-    product there)."""
+    -lr, beta 1: here into a separate W-shaped buffer, so that the other products keep
+    their inputs) and the other optimizers write to dW (beta 0). Not mirrored, where
+    bpcore makes fewer or other calls: its own loops on small products (here BLAS
+    takes every product), the copied W^T it multiplies by on small layers, the
+    one-unit MSE output layer done in one pass without a product (W1, W1b), and the
+    update of SGD with momentum or weight decay at batch sizes up to 4, which forms
+    each weight's gradient itself (no dW product)."""
 
     def __init__(self, workload, predict=False):
         from scipy.linalg import blas
@@ -348,8 +350,8 @@ class MatmulPeer(Peer):
         rng = np.random.default_rng(0)
         n, sizes = workload.batch, workload.sizes
 
-        def rows(shape):
-            return np.ascontiguousarray(rng.normal(0, 0.1, shape).astype(dtype))
+        def rows(shape):                    # C-ordered, as bpcore's buffers
+            return rng.normal(0, 0.1, shape).astype(dtype)
         acts = [rows((n, w)) for w in sizes]                     # X, then each layer's A
         Ws = [rows((i, o)) for i, o in zip(sizes[:-1], sizes[1:])]
         deltas = [rows((n, o)) for o in sizes[1:]]
@@ -366,8 +368,11 @@ class MatmulPeer(Peer):
                     calls.append((Ws[l].T, deltas[l].T, dXs[l].T, 1, 0, 1.0, 0.0))
                 calls.append((deltas[l].T, acts[l].T, dWs[l].T, 0, 1, alpha, beta))
         for a, b, c, ta, tb, alpha_, beta_ in calls:
-            if gemm(alpha_, a, b, beta_, c, ta, tb, 1) is not c:
-                raise RuntimeError("scipy.linalg.blas copied an operand: not a pure product")
+            # Fortran-ordered operands are passed as they are; the output is checked
+            if not (a.flags.f_contiguous and b.flags.f_contiguous) or \
+                    gemm(alpha_, a, b, beta_, c, ta, tb, 1) is not c:
+                raise RuntimeError("scipy.linalg.blas would copy an operand: not a pure "
+                                   "product")
         self.calls = calls
         self.flops = sum(2 * c.shape[0] * c.shape[1] * (a.shape[0] if ta else a.shape[1])
                          for a, b, c, ta, *_ in calls)
@@ -414,25 +419,27 @@ WARMUP_SECONDS = 0.15        # with threads > 1: untimed steps before every bloc
 
 
 def warm_up(peer, seconds):
-    """Run the peer's own steps for ``seconds`` (untimed), then restore its state.
+    """Run the peer's own steps for ``seconds`` from its saved state, untimed (the
+    caller restores the state again before timing).
 
     A library's worker threads keep spinning after its last call before they sleep:
     OpenBLAS's for 2**28 cycles by default (0.11 s measured here), libgomp's and
     XLA's for less. With more than one thread per library, the previous peer's
     spinning workers take the CPUs from the next peer's block: on 2 vCPUs a SciPy
     sgemm on two threads ran 2x slower right after a NumPy matmul on two threads,
-    and PyTorch's W2 step read 35-55 ms instead of 3 ms. Waiting for those threads
+    and PyTorch's W2 step read 35-55 ms instead of 2-4 ms. Waiting for those threads
     to go quiet is not enough either: a vCPU left idle for 0.1 s comes back slowly
     (2-thread sgemm blocks 40% slower and twice as spread after a 0.12 s pause).
     So with more than one thread every block follows WARMUP_SECONDS of the same
     peer's steps, longer than any of those spins: the block finds the other
-    libraries' workers asleep and its own CPUs busy, as in a training loop."""
+    libraries' workers asleep and its own CPUs busy, as in a training loop. Where
+    one step takes longer than WARMUP_SECONDS (W3) that is one more step per block:
+    a 2-thread W3 row takes about twice as long."""
     peer.restore()
-    run = peer.run
+    run = peer.run                     # (restore may rebind run: read it afterwards)
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         run()
-    peer.restore()
 
 
 def block_size(peer):

@@ -17,40 +17,45 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class CountingPeer(compare.Peer):
-    """A peer whose state is one counter; the log records the calls in order (a run
-    of consecutive steps as one "run")."""
+    """A peer whose state is one counter; ``log`` (shared between peers if given)
+    records the calls in order, a run of consecutive steps as one "run"."""
 
-    def __init__(self):
-        self.state, self.saved, self.log = 0, 0, []
+    def __init__(self, name="peer", log=None):
+        self.name, self.state, self.saved = name, 0, 0
+        self.log = [] if log is None else log
 
     def run(self):
         self.state += 1
-        if not self.log or self.log[-1] != "run":
-            self.log.append("run")
+        if not self.log or self.log[-1] != (self.name, "run"):
+            self.log.append((self.name, "run"))
 
     def restore(self):
         self.state = self.saved
-        self.log.append("restore")
+        self.log.append((self.name, "restore"))
 
 
-def test_warm_up_runs_the_peer_then_puts_its_state_back():
+def test_warm_up_runs_the_peer_from_its_saved_state():
     peer = CountingPeer()
-    peer.saved = peer.state = 7
+    peer.saved, peer.state = 7, 100
     compare.warm_up(peer, 0.01)
-    assert peer.log == ["restore", "run", "restore"]
-    assert peer.state == 7
+    assert peer.log == [("peer", "restore"), ("peer", "run")]
+    assert peer.state > 7               # it stepped from the saved state
 
 
-def test_interleaved_medians_warms_every_block_only_with_threads():
-    for threads, warm_ups in ((1, 0), (2, 3 * 2)):
-        a, b = CountingPeer(), CountingPeer()
-        medians = compare.interleaved_medians({"a": a, "b": b}, rounds=3, threads=threads)
+def test_interleaved_medians_warms_every_block_only_with_threads(monkeypatch):
+    monkeypatch.setattr(compare, "WARMUP_SECONDS", 0.005)
+    for threads in (1, 2):
+        log = []
+        peers = {name: CountingPeer(name, log) for name in ("a", "b")}
+        medians = compare.interleaved_medians(peers, rounds=3, threads=threads)
         assert set(medians) == {"a", "b"}
         assert all(np.isfinite(v) and v > 0 for v in medians.values())
-        # a warm-up is a restore, runs and a restore; a timed block one restore
-        restores = a.log.count("restore") + b.log.count("restore")
-        calibration = 2 * (1 + (threads > 1) * 2)        # block_size restores once
-        assert restores == calibration + 2 * 3 + 2 * warm_ups
+        # each block (the calibration's, then the rounds') is a restore and the timed
+        # steps, after a warm-up of the same peer with more than one thread
+        block = [("restore", "run")] if threads == 1 else [("restore", "run")] * 2
+        expected = [(name, call) for _ in range(1 + 3) for name in ("a", "b")
+                    for pair in block for call in pair]
+        assert log == expected
 
 
 def test_compare_runs_and_its_check_passes():
@@ -62,7 +67,12 @@ def test_compare_runs_and_its_check_passes():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "CHECK FAILED" not in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| W1b")]
-    assert len(rows) == 2, result.stdout      # the step and predict rows, both timed
+    assert len(rows) == 2, result.stdout      # the step and predict rows
+
+
+def _close(actual, expected, terms):
+    """Equal to rounding: float64 products of well-scaled terms (|x| |w| summed)."""
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12 * terms.max())
 
 
 def test_matmul_only_makes_the_step_products_in_row_major_layout():
@@ -76,6 +86,32 @@ def test_matmul_only_makes_the_step_products_in_row_major_layout():
         X, W, Z = b.T, a.T, c.T                  # Z = X . W on C-ordered arrays
         assert X.flags.c_contiguous and W.flags.c_contiguous and Z.flags.c_contiguous
         assert X.shape == (n, sizes[l]) and W.shape == (sizes[l], sizes[l + 1])
-        np.testing.assert_allclose(Z, X @ W, rtol=1e-12)
+        _close(Z, X @ W, np.abs(X) @ np.abs(W))
+    backward = iter(peer.calls[layers:])
+    for l in range(layers - 1, -1, -1):
+        if l > 0:                                # dX = delta . W^T
+            a, b, c, ta, tb, alpha, beta = next(backward)
+            W, delta, dX = a.T, b.T, c.T
+            assert (ta, tb, alpha, beta) == (1, 0, 1.0, 0.0)
+            assert W.shape == (sizes[l], sizes[l + 1]) and dX.shape == (n, sizes[l])
+            _close(dX, delta @ W.T, np.abs(delta) @ np.abs(W.T))
+        a, b, c, ta, tb, alpha, beta = next(backward)       # dW = X^T . delta
+        delta, X, dW = a.T, b.T, c.T
+        assert (ta, tb, alpha, beta) == (0, 1, 1.0, 0.0)   # momentum: dW written
+        assert X.shape == (n, sizes[l]) and dW.shape == (sizes[l], sizes[l + 1])
+        _close(dW, X.T @ delta, np.abs(X.T) @ np.abs(delta))
     macs = sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
     assert peer.flops == 2 * n * (2 * macs + macs - sizes[0] * sizes[1])
+
+
+def test_matmul_only_adds_plain_sgd_weight_products_into_a_buffer():
+    workload = compare.W1                        # plain SGD: W += -lr X^T . delta
+    peer = compare.MatmulPeer(workload)
+    dW_calls = [call for call in peer.calls if call[4] == 1]
+    assert len(dW_calls) == len(workload.sizes) - 1
+    before = [c.T.copy() for _, _, c, *_ in dW_calls]
+    peer.run()
+    for (a, b, c, ta, tb, alpha, beta), old in zip(dW_calls, before):
+        delta, X = a.T, b.T
+        assert (alpha, beta) == (-workload.lr, 1.0)
+        _close(c.T, old - workload.lr * (X.T @ delta), np.abs(old) + np.abs(X.T) @ np.abs(delta))
