@@ -45,7 +45,10 @@ before every block the peer's parameters and optimizer state are restored (untim
 so every round times the same steps from the same state. Every peer's block is
 sized to about 10 ms of stepping (1 to 10,000 steps), so that the same disturbances
 (the switch from the other peers, the machine's noise) weigh the same on every peer;
-the figure is the median over rounds of the block's time per step. The garbage
+the figure is the median over rounds of the block's time per step, and a ratio is
+the median over rounds of the two peers' ratio within the round (``paired_ratio``:
+a slow phase of the machine longer than a round cancels), bpcore/matmul-only with
+its quartiles. The garbage
 collector is off for a workload's whole timing, after one full collection. With more
 than one thread, every block follows 0.15 s of its own peer's untimed steps
 (``warm_up``): the libraries' worker threads spin for up to 0.1 s after their last
@@ -455,9 +458,9 @@ def block_size(peer):
     return int(np.clip(round(BLOCK_SECONDS / per_step), *BLOCK_STEPS))
 
 
-def interleaved_medians(peers, rounds, threads=1):
-    """{name: median µs per step}, the peers run in turn, round after round; with
-    more than one thread every block after ``warm_up`` of its peer.
+def interleaved_samples(peers, rounds, threads=1):
+    """{name: [µs per step of each round's block]}, the peers run in turn, round
+    after round; with more than one thread every block after ``warm_up`` of its peer.
 
     The garbage collector is off for the whole timing, calibration included (as
     ``timeit`` turns it off), after one full collection. A full collection before
@@ -491,7 +494,25 @@ def interleaved_medians(peers, rounds, threads=1):
     finally:
         if was_enabled:
             gc.enable()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def paired_ratio(numerator, denominator):
+    """(median, lower quartile, upper quartile) of the per-round ratios
+    numerator[i] / denominator[i] of two peers' blocks timed in the same rounds.
+
+    Both blocks of a round run within a second or so of each other, so a slow phase
+    of a shared machine that lasts longer than that weighs on both and cancels in
+    their ratio; the ratio of the two peers' medians mixes blocks from different
+    rounds. The quartiles show how far the rounds spread."""
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError("paired_ratio needs two equally long, non-empty series; got "
+                         f"{len(numerator)} and {len(denominator)} values")
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    if len(ratios) == 1:
+        return ratios[0], ratios[0], ratios[0]
+    low, middle, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return middle, low, high
 
 
 # ---------------------------------------------------------------------- workloads
@@ -701,24 +722,34 @@ def fmt_us(value):
 
 
 def print_table(results, names):
+    """The markdown table of ``results``: [(label, {name: [µs per round]}, {name:
+    reason it failed its check}, GEMM floor µs)]. Times are medians over rounds;
+    ratios are ``paired_ratio`` medians, bpcore/matmul with its quartiles."""
     peers = [n for n in names if n not in ("bpcore", "matmul-only")]
     header = ["workload", "bpcore µs"] + [f"{n} µs (×bpcore)" for n in peers] + \
-        ["matmul-only µs", "bpcore/matmul", "GEMM floor µs"]
+        ["matmul-only µs", "bpcore/matmul (quartiles)", "GEMM floor µs"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for label, medians, notes, floor in results:
-        if "bpcore" not in medians:
+    for label, samples, notes, floor in results:
+        if "bpcore" not in samples:
             print(f"| {label} | not timed: bpcore failed its check (CHECK FAILED above) |")
             continue
-        base = medians["bpcore"]
-        cells = [label, fmt_us(base)]
+        base = samples["bpcore"]
+        cells = [label, fmt_us(statistics.median(base))]
         for name in peers:
-            if name in medians:
-                cells.append(f"{fmt_us(medians[name])} (×{medians[name] / base:.2f})")
+            if name in samples:
+                ratio = paired_ratio(samples[name], base)[0]
+                cells.append(f"{fmt_us(statistics.median(samples[name]))} (×{ratio:.2f})")
             else:
                 cells.append("wrong" if name in notes else "-")
-        matmul = medians.get("matmul-only")
-        cells += [fmt_us(matmul), f"{base / matmul:.2f}" if matmul else "-", fmt_us(floor)]
+        matmul = samples.get("matmul-only")
+        if matmul:
+            ratio, low, high = paired_ratio(base, matmul)
+            cells += [fmt_us(statistics.median(matmul)),
+                      f"{ratio:.2f} ({low:.2f}–{high:.2f})"]
+        else:
+            cells += ["-", "-"]
+        cells.append(fmt_us(floor))
         print("| " + " | ".join(cells) + " |")
 
 
@@ -817,7 +848,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke: W3 at 1024 wide, batch 256, and few rounds")
     parser.add_argument("--rounds", type=int, default=None,
-                        help="rounds per workload (default 30, W3 5; --quick 3)")
+                        help="rounds per workload (default 30, W3 9; --quick 3)")
     parser.add_argument("--only", default="",
                         help="comma-separated row prefixes or ids, e.g. W1,W2,S")
     parser.add_argument("--plot", default=str(HERE / "scaling.png"),
@@ -865,13 +896,14 @@ def main(argv=None):
             failures += 1
             lines = [line.strip() for line in reason.splitlines() if line.strip()]
             print(f"CHECK FAILED [{label}] {name}: " + "\n    ".join(lines[:9]))
-        rounds = args.rounds or (3 if args.quick else 5 if workload.id.startswith("W3")
+        rounds = args.rounds or (3 if args.quick else 9 if workload.id.startswith("W3")
                                  else 30)
-        medians = interleaved_medians(peers, rounds, args.threads) if peers else {}
+        samples = interleaved_samples(peers, rounds, args.threads) if peers else {}
+        medians = {name: statistics.median(values) for name, values in samples.items()}
         matmul = peers.get("matmul-only")
         floor = (matmul.flops / rates[np.dtype(workload.dtype)] * 1e6 if matmul is not None
                  else None)
-        results.append((label, medians, failed, floor))
+        results.append((label, samples, failed, floor))
         if workload.id.startswith("S-"):
             for name, value in medians.items():
                 series[name].append((workload.batch, value))
@@ -885,10 +917,11 @@ def main(argv=None):
     print_table(results, names_seen)
     print()
     print("µs: median time per step (predict rows: per prediction) over interleaved "
-          "rounds; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
-          "bpcore/matmul = bpcore / matmul-only (target <= 1.25); GEMM floor = the "
-          "step's product FLOPs at the rate of a 1024^3 gemm, about what its arithmetic "
-          "alone costs; '-' not run, 'wrong' failed its check.")
+          "rounds; ratios: the median over rounds of the two blocks' ratio within a "
+          "round; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
+          "bpcore/matmul = bpcore / matmul-only, with its quartiles over rounds; GEMM "
+          "floor = the step's product FLOPs at the rate of a 1024^3 gemm, about what "
+          "its arithmetic alone costs; '-' not run, 'wrong' failed its check.")
     if args.plot and any(series.values()):
         title = (f"S: {W2_MOMENTUM.sizes} float32, SGD momentum, {args.threads} thread(s)"
                  f"\n{cpu_model()}, {datetime.date.today().isoformat()}")

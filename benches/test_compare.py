@@ -5,11 +5,13 @@ correctness gate (bpcore's weights against the NumPy step's after 5 steps, 1e-10
 float64) passes and that it prints a row for bpcore.
 """
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from . import compare
 
@@ -42,20 +44,37 @@ def test_warm_up_runs_the_peer_from_its_saved_state():
     assert peer.state > 7               # it stepped from the saved state
 
 
-def test_interleaved_medians_warms_every_block_only_with_threads(monkeypatch):
+def test_interleaved_samples_warms_every_block_only_with_threads(monkeypatch):
     monkeypatch.setattr(compare, "WARMUP_SECONDS", 0.005)
     for threads in (1, 2):
         log = []
         peers = {name: CountingPeer(name, log) for name in ("a", "b")}
-        medians = compare.interleaved_medians(peers, rounds=3, threads=threads)
-        assert set(medians) == {"a", "b"}
-        assert all(np.isfinite(v) and v > 0 for v in medians.values())
+        samples = compare.interleaved_samples(peers, rounds=3, threads=threads)
+        assert set(samples) == {"a", "b"}
+        assert all(len(v) == 3 and all(np.isfinite(v)) and min(v) > 0
+                   for v in samples.values())
         # each block (the calibration's, then the rounds') is a restore and the timed
         # steps, after a warm-up of the same peer with more than one thread
         block = [("restore", "run")] if threads == 1 else [("restore", "run")] * 2
         expected = [(name, call) for _ in range(1 + 3) for name in ("a", "b")
                     for pair in block for call in pair]
         assert log == expected
+
+
+def test_paired_ratio_is_the_median_of_each_rounds_ratio():
+    # a peer 3x as slow as bpcore in two rounds of three, in a slow phase for the
+    # second: each round's ratio is 1, 3, 3 (median 3); the ratio of the two medians,
+    # 3 / 2, mixes the rounds
+    peer, base = [2.0, 3.0, 30.0], [2.0, 1.0, 10.0]
+    assert compare.paired_ratio(peer, base) == (3.0, 2.0, 3.0)
+    assert statistics.median(peer) / statistics.median(base) == 1.5
+    # ratios 1..5: quartiles by hand (inclusive: the median of each half with it)
+    assert compare.paired_ratio([1, 2, 3, 4, 5], [1, 1, 1, 1, 1]) == (3, 2, 4)
+    assert compare.paired_ratio([6.0], [4.0]) == (1.5, 1.5, 1.5)
+    with pytest.raises(ValueError, match="equally long"):
+        compare.paired_ratio([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="non-empty"):
+        compare.paired_ratio([], [])
 
 
 def test_compare_runs_and_its_check_passes():
