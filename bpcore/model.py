@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _aligned, _dense, _engine, _validation
+from . import threads as _threads
 from .layers import Dense
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
 
@@ -383,9 +384,11 @@ class Model:
         subclasses and dropout in training mode take the two-call path).
         ``grads`` holds this batch's gradient afterwards — except that the weight
         matrices' may be left unwritten with plain SGD (no momentum or weight decay),
-        whose update is folded into the weight-gradient product, and with any SGD at
-        batch sizes up to 4, whose weight gradients are formed inside the update (a
-        one-unit output layer under MSE writes its own either way). No caches are
+        whose update is folded into the weight-gradient product; with any SGD at
+        batch sizes up to 4, whose weight gradients are formed inside the update; and
+        with SGD with momentum (no weight decay, not Nesterov) while BLAS runs more
+        than one thread, whose weight-gradient products BLAS adds into the momentum
+        buffer (a one-unit output layer under MSE writes its own either way). No caches are
         left for ``backward`` or the per-node views. Bad input raises before anything
         changes.
         """
@@ -441,7 +444,7 @@ class Model:
         grad_output = _aligned.empty((n, self.n_out), self.dtype)
         engine = _engine.Engine(layers, self.params, self.grads, grad_output, n, loss_code,
                                 scale, optimizer_code, state, names, loss, optimizer,
-                                has_dropout)
+                                has_dropout, _threads._blas_parallel())
         key = (n, id(loss), labels, id(optimizer))
         self._engines[key] = engine
         while len(self._engines) > _WORKSPACE_SIZES:

@@ -34,6 +34,20 @@ def blas_threads():
                default=1)
 
 
+def _blas_parallel():
+    """Whether the BLAS under bpcore may run more than one thread: threadpoolctl's
+    answer where it is installed, else whether the machine has more than one core
+    (BLAS's default). Read when a fused training step is built for a batch size
+    (``Model.train_step``), which then hands SGD's momentum update to BLAS's threads
+    (a step built before the thread count changes keeps its choice: both give the same
+    numbers, only the speed differs)."""
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return (os.cpu_count() or 1) > 1
+    return blas_threads() > 1
+
+
 def set_blas_threads(n):
     """Limit every loaded BLAS library to ``n`` threads (an integer >= 1, or None for
     the number of cores); return a limiter that restores the previous setting when

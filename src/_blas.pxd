@@ -9,7 +9,7 @@
 # IN:  a, b (never written; BLAS's prototypes lack `const`, hence the casts).
 # OUT: c, which must not alias a or b.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport saxpy, daxpy, sgemm, dgemm
 
 cdef extern from "_loops.h" nogil:
     enum: BP_SMALL_SCRATCH
@@ -100,3 +100,18 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         own_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     else:
         blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void blas_axpy(long count, floating alpha, const floating* x,
+                           floating* y) noexcept nogil:
+    """y[0:count] += alpha * x[0:count] through BLAS, which spreads a long vector over
+    its threads (OpenBLAS: above 10,000 entries) where bpcore's own loops run on one."""
+    cdef int chunk, one = 1
+    cdef long done = 0
+    while done < count:
+        chunk = <int> min(count - done, 1 << 30)
+        if floating is float:
+            saxpy(&chunk, &alpha, <float*> (x + done), &one, y + done, &one)
+        else:
+            daxpy(&chunk, &alpha, <double*> (x + done), &one, y + done, &one)
+        done += chunk

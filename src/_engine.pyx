@@ -13,7 +13,9 @@
 # not computed; pre-activations are not kept for inspection; plain SGD (no momentum,
 # no weight decay) updates W inside the weight-gradient product and leaves dW unwritten;
 # other SGD at batch sizes up to BP_OUTER_ROWS forms each weight's gradient inside
-# its update (one pass over W and its velocity) and leaves dW unwritten too. A one-unit
+# its update (one pass over W and its velocity) and leaves dW unwritten too; so does
+# SGD with momentum (no weight decay, not Nesterov) with more than one BLAS thread,
+# whose products BLAS adds into the momentum buffer (blas_parallel). A one-unit
 # identity output under the squared error (unit_output) runs its forward, the loss
 # and its backward in one call (unit_mse), which writes that layer's dW whatever
 # the optimizer.
@@ -30,7 +32,7 @@ from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt
 
-from _blas cimport gemm, small_product
+from _blas cimport blas_axpy, blas_gemm, gemm, small_product
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
@@ -230,12 +232,15 @@ cdef class Engine:
     cdef readonly object reduction   # the loss reduction the scale was computed for
     cdef bint has_dropout
     cdef bint unit                # the output layer runs through unit_mse (unit_output)
+    cdef readonly bint blas_parallel  # BLAS had more than one thread when built
 
     def __cinit__(self, list layers, params, grads, grad_output, long n, int loss_code,
                   double scale, int optimizer_code, tuple state, tuple state_names,
-                  loss, optimizer, bint has_dropout):
+                  loss, optimizer, bint has_dropout, bint blas_parallel=False):
         """layers: per layer a tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc,
-        A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent)."""
+        A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent).
+        blas_parallel: whether BLAS runs more than one thread (then SGD with momentum
+        hands its update to BLAS where BLAS takes the products: fused_step)."""
         self.n_layers = len(layers)
         self.layers = layer_table(layers)
         self.single = params.dtype.itemsize == 4
@@ -259,6 +264,7 @@ cdef class Engine:
         self.scratch, self.scratch_size = address(scratch), size
         self.keep = (layers, params, grads, grad_output, state, scratch)
         self.unit = unit_output(self)
+        self.blas_parallel = blas_parallel
 
     def __dealloc__(self):
         free(self.layers)
@@ -532,6 +538,16 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # all parameters is skipped.
     cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
                        and (h1 == 0 or e.state1 != NULL))
+    # SGD with momentum (no weight decay, not Nesterov) above that, with more than one
+    # BLAS thread: where BLAS takes a layer's weight-gradient product, the product adds
+    # itself into the momentum buffer, buf = momentum * buf + X^T.delta (beta =
+    # momentum), and BLAS's axpy does W -= lr * buf, both on all of BLAS's threads
+    # instead of bpcore's one pass on one, and dW is not written (W2 at 2 threads: a
+    # step 7-8% faster; at 1 thread 2-6% slower than the one pass, so not there).
+    cdef bint into_velocity = (e.optimizer_code == OPT_SGD and h1 != 0 and h2 == 0
+                               and not flag and not outer and e.state1 != NULL
+                               and e.blas_parallel)
+    cdef floating* buf
     cdef bint delta_done = False
     upstream = <floating*> e.grad_output
     for l in range(e.n_layers - 1, -1, -1):
@@ -539,7 +555,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         inputs = X if l == 0 else <floating*> e.layers[l - 1].A
         if unit and l == e.n_layers - 1:
             # unit_mse wrote dW, db and the delta below: update W and b from them
-            if fold or outer:
+            if fold or outer or into_velocity:
                 sgd_update(L.n_in, <floating*> L.W, <floating*> L.dW,
                            <floating*> velocity(e, L.W, h1), lr, h1, h2, flag)
                 sgd_update(1, <floating*> L.b, <floating*> L.db,
@@ -591,12 +607,32 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
             if L.c != NULL:
                 sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc,
                            <floating*> velocity(e, L.c, h1), lr, h1, h2, flag)
+        elif into_velocity:
+            buf = <floating*> velocity(e, L.W, h1)
+            if small_product(True, False, L.n_in, L.n_out, n):
+                # bpcore's own loops: dW, then this layer's share of the one pass (a
+                # BLAS axpy here would wake BLAS's threads, asleep at these sizes)
+                gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
+                     inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
+                     <floating*> L.dW, <int> L.n_out)
+                sgd_update(L.n_in * L.n_out, <floating*> L.W, <floating*> L.dW, buf, lr,
+                           h1, 0.0, False)
+            else:
+                blas_gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n,
+                          <floating> 1.0, inputs, <int> L.n_in, dlt, <int> L.n_out,
+                          <floating> h1, buf, <int> L.n_out)
+                blas_axpy(L.n_in * L.n_out, <floating> -lr, buf, <floating*> L.W)
+            sgd_update(L.n_out, <floating*> L.b, <floating*> L.db,
+                       <floating*> velocity(e, L.b, h1), lr, h1, 0.0, False)
+            if L.c != NULL:
+                sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc,
+                           <floating*> velocity(e, L.c, h1), lr, h1, 0.0, False)
         else:
             gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
                  inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
                  <floating*> L.dW, <int> L.n_out)
     # one pass of the optimizer over the flat buffers
-    if e.optimizer_code == OPT_SGD and not fold and not outer:
+    if e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                    <floating*> e.state1, lr, h1, h2, flag)
     elif e.optimizer_code == OPT_ADAM:

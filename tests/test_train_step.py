@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import bpcore as bp
+import numpy_reference as ref
 from conftest import ACTIVATIONS, randomize
 
 OPTIMIZERS = {
@@ -73,6 +74,63 @@ def test_fused_step_equals_two_call_step(optimizer, loss_name, dtype, batch, rng
     assert opt_fused.steps == opt_plain.steps == 30
     for name in opt_plain.state:
         np.testing.assert_allclose(opt_fused.state[name], opt_plain.state[name], **tol)
+
+
+def _offset(model, array):
+    """Where ``array`` (a view of the flat parameters) starts in ``model.params``."""
+    start = array.__array_interface__["data"][0] - model.params.__array_interface__["data"][0]
+    return start // model.params.itemsize
+
+
+# With more than one BLAS thread, SGD with momentum (no weight decay, not Nesterov)
+# lets BLAS add a layer's weight-gradient product into the momentum buffer (beta =
+# momentum) and step W with its axpy, where BLAS takes that product (the 120 x 96
+# layer at batch 40); where bpcore's own loops take it (the 96 x 3 layer, without
+# AVX-512), and with one thread everywhere, the one pass over dW. Each way gives the
+# plain NumPy step's loss, weights and momentum buffer.
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_momentum_sgd_through_blas_equals_numpy(dtype, threads, rng):
+    pytest.importorskip("threadpoolctl")
+    lr, momentum = 0.05, 0.9
+    model = bp.Model([bp.Dense(120, 96, "tanh"), bp.Dense(96, 3)], dtype=dtype, seed=0)
+    optimizer = bp.SGD(model, lr=lr, momentum=momentum)
+    layers = [{"W": l.W.astype(np.float64), "b": l.b.astype(np.float64),
+               "activation": name} for l, name in zip(model.layers, ("tanh", "identity"))]
+    buffers = [{"W": np.zeros_like(l["W"]), "b": np.zeros_like(l["b"])} for l in layers]
+    batches = [(rng.normal(size=(40, 120)).astype(dtype), rng.normal(size=(40, 3)))
+               for _ in range(3)]
+    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    with bp.set_blas_threads(threads):
+        if bp.blas_threads() != threads:
+            pytest.skip(f"BLAS cannot run {threads} threads here")
+        for step in range(12):
+            X, y = batches[step % 3]
+            if step == 11:
+                model.grads[:] = np.nan      # which weight gradients the step writes
+            value = model.train_step(X, y, bp.MSELoss(), optimizer)
+            output, caches = ref.network_forward(layers, X.astype(np.float64))
+            expected, grad_output = ref.mse(output, y)
+            grads, _ = ref.network_backward(layers, caches, grad_output)
+            for layer, grad, buffer in zip(layers, grads, buffers):
+                for key in ("W", "b"):
+                    layer[key], buffer[key] = ref.sgd_step(layer[key], grad[key],
+                                                           buffer[key], lr, momentum)
+            np.testing.assert_allclose(value, expected, **tol)
+        assert model._engine.blas_parallel == (threads > 1)
+    velocity = optimizer.state["momentum_buffer"]
+    for mine, layer, buffer, grad in zip(model.layers, layers, buffers, grads):
+        for key in ("W", "b"):
+            np.testing.assert_allclose(getattr(mine, key), layer[key], **tol)
+            start = _offset(model, getattr(mine, key))
+            np.testing.assert_allclose(velocity[start:start + layer[key].size],
+                                       buffer[key].ravel(), **tol)
+        np.testing.assert_allclose(mine.db, grad["b"], **tol)
+    # the first layer's dW: BLAS's product went into the momentum buffer instead
+    if threads > 1:
+        assert np.isnan(model.layers[0].dW).all()
+    else:
+        np.testing.assert_allclose(model.layers[0].dW, grads[0]["W"], **tol)
 
 
 # A one-unit identity output under the squared error runs its forward, the loss and
