@@ -339,14 +339,16 @@ class MatmulPeer(Peer):
     arrays are the Fortran-ordered operands: forward Z = X . W, backward dX = delta . W^T
     (all but the first layer) and X^T . delta, which plain SGD adds into W (alpha
     -lr, beta 1: here into a separate W-shaped buffer, so that the other products keep
-    their inputs) and the other optimizers write to dW (beta 0). Not mirrored, where
+    their inputs), SGD with momentum with more than one BLAS thread into its momentum
+    buffer (beta = momentum; ``blas_parallel``, None: bpcore's own choice), and the
+    other optimizers write to dW (beta 0). Not mirrored, where
     bpcore makes fewer or other calls: its own loops on small products (here BLAS
     takes every product), the copied W^T it multiplies by on small layers, the
     one-unit MSE output layer done in one pass without a product (W1, W1b), and the
     update of SGD with momentum or weight decay at batch sizes up to 4, which forms
     each weight's gradient itself (no dW product)."""
 
-    def __init__(self, workload, predict=False):
+    def __init__(self, workload, predict=False, blas_parallel=None):
         from scipy.linalg import blas
         dtype = np.dtype(workload.dtype)
         gemm = blas.dgemm if dtype == np.float64 else blas.sgemm
@@ -360,8 +362,12 @@ class MatmulPeer(Peer):
         deltas = [rows((n, o)) for o in sizes[1:]]
         dWs = [rows(W.shape) for W in Ws]
         dXs = [rows((n, i)) for i in sizes[:-1]]
+        if blas_parallel is None:
+            blas_parallel = bp.threads._blas_parallel()     # as Model.train_step reads it
         fold = workload.optimizer == "sgd" and not workload.momentum
-        alpha, beta = (-workload.lr, 1.0) if fold else (1.0, 0.0)
+        into_velocity = workload.optimizer == "sgd" and workload.momentum and blas_parallel
+        alpha, beta = ((-workload.lr, 1.0) if fold else
+                       (1.0, workload.momentum) if into_velocity else (1.0, 0.0))
         # (A, B, C, trans A, trans B, alpha, beta) of BLAS's column-major call
         calls = [(Ws[l].T, acts[l].T, acts[l + 1].T, 0, 0, 1.0, 0.0)       # Z = X . W
                  for l in range(len(Ws))]

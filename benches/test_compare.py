@@ -96,7 +96,7 @@ def _close(actual, expected, terms):
 
 def test_matmul_only_makes_the_step_products_in_row_major_layout():
     workload = compare.W2_MOMENTUM.with_dtype(np.float64)
-    peer = compare.MatmulPeer(workload)
+    peer = compare.MatmulPeer(workload, blas_parallel=False)
     peer.run()
     n, sizes = workload.batch, workload.sizes
     layers = len(sizes) - 1
@@ -116,7 +116,7 @@ def test_matmul_only_makes_the_step_products_in_row_major_layout():
             _close(dX, delta @ W.T, np.abs(delta) @ np.abs(W.T))
         a, b, c, ta, tb, alpha, beta = next(backward)       # dW = X^T . delta
         delta, X, dW = a.T, b.T, c.T
-        assert (ta, tb, alpha, beta) == (0, 1, 1.0, 0.0)   # momentum: dW written
+        assert (ta, tb, alpha, beta) == (0, 1, 1.0, 0.0)   # one BLAS thread: dW
         assert X.shape == (n, sizes[l]) and dW.shape == (sizes[l], sizes[l + 1])
         _close(dW, X.T @ delta, np.abs(X.T) @ np.abs(delta))
     macs = sum(i * o for i, o in zip(sizes[:-1], sizes[1:]))
@@ -134,3 +134,18 @@ def test_matmul_only_adds_plain_sgd_weight_products_into_a_buffer():
         delta, X = a.T, b.T
         assert (alpha, beta) == (-workload.lr, 1.0)
         _close(c.T, old - workload.lr * (X.T @ delta), np.abs(old) + np.abs(X.T) @ np.abs(delta))
+
+
+def test_matmul_only_adds_momentum_weight_products_into_a_buffer_on_threads():
+    # SGD with momentum and more than one BLAS thread: buf = momentum buf + X^T . delta
+    workload = compare.W2_MOMENTUM.with_dtype(np.float64)
+    peer = compare.MatmulPeer(workload, blas_parallel=True)
+    dW_calls = [call for call in peer.calls if call[4] == 1]
+    assert len(dW_calls) == len(workload.sizes) - 1
+    before = [c.T.copy() for _, _, c, *_ in dW_calls]
+    peer.run()
+    for (a, b, c, ta, tb, alpha, beta), old in zip(dW_calls, before):
+        delta, X = a.T, b.T
+        assert (alpha, beta) == (1.0, workload.momentum)
+        _close(c.T, workload.momentum * old + X.T @ delta,
+               np.abs(old) + np.abs(X.T) @ np.abs(delta))
