@@ -752,7 +752,7 @@ def print_table(results, names):
         if matmul:
             ratio, low, high = paired_ratio(base, matmul)
             cells += [fmt_us(statistics.median(matmul)),
-                      f"{ratio:.2f} ({low:.2f}–{high:.2f})"]
+                      f"{ratio:.3f} ({low:.2f}–{high:.2f})"]
         else:
             cells += ["-", "-"]
         cells.append(fmt_us(floor))
@@ -854,7 +854,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke: W3 at 1024 wide, batch 256, and few rounds")
     parser.add_argument("--rounds", type=int, default=None,
-                        help="rounds per workload (default 30, W3 9; --quick 3)")
+                        help="rounds per workload (default 30, W3 15; --quick 3)")
     parser.add_argument("--only", default="",
                         help="comma-separated row prefixes or ids, e.g. W1,W2,S")
     parser.add_argument("--plot", default=str(HERE / "scaling.png"),
@@ -902,7 +902,7 @@ def main(argv=None):
             failures += 1
             lines = [line.strip() for line in reason.splitlines() if line.strip()]
             print(f"CHECK FAILED [{label}] {name}: " + "\n    ".join(lines[:9]))
-        rounds = args.rounds or (3 if args.quick else 9 if workload.id.startswith("W3")
+        rounds = args.rounds or (3 if args.quick else 15 if workload.id.startswith("W3")
                                  else 30)
         samples = interleaved_samples(peers, rounds, args.threads) if peers else {}
         medians = {name: statistics.median(values) for name, values in samples.items()}
