@@ -22,11 +22,12 @@ Peers, each skipped when its package is missing:
               names (approximate: larger products can run a little faster).
   matmul-only the step's matrix products alone, the BLAS calls bpcore's step makes
               (forward X.W per layer; backward X^T.delta per layer, added into W by
-              plain SGD, and delta.W^T for all but the first), in bpcore's row-major
+              plain SGD and into the momentum buffer by SGD with momentum on several
+              BLAS threads, and delta.W^T for all but the first), in bpcore's row-major
               layout (``MatmulPeer``): ``scipy.linalg.blas`` sgemm/dgemm (SciPy's
               OpenBLAS, the one bpcore links), preallocated operands, ``overwrite_c``
-              (checked: Fortran-ordered, no copy). The column to read against
-              "bpcore <= 1.25 x matmul-only".
+              (checked: Fortran-ordered, no copy). The column to read against the
+              targets (W2: bpcore <= 1.25 x matmul-only with momentum).
 
 Rows: W1, W1b (step, and predict beside the NumPy forward), W2 momentum, W2 Adam, W3
 (--quick: 1024-1024-1024-10 at batch 256, 3 rounds everywhere, for CI smoke), and S at
@@ -365,7 +366,8 @@ class MatmulPeer(Peer):
         if blas_parallel is None:
             blas_parallel = bp.threads._blas_parallel()     # as Model.train_step reads it
         fold = workload.optimizer == "sgd" and not workload.momentum
-        into_velocity = workload.optimizer == "sgd" and workload.momentum and blas_parallel
+        into_velocity = (workload.optimizer == "sgd" and workload.momentum and blas_parallel
+                         and workload.lr != 0)
         alpha, beta = ((-workload.lr, 1.0) if fold else
                        (1.0, workload.momentum) if into_velocity else (1.0, 0.0))
         # (A, B, C, trans A, trans B, alpha, beta) of BLAS's column-major call
@@ -507,10 +509,12 @@ def paired_ratio(numerator, denominator):
     """(median, lower quartile, upper quartile) of the per-round ratios
     numerator[i] / denominator[i] of two peers' blocks timed in the same rounds.
 
-    Both blocks of a round run within a second or so of each other, so a slow phase
-    of a shared machine that lasts longer than that weighs on both and cancels in
-    their ratio; the ratio of the two peers' medians mixes blocks from different
-    rounds. The quartiles show how far the rounds spread."""
+    Both blocks of a round run within the same round (about a second apart, several
+    seconds for W3 at two threads), so a slow phase of a shared machine that lasts
+    longer than that weighs on both and cancels in their ratio; the ratio of the two
+    peers' medians mixes blocks from different rounds. The peers run in the same
+    order every round, so what comes from the order does not cancel. The quartiles
+    show how far the rounds spread."""
     if len(numerator) != len(denominator) or not numerator:
         raise ValueError("paired_ratio needs two equally long, non-empty series; got "
                          f"{len(numerator)} and {len(denominator)} values")

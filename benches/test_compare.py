@@ -68,7 +68,8 @@ def test_paired_ratio_is_the_median_of_each_rounds_ratio():
     peer, base = [2.0, 3.0, 30.0], [2.0, 1.0, 10.0]
     assert compare.paired_ratio(peer, base) == (3.0, 2.0, 3.0)
     assert statistics.median(peer) / statistics.median(base) == 1.5
-    # ratios 1..5: quartiles by hand (inclusive: the median of each half with it)
+    # ratios 1..5: quartiles by hand (inclusive: interpolated at 1/4 and 3/4 of the
+    # way from the smallest to the largest, here the 2nd and 4th values)
     assert compare.paired_ratio([1, 2, 3, 4, 5], [1, 1, 1, 1, 1]) == (3, 2, 4)
     assert compare.paired_ratio([6.0], [4.0]) == (1.5, 1.5, 1.5)
     with pytest.raises(ValueError, match="equally long"):

@@ -386,9 +386,10 @@ class Model:
         matrices' may be left unwritten with plain SGD (no momentum or weight decay),
         whose update is folded into the weight-gradient product; with any SGD at
         batch sizes up to 4, whose weight gradients are formed inside the update; and
-        with SGD with momentum (no weight decay, not Nesterov) while BLAS runs more
-        than one thread, whose weight-gradient products BLAS adds into the momentum
-        buffer (a one-unit output layer under MSE writes its own either way). No caches are
+        with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
+        more than one thread as the step was built for this batch size, for the layers
+        whose weight-gradient product BLAS takes and adds into the momentum buffer (a
+        one-unit output layer under MSE writes its own either way). No caches are
         left for ``backward`` or the per-node views. Bad input raises before anything
         changes.
         """

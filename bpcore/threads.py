@@ -34,18 +34,27 @@ def blas_threads():
                default=1)
 
 
+_blas_controllers = None      # threadpoolctl's handles on the loaded BLAS libraries
+
+
 def _blas_parallel():
-    """Whether the BLAS under bpcore may run more than one thread: threadpoolctl's
-    answer where it is installed, else whether the machine has more than one core
-    (BLAS's default). Read when a fused training step is built for a batch size
-    (``Model.train_step``), which then hands SGD's momentum update to BLAS's threads
-    (a step built before the thread count changes keeps its choice: both give the same
-    numbers, only the speed differs)."""
+    """Whether the BLAS under bpcore may run more than one thread: the largest thread
+    count of the loaded BLAS libraries where threadpoolctl is installed (found once,
+    then asked directly: a few microseconds), else whether the machine has more than
+    one core (BLAS's default). Read when a fused training step is built for a batch
+    size (``Model.train_step``), which then hands SGD's momentum update to BLAS's
+    threads; a step built before the thread count changes keeps its choice, which
+    changes the speed and the rounding, not the math."""
+    global _blas_controllers
     try:
-        import threadpoolctl  # noqa: F401
+        import threadpoolctl
     except ImportError:
         return (os.cpu_count() or 1) > 1
-    return blas_threads() > 1
+    if _blas_controllers is None:
+        _load_blas()
+        _blas_controllers = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers
+                             if lib.user_api == "blas"]
+    return max((lib.num_threads for lib in _blas_controllers), default=1) > 1
 
 
 def set_blas_threads(n):

@@ -267,8 +267,10 @@ class Trainer:
         """``model.train_step`` under a guard: when anything comes out non-finite (the
         loss, a gradient, a parameter) the step, already taken, is undone and the batch
         is run again by ``_two_call_step``, which then raises or skips exactly as
-        without fusion (plain SGD folds its update into the product, so a non-finite
-        weight gradient only shows in the parameters). Returns ``(done, loss value)``."""
+        without fusion (plain SGD folds its update into the product, and SGD with
+        momentum on several BLAS threads its gradient into the momentum buffer, so a
+        non-finite weight gradient only shows in the parameters). Returns ``(done, loss
+        value)``."""
         model, optimizer = self.model, self.optimizer
         undo = self._save(model, optimizer)
         value = model.train_step(X, y, self.loss, optimizer)
@@ -420,8 +422,9 @@ def fit(model, X, y, *, loss, optimizer="adam", epochs=1, batch_size=32, shuffle
     and no sample weights, L2, accumulation or dropout, each batch is one fused
     ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``. The
     two give the same numbers (to rounding), and a batch whose fused step comes out
-    non-finite is undone and run again the other way. After the fused step, plain SGD
-    leaves the weight matrices' gradients unwritten (see ``Model.train_step``).
+    non-finite is undone and run again the other way. After the fused step, SGD may
+    leave the weight matrices' gradients unwritten (plain SGD, any SGD at batch sizes
+    up to 4, SGD with momentum on several BLAS threads: see ``Model.train_step``).
     """
     epochs = _validation.positive_int(epochs, "epochs")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \

@@ -544,9 +544,12 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # momentum), and BLAS's axpy does W -= lr * buf, both on all of BLAS's threads
     # instead of bpcore's one pass on one, and dW is not written (W2 at 2 threads: a
     # step 7-8% faster; at 1 thread 2-6% slower than the one pass, so not there).
+    # (Not at lr 0: BLAS's axpy returns at once when alpha is 0, so a non-finite
+    # gradient would reach the momentum buffer and not the weights, where fit's guard
+    # looks for it; the one pass writes lr * buf into them, NaN included.)
     cdef bint into_velocity = (e.optimizer_code == OPT_SGD and h1 != 0 and h2 == 0
                                and not flag and not outer and e.state1 != NULL
-                               and e.blas_parallel)
+                               and e.blas_parallel and lr != 0)
     cdef floating* buf
     cdef bint delta_done = False
     upstream = <floating*> e.grad_output

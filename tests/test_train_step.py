@@ -84,21 +84,33 @@ def _offset(model, array):
 
 # With more than one BLAS thread, SGD with momentum (no weight decay, not Nesterov)
 # lets BLAS add a layer's weight-gradient product into the momentum buffer (beta =
-# momentum) and step W with its axpy, where BLAS takes that product (the 120 x 96
-# layer at batch 40); where bpcore's own loops take it (the 96 x 3 layer, without
-# AVX-512), and with one thread everywhere, the one pass over dW. Each way gives the
-# plain NumPy step's loss, weights and momentum buffer.
+# momentum) and step W with its axpy, where BLAS takes that product (the first layer:
+# 120 x 96 or 120 x 256 at batch 40); where bpcore's own loops take it (the smaller
+# layers, without AVX-512), the one-unit MSE output layer (its own kernel) and with
+# one thread everywhere, the one pass over dW. Each way gives the plain NumPy step's
+# loss, weights and momentum buffer. The thread count is forced, so that both ways
+# run on any machine.
+NETS = {
+    "tanh": [(120, 96, "tanh"), (96, 3, "identity")],
+    # scaled units (a parameter c per unit), and a one-unit output under MSE
+    "scaled-unit": [(120, 256, "scaled_sigmoid"), (256, 16, "tanh"), (16, 1, "identity")],
+}
+
+
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_momentum_sgd_through_blas_equals_numpy(dtype, threads, rng):
+def test_momentum_sgd_through_blas_equals_numpy(dtype, net, threads, rng):
     pytest.importorskip("threadpoolctl")
     lr, momentum = 0.05, 0.9
-    model = bp.Model([bp.Dense(120, 96, "tanh"), bp.Dense(96, 3)], dtype=dtype, seed=0)
+    model = bp.Model([bp.Dense(i, o, a) for i, o, a in NETS[net]], dtype=dtype, seed=0)
     optimizer = bp.SGD(model, lr=lr, momentum=momentum)
-    layers = [{"W": l.W.astype(np.float64), "b": l.b.astype(np.float64),
-               "activation": name} for l, name in zip(model.layers, ("tanh", "identity"))]
-    buffers = [{"W": np.zeros_like(l["W"]), "b": np.zeros_like(l["b"])} for l in layers]
-    batches = [(rng.normal(size=(40, 120)).astype(dtype), rng.normal(size=(40, 3)))
+    keys = [("W", "b", "c") if a == "scaled_sigmoid" else ("W", "b") for *_, a in NETS[net]]
+    layers = [dict({key: getattr(l, key).astype(np.float64) for key in names},
+                   activation=a) for l, names, (*_, a) in zip(model.layers, keys, NETS[net])]
+    buffers = [{key: np.zeros_like(l[key]) for key in names} for l, names in zip(layers, keys)]
+    k = NETS[net][-1][1]
+    batches = [(rng.normal(size=(40, 120)).astype(dtype), rng.normal(size=(40, k)))
                for _ in range(3)]
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
     with bp.set_blas_threads(threads):
@@ -112,15 +124,15 @@ def test_momentum_sgd_through_blas_equals_numpy(dtype, threads, rng):
             output, caches = ref.network_forward(layers, X.astype(np.float64))
             expected, grad_output = ref.mse(output, y)
             grads, _ = ref.network_backward(layers, caches, grad_output)
-            for layer, grad, buffer in zip(layers, grads, buffers):
-                for key in ("W", "b"):
+            for layer, grad, buffer, names in zip(layers, grads, buffers, keys):
+                for key in names:
                     layer[key], buffer[key] = ref.sgd_step(layer[key], grad[key],
                                                            buffer[key], lr, momentum)
             np.testing.assert_allclose(value, expected, **tol)
         assert model._engine.blas_parallel == (threads > 1)
     velocity = optimizer.state["momentum_buffer"]
-    for mine, layer, buffer, grad in zip(model.layers, layers, buffers, grads):
-        for key in ("W", "b"):
+    for mine, layer, buffer, grad, names in zip(model.layers, layers, buffers, grads, keys):
+        for key in names:
             np.testing.assert_allclose(getattr(mine, key), layer[key], **tol)
             start = _offset(model, getattr(mine, key))
             np.testing.assert_allclose(velocity[start:start + layer[key].size],
@@ -131,6 +143,30 @@ def test_momentum_sgd_through_blas_equals_numpy(dtype, threads, rng):
         assert np.isnan(model.layers[0].dW).all()
     else:
         np.testing.assert_allclose(model.layers[0].dW, grads[0]["W"], **tol)
+    # the one-unit output layer writes its own dW either way
+    if net == "scaled-unit":
+        np.testing.assert_allclose(model.layers[-1].dW, grads[-1]["W"], **tol)
+
+
+def test_momentum_sgd_at_lr_zero_keeps_a_non_finite_gradient_out_of_its_buffer():
+    # BLAS's axpy skips its work when alpha is 0: at lr 0 the momentum update keeps
+    # the one pass, which writes lr * buf (NaN) into the weights, where fit's guard
+    # sees it and skips the batch with everything restored
+    pytest.importorskip("threadpoolctl")
+    with bp.set_blas_threads(2):
+        model = bp.Model([bp.Dense(300, 300), bp.Dense(300, 300)], seed=0)
+        optimizer = bp.SGD(model, lr=0.0, momentum=0.9)
+        model.layers[0].W[:] = 0
+        model.layers[0].W[0, :] = 1e7
+        model.layers[1].W[:] = 1e-10
+        params = model.params.copy()
+        X = np.zeros((40, 300))
+        X[:, 0] = 1e300                      # finite, but its logits overflow
+        y = np.zeros(40, dtype=np.int64)
+        model.fit(X, y, loss=bp.CrossEntropyLoss(reduction="sum"), optimizer=optimizer,
+                  epochs=1, batch_size=40, verbose=0, on_nonfinite="skip")
+    np.testing.assert_array_equal(model.params, params)
+    assert all(np.isfinite(buffer).all() for buffer in optimizer.state.values())
 
 
 # A one-unit identity output under the squared error runs its forward, the loss and
