@@ -124,29 +124,21 @@ def test_matmul_only_makes_the_step_products_in_row_major_layout():
     assert peer.flops == 2 * n * (2 * macs + macs - sizes[0] * sizes[1])
 
 
-def test_matmul_only_adds_plain_sgd_weight_products_into_a_buffer():
-    workload = compare.W1                        # plain SGD: W += -lr X^T . delta
-    peer = compare.MatmulPeer(workload)
+# plain SGD: W += -lr X^T . delta (alpha -lr, beta 1); SGD with momentum on more than
+# one BLAS thread: buf = momentum buf + X^T . delta (alpha 1, beta momentum)
+@pytest.mark.parametrize("workload, blas_parallel, alpha, beta", [
+    (compare.W1, None, -compare.W1.lr, 1.0),
+    (compare.W2_MOMENTUM.with_dtype(np.float64), True, 1.0, compare.W2_MOMENTUM.momentum),
+], ids=["plain-sgd", "momentum"])
+def test_matmul_only_adds_weight_products_into_a_buffer(workload, blas_parallel, alpha,
+                                                        beta):
+    peer = compare.MatmulPeer(workload, blas_parallel=blas_parallel)
     dW_calls = [call for call in peer.calls if call[4] == 1]
     assert len(dW_calls) == len(workload.sizes) - 1
     before = [c.T.copy() for _, _, c, *_ in dW_calls]
     peer.run()
-    for (a, b, c, ta, tb, alpha, beta), old in zip(dW_calls, before):
+    for (a, b, c, ta, tb, alpha_, beta_), old in zip(dW_calls, before):
         delta, X = a.T, b.T
-        assert (alpha, beta) == (-workload.lr, 1.0)
-        _close(c.T, old - workload.lr * (X.T @ delta), np.abs(old) + np.abs(X.T) @ np.abs(delta))
-
-
-def test_matmul_only_adds_momentum_weight_products_into_a_buffer_on_threads():
-    # SGD with momentum and more than one BLAS thread: buf = momentum buf + X^T . delta
-    workload = compare.W2_MOMENTUM.with_dtype(np.float64)
-    peer = compare.MatmulPeer(workload, blas_parallel=True)
-    dW_calls = [call for call in peer.calls if call[4] == 1]
-    assert len(dW_calls) == len(workload.sizes) - 1
-    before = [c.T.copy() for _, _, c, *_ in dW_calls]
-    peer.run()
-    for (a, b, c, ta, tb, alpha, beta), old in zip(dW_calls, before):
-        delta, X = a.T, b.T
-        assert (alpha, beta) == (1.0, workload.momentum)
-        _close(c.T, workload.momentum * old + X.T @ delta,
+        assert (alpha_, beta_) == (alpha, beta)
+        _close(c.T, beta * old + alpha * (X.T @ delta),
                np.abs(old) + np.abs(X.T) @ np.abs(delta))
