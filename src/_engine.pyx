@@ -543,7 +543,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # itself into the momentum buffer, buf = momentum * buf + X^T.delta (beta =
     # momentum), and BLAS's axpy does W -= lr * buf, both on all of BLAS's threads
     # instead of bpcore's one pass on one, and dW is not written (W2 at 2 threads: a
-    # step 7-8% faster; at 1 thread 2-6% slower than the one pass, so not there).
+    # step up to 8% faster; at 1 thread 2-6% slower than the one pass, so not there).
     # (Not at lr 0: BLAS's axpy returns at once when alpha is 0, so a non-finite
     # gradient would reach the momentum buffer and not the weights, where fit's guard
     # looks for it; the one pass writes lr * buf into them, NaN included.)
@@ -602,34 +602,30 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
             if L.c != NULL:
                 sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc, NULL, lr, 0.0, 0.0,
                            False)
-        elif outer:
-            outer_sgd_update(n, L.n_in, L.n_out, inputs, dlt, <floating*> L.W,
-                             <floating*> velocity(e, L.W, h1), lr, h1, h2, flag)
-            sgd_update(L.n_out, <floating*> L.b, <floating*> L.db,
-                       <floating*> velocity(e, L.b, h1), lr, h1, h2, flag)
-            if L.c != NULL:
-                sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc,
-                           <floating*> velocity(e, L.c, h1), lr, h1, h2, flag)
-        elif into_velocity:
+        elif outer or into_velocity:
             buf = <floating*> velocity(e, L.W, h1)
-            if small_product(True, False, L.n_in, L.n_out, n):
+            if outer:
+                outer_sgd_update(n, L.n_in, L.n_out, inputs, dlt, <floating*> L.W, buf,
+                                 lr, h1, h2, flag)
+            elif small_product(True, False, L.n_in, L.n_out, n):
                 # bpcore's own loops: dW, then this layer's share of the one pass (a
                 # BLAS axpy here would wake BLAS's threads, asleep at these sizes)
                 gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
                      inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
                      <floating*> L.dW, <int> L.n_out)
                 sgd_update(L.n_in * L.n_out, <floating*> L.W, <floating*> L.dW, buf, lr,
-                           h1, 0.0, False)
+                           h1, h2, flag)
             else:
                 blas_gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n,
                           <floating> 1.0, inputs, <int> L.n_in, dlt, <int> L.n_out,
                           <floating> h1, buf, <int> L.n_out)
                 blas_axpy(L.n_in * L.n_out, <floating> -lr, buf, <floating*> L.W)
+            # the bias (and scale) of the layer, updated here as its W
             sgd_update(L.n_out, <floating*> L.b, <floating*> L.db,
-                       <floating*> velocity(e, L.b, h1), lr, h1, 0.0, False)
+                       <floating*> velocity(e, L.b, h1), lr, h1, h2, flag)
             if L.c != NULL:
                 sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc,
-                           <floating*> velocity(e, L.c, h1), lr, h1, 0.0, False)
+                           <floating*> velocity(e, L.c, h1), lr, h1, h2, flag)
         else:
             gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
                  inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
