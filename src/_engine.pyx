@@ -33,6 +33,7 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt
 
 from _blas cimport blas_axpy, blas_gemm, gemm, small_product
+from _pool cimport adam_update_shared
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
@@ -634,6 +635,11 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     if e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                    <floating*> e.state1, lr, h1, h2, flag)
+    elif e.optimizer_code == OPT_ADAM and e.blas_parallel:
+        # on BLAS's threads the products ran on two CPUs: so does this pass (_pool.h)
+        adam_update_shared(e.n_params, <floating*> e.params, <floating*> e.grads,
+                           <floating*> e.state1, <floating*> e.state2, lr, h1, h2, h3, h4,
+                           1.0, h5)
     elif e.optimizer_code == OPT_ADAM:
         adam_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                     <floating*> e.state1, <floating*> e.state2, lr, h1, h2, h3, h4, 1.0, h5)

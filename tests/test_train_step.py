@@ -1,4 +1,6 @@
 """The fused training step equals the step built from loss_and_grad and optimizer.step."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -97,22 +99,23 @@ NETS = {
 }
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("net", NETS)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_momentum_sgd_through_blas_equals_numpy(dtype, net, threads, rng):
+def _steps_beside_numpy(net, dtype, threads, make_optimizer, reference, rng):
+    """12 fused steps of the net at ``threads`` BLAS threads (batch 40, MSE), each
+    beside the plain NumPy step: ``reference(t, value, grad, state)`` is the update of
+    one array, ``state`` its optimizer buffers (new, returned). The gradients are
+    filled with NaN before the last step, so that ``grads`` shows which the step wrote.
+    Returns the model, its optimizer, and per layer the parameter names, the NumPy
+    values, optimizer buffers and last gradients (float64)."""
     pytest.importorskip("threadpoolctl")
-    lr, momentum = 0.05, 0.9
     model = bp.Model([bp.Dense(i, o, a) for i, o, a in NETS[net]], dtype=dtype, seed=0)
-    optimizer = bp.SGD(model, lr=lr, momentum=momentum)
+    optimizer = make_optimizer(model)
     keys = [("W", "b", "c") if a == "scaled_sigmoid" else ("W", "b") for *_, a in NETS[net]]
     layers = [dict({key: getattr(l, key).astype(np.float64) for key in names},
                    activation=a) for l, names, (*_, a) in zip(model.layers, keys, NETS[net])]
-    buffers = [{key: np.zeros_like(l[key]) for key in names} for l, names in zip(layers, keys)]
+    states = [{key: () for key in names} for names in keys]
     k = NETS[net][-1][1]
     batches = [(rng.normal(size=(40, 120)).astype(dtype), rng.normal(size=(40, k)))
                for _ in range(3)]
-    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
     with bp.set_blas_threads(threads):
         if bp.blas_threads() != threads:
             pytest.skip(f"BLAS cannot run {threads} threads here")
@@ -124,28 +127,82 @@ def test_momentum_sgd_through_blas_equals_numpy(dtype, net, threads, rng):
             output, caches = ref.network_forward(layers, X.astype(np.float64))
             expected, grad_output = ref.mse(output, y)
             grads, _ = ref.network_backward(layers, caches, grad_output)
-            for layer, grad, buffer, names in zip(layers, grads, buffers, keys):
+            for layer, grad, state, names in zip(layers, grads, states, keys):
                 for key in names:
-                    layer[key], buffer[key] = ref.sgd_step(layer[key], grad[key],
-                                                           buffer[key], lr, momentum)
-            np.testing.assert_allclose(value, expected, **tol)
+                    layer[key], state[key] = reference(step + 1, layer[key], grad[key],
+                                                       state[key])
+            np.testing.assert_allclose(value, expected, **TOLERANCE[dtype])
         assert model._engine.blas_parallel == (threads > 1)
+    return model, optimizer, list(zip(keys, layers, states, grads))
+
+
+TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-14), np.float32: dict(rtol=2e-4, atol=2e-5)}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_momentum_sgd_through_blas_equals_numpy(dtype, net, threads, rng):
+    lr, momentum, tol = 0.05, 0.9, TOLERANCE[dtype]
+
+    def reference(t, value, grad, state):
+        value, buffer = ref.sgd_step(value, grad, state[0] if state else 0 * value, lr,
+                                     momentum)
+        return value, (buffer,)
+    model, optimizer, layers = _steps_beside_numpy(
+        net, dtype, threads, lambda m: bp.SGD(m, lr=lr, momentum=momentum), reference, rng)
     velocity = optimizer.state["momentum_buffer"]
-    for mine, layer, buffer, grad, names in zip(model.layers, layers, buffers, grads, keys):
+    for mine, (names, layer, state, grad) in zip(model.layers, layers):
         for key in names:
             np.testing.assert_allclose(getattr(mine, key), layer[key], **tol)
             start = _offset(model, getattr(mine, key))
             np.testing.assert_allclose(velocity[start:start + layer[key].size],
-                                       buffer[key].ravel(), **tol)
+                                       state[key][0].ravel(), **tol)
         np.testing.assert_allclose(mine.db, grad["b"], **tol)
     # the first layer's dW: BLAS's product went into the momentum buffer instead
+    first_grad = layers[0][3]["W"]
     if threads > 1:
         assert np.isnan(model.layers[0].dW).all()
     else:
-        np.testing.assert_allclose(model.layers[0].dW, grads[0]["W"], **tol)
+        np.testing.assert_allclose(model.layers[0].dW, first_grad, **tol)
     # the one-unit output layer writes its own dW either way
     if net == "scaled-unit":
-        np.testing.assert_allclose(model.layers[-1].dW, grads[-1]["W"], **tol)
+        np.testing.assert_allclose(model.layers[-1].dW, layers[-1][3]["W"], **tol)
+
+
+# With more than one BLAS thread, the fused step's Adam pass is shared between the
+# calling thread and bpcore's helper thread (_pool.h) over chunks of 32 KiB where
+# the parameters fill more than two (the tanh net's 11,907 doubles, the scaled-unit
+# net's 35,345 floats and doubles); each entry gets the one-thread update.
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adam_on_one_and_two_threads_equals_numpy(dtype, net, threads, rng):
+    lr, betas, weight_decay = 0.01, (0.8, 0.99), 0.01
+    # Adam divides by the root of its second moment: where that is small, it scales a
+    # gradient's last-bit differences up: 2e-14 off in 4e-3 after 12 steps in float64,
+    # 5e-5 in float32 (one weight of 30,720), against about lr = 1e-2 per step that a
+    # skipped or doubled update would be off by
+    tol = (dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else
+           dict(rtol=2e-4, atol=2e-4))
+
+    def reference(t, value, grad, state):
+        m, v = state if state else (0 * value, 0 * value)
+        return (lambda p, m, v: (p, (m, v)))(*ref.adam_step(
+            value, grad, m, v, t, lr, *betas, weight_decay=weight_decay))
+    model, optimizer, layers = _steps_beside_numpy(
+        net, dtype, threads,
+        lambda m: bp.Adam(m, lr=lr, betas=betas, weight_decay=weight_decay), reference, rng)
+    for mine, (names, layer, state, grad) in zip(model.layers, layers):
+        for key in names:
+            np.testing.assert_allclose(getattr(mine, key), layer[key], **tol)
+            start = _offset(model, getattr(mine, key))
+            for buffer, expected in zip(("exp_avg", "exp_avg_sq"), state[key]):
+                np.testing.assert_allclose(
+                    optimizer.state[buffer][start:start + layer[key].size],
+                    expected.ravel(), **tol)
+            # Adam reads every gradient: the step wrote them all
+            np.testing.assert_allclose(getattr(mine, "d" + key), grad[key], **tol)
 
 
 def test_momentum_sgd_at_lr_zero_keeps_a_non_finite_gradient_out_of_its_buffer():
@@ -454,3 +511,57 @@ def test_bad_target_to_the_built_fused_step_changes_nothing(loss_name, bad, matc
     np.testing.assert_array_equal(model.grads, before[1])
     np.testing.assert_array_equal(optimizer.state["momentum_buffer"], before[2])
     assert optimizer.steps == 1
+
+
+def _adam_steps_checked(model, optimizer, X, y, steps):
+    """``steps`` fused Adam steps, each checked entry by entry against NumPy's Adam
+    applied to the parameters and buffers from before the step and to the gradients
+    the step wrote (every one, for Adam): the pass alone, whatever BLAS summed."""
+    lr, (beta1, beta2), eps = optimizer.lr, optimizer.betas, optimizer.eps
+    for _ in range(steps):
+        before = [model.params.copy()] + [
+            optimizer.state[name].copy() if name in optimizer.state else
+            np.zeros_like(model.params) for name in ("exp_avg", "exp_avg_sq")]
+        model.train_step(X, y, bp.MSELoss(), optimizer)
+        expected = ref.adam_step(*[a.astype(np.float64) for a in before[:1]],
+                                 model.grads.astype(np.float64),
+                                 *[a.astype(np.float64) for a in before[1:]],
+                                 optimizer.steps, lr, beta1, beta2, eps)
+        # float32: within 1e-6 of an update of about lr = 1e-2 per entry (a skipped
+        # or doubled chunk is off by about lr)
+        tol = (dict(rtol=1e-13, atol=1e-16) if model.params.dtype == np.float64 else
+               dict(rtol=1e-5, atol=1e-6))
+        mine = [model.params, optimizer.state["exp_avg"], optimizer.state["exp_avg_sq"]]
+        for mine, theirs in zip(mine, expected):
+            np.testing.assert_allclose(mine, theirs, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adam_pass_shared_with_the_helper_thread_updates_every_entry_once(dtype, rng):
+    # 300-300-300-4: 181,804 parameters, 45 to 23 chunks; at two BLAS threads the
+    # helper takes some chunks of every pass it wakes for in time and none of the
+    # others, and a second Python thread's model (below) finds it busy
+    pytest.importorskip("threadpoolctl")
+    with bp.set_blas_threads(2):
+        if bp.blas_threads() != 2:
+            pytest.skip("BLAS cannot run 2 threads here")
+        models = [bp.Model([bp.Dense(300, 300, "tanh"), bp.Dense(300, 300, "tanh"),
+                            bp.Dense(300, 4)], dtype=dtype, seed=seed) for seed in (0, 1)]
+        optimizers = [bp.Adam(m, lr=0.01) for m in models]
+        data = [(rng.normal(size=(64, 300)).astype(dtype), rng.normal(size=(64, 4)))
+                for _ in models]
+        _adam_steps_checked(models[0], optimizers[0], *data[0], steps=20)
+        assert models[0]._engine.blas_parallel
+        errors = []
+
+        def train(i):
+            try:
+                _adam_steps_checked(models[i], optimizers[i], *data[i], steps=20)
+            except Exception as error:        # reported by the main thread
+                errors.append(error)
+        threads = [threading.Thread(target=train, args=(i,)) for i in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
