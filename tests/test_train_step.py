@@ -1,5 +1,9 @@
 """The fused training step equals the step built from loss_and_grad and optimizer.step."""
+import os
+import signal
 import threading
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -565,3 +569,37 @@ def test_adam_pass_shared_with_the_helper_thread_updates_every_entry_once(dtype,
         for thread in threads:
             thread.join()
         assert not errors, errors
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_adam_steps_in_a_forked_child_finish_and_are_right(rng):
+    # only the forking thread survives fork: the child must neither wait for the
+    # parent's helper, which does not exist in it, nor on a lock some other thread
+    # held at the fork (_pool.h renews them in the child), and its steps stay right
+    pytest.importorskip("threadpoolctl")
+    with bp.set_blas_threads(2):
+        if bp.blas_threads() != 2:
+            pytest.skip("BLAS cannot run 2 threads here")
+        model = bp.Model([bp.Dense(300, 300, "tanh"), bp.Dense(300, 4)], seed=0)
+        optimizer = bp.Adam(model, lr=0.01)
+        X, y = rng.normal(size=(64, 300)), rng.normal(size=(64, 4))
+        _adam_steps_checked(model, optimizer, X, y, steps=3)     # the helper runs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:                                             # the child
+            status = 1
+            try:
+                _adam_steps_checked(model, optimizer, X, y, steps=5)
+                status = 0
+            finally:
+                os._exit(status)
+        deadline = time.monotonic() + 120
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's Adam steps did not finish in 120 s")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+        _adam_steps_checked(model, optimizer, X, y, steps=3)     # and the parent's
