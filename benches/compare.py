@@ -49,7 +49,8 @@ sized to about 10 ms of stepping (1 to 10,000 steps), so that the same disturban
 the figure is the median over rounds of the block's time per step, and a ratio is
 the median over rounds of the two peers' ratio within the round (``paired_ratio``:
 a slow phase of the machine longer than a round cancels), bpcore/matmul-only with
-its quartiles. The garbage
+its quartiles; matmul-only runs right after bpcore in every round, so that the pair
+the targets read are timed back to back. The garbage
 collector is off for a workload's whole timing, after one full collection. With more
 than one thread, every block follows 0.15 s of its own peer's untimed steps
 (``warm_up``): the libraries' worker threads spin for up to 0.1 s after their last
@@ -509,8 +510,9 @@ def paired_ratio(numerator, denominator):
     """(median, lower quartile, upper quartile) of the per-round ratios
     numerator[i] / denominator[i] of two peers' blocks timed in the same rounds.
 
-    Both blocks of a round run within the same round (about a second apart, several
-    seconds for W3 at two threads), so a slow phase of a shared machine that lasts
+    Both blocks of a round run within the same round (at most about a second apart,
+    several seconds for W3 at two threads; bpcore and matmul-only back to back), so a
+    slow phase of a shared machine that lasts
     longer than that weighs on both and cancels in their ratio; the ratio of the two
     peers' medians mixes blocks from different rounds. The peers run in the same
     order every round, so what comes from the order does not cancel. The quartiles
@@ -656,7 +658,10 @@ def build_peers(workload, available, predict=False):
         else:
             peer.save()                 # timing starts from the state after the check
             peer.restore()
-    peers["matmul-only"] = MatmulPeer(workload, predict)
+    # matmul-only runs right after bpcore in every round: the pair whose ratio the
+    # targets read are timed back to back, not several other peers' blocks apart
+    peers = {"bpcore": peers.pop("bpcore"), "matmul-only": MatmulPeer(workload, predict),
+             **peers}
     return peers, failed
 
 
