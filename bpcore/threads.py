@@ -5,6 +5,12 @@ Python threads; each BLAS call may itself start threads. The default is the BLAS
 library's own (one thread per core). When k Python threads train at once, give the
 BLAS ``cores // k`` threads so that threads never outnumber cores.
 
+bpcore itself starts one thread, and only where BLAS may run more than one: a
+helper that shares the fused training step's Adam update with the calling thread
+(each entry computed as on one thread; the same results). It sleeps between
+steps, serves one model's step at a time (another thread's model then runs its
+update alone), and is never used with one BLAS thread (``set_blas_threads(1)``).
+
 Needs the optional ``threads`` extra (threadpoolctl), imported only when called.
 """
 import os
@@ -43,7 +49,7 @@ def _blas_parallel():
     then asked directly: a few microseconds), else whether the machine has more than
     one core (BLAS's default). Read when a fused training step is built for a batch
     size (``Model.train_step``), which then hands SGD's momentum update to BLAS's
-    threads; a step built before the thread count changes keeps its choice, which
+    threads and shares Adam's with bpcore's helper thread; a step built before the thread count changes keeps its choice, which
     changes the speed and the rounding, not the math."""
     global _blas_controllers
     try:

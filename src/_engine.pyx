@@ -18,7 +18,8 @@
 # whose products BLAS adds into the momentum buffer (blas_parallel). A one-unit
 # identity output under the squared error (unit_output) runs its forward, the loss
 # and its backward in one call (unit_mse), which writes that layer's dW whatever
-# the optimizer.
+# the optimizer. With more than one BLAS thread, Adam's pass over the flat buffers
+# runs on this thread and bpcore's helper thread (_pool.h), entry for entry as on one.
 #
 # `step` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
@@ -241,7 +242,8 @@ cdef class Engine:
         """layers: per layer a tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc,
         A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent).
         blas_parallel: whether BLAS runs more than one thread (then SGD with momentum
-        hands its update to BLAS where BLAS takes the products: fused_step)."""
+        hands its update to BLAS where BLAS takes the products, and Adam shares its
+        pass with bpcore's helper thread: fused_step)."""
         self.n_layers = len(layers)
         self.layers = layer_table(layers)
         self.single = params.dtype.itemsize == 4

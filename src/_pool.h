@@ -24,18 +24,14 @@
  * threads per pass. The helper is started on first use, blocks every signal (they
  * stay with Python's threads), sleeps when idle, and is started again in a child
  * after fork (only the forking thread survives fork). If it cannot be started, every
- * pass runs on the caller alone.
+ * pass runs on the caller alone, as everywhere but Linux.
  */
 #ifndef BPCORE_POOL_H
 #define BPCORE_POOL_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE            /* sched_getcpu, pthread_setaffinity_np */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE    /* sched_getcpu, CPU affinity: before any system header */
 #endif
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <sched.h>
 #include "_loops.h"
 
 typedef void (*bp_range_fn)(void *arg, long start, long stop);
@@ -43,6 +39,12 @@ typedef void (*bp_range_fn)(void *arg, long start, long stop);
 /* bytes of one chunk: 32 KiB (8192 floats) is about 7 us of Adam here, the longest
  * the caller can wait for the helper's last chunk */
 #define BP_POOL_CHUNK_BYTES 32768L
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sched.h>
 
 /* the helper's turn in the posted pass; IDLE (0, as the struct starts) until the
  * first pass, and once the caller cancels a turn the helper has not begun */
@@ -172,18 +174,29 @@ static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
     int posted = BP_TURN_POSTED;
     if (!atomic_compare_exchange_strong(&bp_pool.turn, &posted, BP_TURN_IDLE)) {
         /* the helper took its turn: wait for its last chunk */
-        for (int spins = 0; atomic_load(&bp_pool.turn) != BP_TURN_DONE; spins++) {
-            if (spins < 4096) {
+        int spins = 0;
+        while (atomic_load(&bp_pool.turn) != BP_TURN_DONE) {
+            if (spins < 4096) {         /* a chunk takes microseconds: spin first */
+                spins++;
 #if defined(__x86_64__) || defined(__i386__)
                 __builtin_ia32_pause();
 #endif
-            } else {
+            } else {                    /* the helper lost its CPU: let it have one */
                 sched_yield();
             }
         }
     }
     pthread_mutex_unlock(&bp_pool.busy);
 }
+
+#else  /* elsewhere (no CPU affinity API here): every pass on the caller alone */
+
+static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
+    (void) chunk;
+    fn(arg, 0, n);
+}
+
+#endif
 
 /* The Adam pass of bp_adam (_loops_impl.h) shared with the helper. */
 #define BP_ADAM_SPLIT(T, SUFFIX)                                                     \
