@@ -8,6 +8,7 @@ Environment switches:
   BPCORE_NATIVE=1  add -march=native (not portable; off by default).
 """
 import os
+import sys
 from pathlib import Path
 
 import numpy
@@ -45,6 +46,11 @@ else:
     COMPILE_ARGS = ["-O3", "-fno-math-errno"]
 if NATIVE:
     COMPILE_ARGS.append("-march=native")
+# the helper thread of src/_pool.h (older glibc keeps pthreads in its own library)
+LINK_ARGS = []
+if sys.platform.startswith("linux"):
+    COMPILE_ARGS.append("-pthread")
+    LINK_ARGS.append("-pthread")
 
 extensions = [
     Extension(
@@ -54,6 +60,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         depends=[str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h")],
         extra_compile_args=COMPILE_ARGS,
+        extra_link_args=LINK_ARGS,
         libraries=["m"],
     )
     for path in SOURCES

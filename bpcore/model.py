@@ -389,9 +389,10 @@ class Model:
         with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
         more than one thread as the step was built for this batch size, for the layers
         whose weight-gradient product BLAS takes and adds into the momentum buffer (a
-        one-unit output layer under MSE writes its own either way). With more than
-        one BLAS thread, Adam's update runs on the calling thread and bpcore's helper
-        thread (``bpcore.threads``), with the same results. No caches are left for
+        one-unit output layer under MSE writes its own either way). When BLAS had
+        more than one thread as the step was built, Adam's update runs on the
+        calling thread and bpcore's helper thread (``bpcore.threads``), with the
+        same results. No caches are left for
         ``backward`` or the per-node views. Bad input raises before anything changes.
         """
         engine = self._engine

@@ -5,11 +5,13 @@ Python threads; each BLAS call may itself start threads. The default is the BLAS
 library's own (one thread per core). When k Python threads train at once, give the
 BLAS ``cores // k`` threads so that threads never outnumber cores.
 
-bpcore itself starts one thread, and only where BLAS may run more than one: a
-helper that shares the fused training step's Adam update with the calling thread
-(each entry computed as on one thread; the same results). It sleeps between
-steps, serves one model's step at a time (another thread's model then runs its
-update alone), and is never used with one BLAS thread (``set_blas_threads(1)``).
+bpcore itself starts one thread (on Linux), and only where BLAS may run more
+than one: a helper that shares the fused training step's Adam update with the
+calling thread (each entry computed as on one thread: the same bits). It sleeps
+between steps and serves one model's step at a time (another thread's model then
+runs its update alone). Whether a step uses it is decided with SGD's choice below,
+when the step is built for a batch size: under ``set_blas_threads(1)`` (or with
+one core, without threadpoolctl) steps built from then on do not.
 
 Needs the optional ``threads`` extra (threadpoolctl), imported only when called.
 """
@@ -49,8 +51,9 @@ def _blas_parallel():
     then asked directly: a few microseconds), else whether the machine has more than
     one core (BLAS's default). Read when a fused training step is built for a batch
     size (``Model.train_step``), which then hands SGD's momentum update to BLAS's
-    threads and shares Adam's with bpcore's helper thread; a step built before the thread count changes keeps its choice, which
-    changes the speed and the rounding, not the math."""
+    threads and shares Adam's with bpcore's helper thread; a step built before the
+    thread count changes keeps its choice, which changes the speed (and for SGD the
+    rounding), not the math."""
     global _blas_controllers
     try:
         import threadpoolctl

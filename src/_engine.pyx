@@ -34,7 +34,7 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt
 
 from _blas cimport blas_axpy, blas_gemm, gemm, small_product
-from _pool cimport adam_update_shared
+from _pool cimport adam_update_shared, bp_pool_helper_chunks
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
@@ -646,3 +646,23 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         adam_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                     <floating*> e.state1, <floating*> e.state2, lr, h1, h2, h3, h4, 1.0, h5)
     return value
+
+
+def _adam_shared_rows(floating[:, ::1] params, floating[:, ::1] grads,
+                      floating[:, ::1] exp_avg, floating[:, ::1] exp_avg_sq,
+                      double step_size, double beta1, double beta2, double eps,
+                      double l2, double inv_root_bc2):
+    """For tests: the fused step's shared Adam pass (_pool.h) on each row of the four
+    arrays in turn, back to back without the GIL, as at more than one BLAS thread.
+    Returns the chunks bpcore's helper thread has done in this process so far."""
+    cdef Py_ssize_t i, rows = params.shape[0], n = params.shape[1]
+    if not (grads.shape[0] == exp_avg.shape[0] == exp_avg_sq.shape[0] == rows and
+            grads.shape[1] == exp_avg.shape[1] == exp_avg_sq.shape[1] == n):
+        raise ValueError("params, grads, exp_avg and exp_avg_sq need one shape")
+    with nogil:
+        for i in range(rows):
+            if n > 0:
+                adam_update_shared(n, &params[i, 0], &grads[i, 0], &exp_avg[i, 0],
+                                   &exp_avg_sq[i, 0], step_size, beta1, beta2, eps, l2,
+                                   1.0, inv_root_bc2)
+    return bp_pool_helper_chunks()

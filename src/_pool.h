@@ -8,43 +8,52 @@
  * atomic counter. The caller starts on the chunks at once; the helper, woken by a
  * condition variable, takes chunks as soon as it runs. When the caller runs out of
  * chunks it either cancels the helper's turn (not yet begun: the caller did all the
- * work, and paid only the wake-up call) or waits for the helper's last chunk. So a
- * helper that wakes late, or whose CPU is busy (OpenBLAS's workers spin for about
- * 0.1 s after each call), costs at most one chunk of waiting, never a whole pass.
+ * work, and paid only the wake-up call) or waits for the helper's chunk under way
+ * (spinning, then asleep on a condition variable should the helper have lost its
+ * CPU). So a helper that wakes late, or whose CPU is busy (OpenBLAS's workers spin
+ * for about 0.1 s after each call), costs about one chunk of waiting, not a pass.
  * Every entry is computed by one of the two threads exactly as by one thread alone:
  * the split changes no result.
  *
- * The helper is kept off the caller's CPU (its affinity: the process's CPUs but the
- * caller's, set again when the caller has moved). Woken from the caller's CPU, the
+ * The helper is kept off the caller's CPU (its affinity: the CPUs of the thread that
+ * started it but the caller's, set again when the caller has moved). Woken from the caller's CPU, the
  * scheduler put it there, beside the caller, where it did most of the chunks while
  * the caller waited for its CPU: no faster than one thread.
  *
  * One caller at a time uses the helper; a second caller (another Python thread's
  * model) finds it busy and does its pass alone, so there are never more than two
- * threads per pass. The helper is started on first use, blocks every signal (they
- * stay with Python's threads), sleeps when idle, and is started again in a child
- * after fork (only the forking thread survives fork). If it cannot be started, every
- * pass runs on the caller alone, as everywhere but Linux.
+ * threads per pass. The helper is started on first use with every signal blocked
+ * (they stay with Python's threads), sleeps when idle, and is started again in a
+ * child after fork (only the forking thread survives fork; fork handlers hold the
+ * locks across it). If it cannot be started (or the starting thread may use one
+ * CPU only), every pass runs on its caller alone for the rest of the process, as
+ * everywhere but glibc/musl Linux.
  */
 #ifndef BPCORE_POOL_H
 #define BPCORE_POOL_H
 
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE    /* sched_getcpu, CPU affinity: before any system header */
+#if defined(__linux__) && !defined(__ANDROID__)
+#define BP_POOL_THREADS 1
+#endif
+/* sched_getcpu and CPU affinity; in a Cython module Python.h, included first, has
+ * defined it already */
+#if defined(BP_POOL_THREADS) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
 #endif
 #include "_loops.h"
 
 typedef void (*bp_range_fn)(void *arg, long start, long stop);
 
-/* bytes of one chunk: 32 KiB (8192 floats) is about 7 us of Adam here, the longest
- * the caller can wait for the helper's last chunk */
+/* bytes of one chunk: 32 KiB (8192 floats) is about 7 us of Adam here, about the
+ * longest the caller waits for the helper's chunk under way */
 #define BP_POOL_CHUNK_BYTES 32768L
 
-#if defined(__linux__)
+#if defined(BP_POOL_THREADS)
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sched.h>
+#include <stdint.h>
 
 /* the helper's turn in the posted pass; IDLE (0, as the struct starts) until the
  * first pass, and once the caller cancels a turn the helper has not begun */
@@ -52,11 +61,12 @@ enum { BP_TURN_IDLE = 0, BP_TURN_POSTED, BP_TURN_TAKEN, BP_TURN_DONE };
 
 static struct {
     pthread_mutex_t lock;   /* guards started, failed, gen and the helper's sleep */
-    pthread_cond_t wake;
+    pthread_cond_t wake;    /* the helper waits on it for a pass */
+    pthread_cond_t done;    /* a caller done spinning waits on it for the helper */
     pthread_mutex_t busy;   /* held by the one caller whose pass the helper shares */
     int started, failed, atfork;
     pthread_t helper;
-    cpu_set_t cpus;         /* the CPUs the process may run on, read at start */
+    cpu_set_t cpus;         /* the CPUs of the thread that started the helper */
     int away_from;          /* the CPU the helper is kept off (-1: none yet) */
     unsigned long gen;      /* one more for every pass posted */
     bp_range_fn fn;         /* the posted pass: written before turn is POSTED */
@@ -64,28 +74,27 @@ static struct {
     long n, chunk;
     atomic_long next;       /* start of the next chunk not yet taken */
     atomic_int turn;        /* the helper's part in the posted pass: BP_TURN_* */
-} bp_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-             PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+    atomic_long helper_chunks;  /* chunks the helper has done (for tests) */
+} bp_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+             .done = PTHREAD_COND_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER};
 
-/* chunks of the posted pass, taken until none is left */
-static void bp_pool_work(void) {
+/* chunks of the posted pass, taken until none is left; how many were taken */
+static long bp_pool_work(void) {
     bp_range_fn fn = bp_pool.fn;
     void *arg = bp_pool.arg;
-    long n = bp_pool.n, chunk = bp_pool.chunk;
-    for (;;) {
+    long n = bp_pool.n, chunk = bp_pool.chunk, taken = 0;
+    for (;; taken++) {
         long start = atomic_fetch_add(&bp_pool.next, chunk);
-        if (start >= n) return;
+        if (start >= n) return taken;
         fn(arg, start, start + chunk < n ? start + chunk : n);
     }
 }
 
-static void *bp_pool_helper(void *unused) {
-    (void) unused;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
+/* the helper: arg is the pass count when it was started (so the pass posted right
+ * after is not missed); it sleeps until a pass is posted */
+static void *bp_pool_helper(void *arg) {
+    unsigned long seen = (unsigned long) (uintptr_t) arg;
     pthread_mutex_lock(&bp_pool.lock);
-    unsigned long seen = bp_pool.gen;
     for (;;) {
         while (bp_pool.gen == seen) pthread_cond_wait(&bp_pool.wake, &bp_pool.lock);
         seen = bp_pool.gen;
@@ -93,43 +102,73 @@ static void *bp_pool_helper(void *unused) {
         int posted = BP_TURN_POSTED;
         /* a pass the caller has finished (and cancelled this turn of) is skipped */
         if (atomic_compare_exchange_strong(&bp_pool.turn, &posted, BP_TURN_TAKEN)) {
-            bp_pool_work();
+            atomic_fetch_add(&bp_pool.helper_chunks, bp_pool_work());
+            pthread_mutex_lock(&bp_pool.lock);
             atomic_store(&bp_pool.turn, BP_TURN_DONE);
+            pthread_cond_signal(&bp_pool.done);
+        } else {
+            pthread_mutex_lock(&bp_pool.lock);
         }
-        pthread_mutex_lock(&bp_pool.lock);
     }
     return NULL;
 }
 
-/* in a child after fork: no helper thread, and the locks as new */
-static void bp_pool_after_fork(void) {
-    pthread_mutex_init(&bp_pool.lock, NULL);
-    pthread_cond_init(&bp_pool.wake, NULL);
-    pthread_mutex_init(&bp_pool.busy, NULL);
-    bp_pool.started = 0;
-    bp_pool.failed = 0;
-    bp_pool.away_from = -1;
-    atomic_store(&bp_pool.turn, BP_TURN_IDLE);
+/* fork: the forking thread holds both locks across it (no pass is under way then,
+ * and none of the lock's users is inside it), so the child gets them unlocked and
+ * consistent; the child has no helper thread and starts a new one when needed */
+static void bp_pool_before_fork(void) {
+    pthread_mutex_lock(&bp_pool.busy);
+    pthread_mutex_lock(&bp_pool.lock);
 }
 
-/* 1 when the helper runs (starting it on first use), 0 when it cannot */
+static void bp_pool_after_fork_parent(void) {
+    pthread_mutex_unlock(&bp_pool.lock);
+    pthread_mutex_unlock(&bp_pool.busy);
+}
+
+static void bp_pool_after_fork_child(void) {
+    /* the parent's helper may have been waiting on these: not in the child */
+    pthread_cond_init(&bp_pool.wake, NULL);
+    pthread_cond_init(&bp_pool.done, NULL);
+    bp_pool.started = 0;
+    bp_pool.failed = 0;
+    atomic_store(&bp_pool.turn, BP_TURN_IDLE);
+    pthread_mutex_unlock(&bp_pool.lock);
+    pthread_mutex_unlock(&bp_pool.busy);
+}
+
+/* 1 when the helper runs (starting it on first use), 0 when it cannot: it needs the
+ * fork handlers, a thread, and a second CPU for the starting thread. A failure is
+ * final for the process (every pass then runs on its caller). */
 static int bp_pool_ready(void) {
     pthread_mutex_lock(&bp_pool.lock);
     if (!bp_pool.started && !bp_pool.failed) {
+        if (!bp_pool.atfork)
+            bp_pool.atfork = pthread_atfork(bp_pool_before_fork, bp_pool_after_fork_parent,
+                                            bp_pool_after_fork_child) == 0;
+        int ok = bp_pool.atfork &&
+                 sched_getaffinity(0, sizeof(cpu_set_t), &bp_pool.cpus) == 0 &&
+                 CPU_COUNT(&bp_pool.cpus) > 1;
         pthread_attr_t attr;
-        pthread_t thread;
-        int ok = sched_getaffinity(0, sizeof(cpu_set_t), &bp_pool.cpus) == 0 &&
-                 CPU_COUNT(&bp_pool.cpus) > 1 && pthread_attr_init(&attr) == 0;
-        if (ok) {
+        if (ok && pthread_attr_init(&attr) == 0) {
+            pthread_t thread;
+            sigset_t all, old;
+            /* the helper starts with every signal blocked: they stay with Python's
+             * threads */
+            sigfillset(&all);
+            pthread_sigmask(SIG_SETMASK, &all, &old);
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            pthread_attr_setstacksize(&attr, 1 << 16);
-            ok = pthread_create(&thread, &attr, bp_pool_helper, NULL) == 0;
-            bp_pool.helper = thread;
-            bp_pool.away_from = -1;
+            ok = pthread_create(&thread, &attr, bp_pool_helper,
+                                (void *) (uintptr_t) bp_pool.gen) == 0;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
             pthread_attr_destroy(&attr);
+            if (ok) {
+                bp_pool.helper = thread;
+                bp_pool.away_from = -1;
+            }
+        } else {
+            ok = 0;
         }
-        if (ok && !bp_pool.atfork)
-            bp_pool.atfork = pthread_atfork(NULL, NULL, bp_pool_after_fork) == 0;
         bp_pool.started = ok;
         bp_pool.failed = !ok;
     }
@@ -173,27 +212,38 @@ static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
     bp_pool_work();
     int posted = BP_TURN_POSTED;
     if (!atomic_compare_exchange_strong(&bp_pool.turn, &posted, BP_TURN_IDLE)) {
-        /* the helper took its turn: wait for its last chunk */
-        int spins = 0;
-        while (atomic_load(&bp_pool.turn) != BP_TURN_DONE) {
-            if (spins < 4096) {         /* a chunk takes microseconds: spin first */
-                spins++;
+        /* the helper took its turn: wait for its chunk under way, spinning (a chunk
+         * takes microseconds), then asleep (the helper lost its CPU) */
+        for (int spins = 0; spins < 4096; spins++) {
+            if (atomic_load(&bp_pool.turn) == BP_TURN_DONE) break;
 #if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
+            __builtin_ia32_pause();
 #endif
-            } else {                    /* the helper lost its CPU: let it have one */
-                sched_yield();
-            }
+        }
+        if (atomic_load(&bp_pool.turn) != BP_TURN_DONE) {
+            pthread_mutex_lock(&bp_pool.lock);
+            while (atomic_load(&bp_pool.turn) != BP_TURN_DONE)
+                pthread_cond_wait(&bp_pool.done, &bp_pool.lock);
+            pthread_mutex_unlock(&bp_pool.lock);
         }
     }
     pthread_mutex_unlock(&bp_pool.busy);
 }
 
-#else  /* elsewhere (no CPU affinity API here): every pass on the caller alone */
+/* chunks the helper has done in this process (0 where there is none) */
+static long bp_pool_helper_chunks(void) {
+    return atomic_load(&bp_pool.helper_chunks);
+}
+
+#else  /* elsewhere (no CPU affinity API used here): every pass on its caller */
 
 static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
     (void) chunk;
     fn(arg, 0, n);
+}
+
+static long bp_pool_helper_chunks(void) {
+    return 0;
 }
 
 #endif

@@ -10,6 +10,7 @@ cdef extern from "_pool.h" nogil:
                             double* exp_avg, double* exp_avg_sq, double step_size,
                             double beta1, double beta2, double eps, double l2,
                             double decay, double inv_root_bc2)
+    long bp_pool_helper_chunks()
 
 
 cdef inline void adam_update_shared(long n, floating* params, const floating* grads,

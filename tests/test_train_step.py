@@ -1,6 +1,7 @@
 """The fused training step equals the step built from loss_and_grad and optimizer.step."""
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -574,8 +575,9 @@ def test_adam_pass_shared_with_the_helper_thread_updates_every_entry_once(dtype,
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_adam_steps_in_a_forked_child_finish_and_are_right(rng):
     # only the forking thread survives fork: the child must neither wait for the
-    # parent's helper, which does not exist in it, nor on a lock some other thread
-    # held at the fork (_pool.h renews them in the child), and its steps stay right
+    # parent's helper, which does not exist in it, nor on a lock another thread held
+    # at the fork (fork handlers hold the pool's locks across it), and its steps stay
+    # right. Another Python thread runs shared passes all the while.
     pytest.importorskip("threadpoolctl")
     with bp.set_blas_threads(2):
         if bp.blas_threads() != 2:
@@ -584,22 +586,108 @@ def test_adam_steps_in_a_forked_child_finish_and_are_right(rng):
         optimizer = bp.Adam(model, lr=0.01)
         X, y = rng.normal(size=(64, 300)), rng.normal(size=(64, 4))
         _adam_steps_checked(model, optimizer, X, y, steps=3)     # the helper runs
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
-            pid = os.fork()
-        if pid == 0:                                             # the child
-            status = 1
+        stop, errors = threading.Event(), []
+
+        def passes():
             try:
-                _adam_steps_checked(model, optimizer, X, y, steps=5)
-                status = 0
-            finally:
-                os._exit(status)
-        deadline = time.monotonic() + 120
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if done[0] == 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child's Adam steps did not finish in 120 s")
-        assert os.waitstatus_to_exitcode(done[1]) == 0
+                while not stop.is_set():
+                    _adam_rows_checked(np.float32, 2, seed=0)
+            except Exception as error:           # reported by the main thread
+                errors.append(error)
+        busy = threading.Thread(target=passes)
+        busy.start()
+        try:
+            for _ in range(4):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # fork, threads
+                    pid = os.fork()
+                if pid == 0:                                             # the child
+                    status = 1
+                    try:
+                        _adam_steps_checked(model, optimizer, X, y, steps=3)
+                        status = 0
+                    finally:
+                        os._exit(status)
+                deadline = time.monotonic() + 120
+                while ((done := os.waitpid(pid, os.WNOHANG))[0] == 0
+                       and time.monotonic() < deadline):
+                    time.sleep(0.02)
+                if done[0] == 0:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    pytest.fail("a forked child's Adam steps did not finish in 120 s")
+                assert os.waitstatus_to_exitcode(done[1]) == 0
+        finally:
+            stop.set()
+            busy.join()
+        assert not errors, errors
         _adam_steps_checked(model, optimizer, X, y, steps=3)     # and the parent's
+
+
+def _adam_rows_checked(dtype, rows, seed):
+    """The shared Adam pass on ``rows`` buffer sets back to back (each 20 chunks and
+    37 entries), every entry bit for bit as the one-thread pass (``_optim.adam``) and
+    within rounding of NumPy's Adam; returns the helper's chunk count after them."""
+    from bpcore import _engine, _optim
+    rng = np.random.default_rng(seed)
+    n = 20 * (32768 // np.dtype(dtype).itemsize) + 37
+    lr, beta1, beta2, eps, l2, t = 0.01, 0.9, 0.999, 1e-8, 0.01, 3
+    bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
+    P, G, M = (rng.normal(size=(rows, n)).astype(dtype) for _ in range(3))
+    V = rng.uniform(0.1, 1, size=(rows, n)).astype(dtype)      # (well away from 0)
+    expected = [a.copy() for a in (P, M, V)]
+    for i in range(rows):
+        _optim.adam(expected[0][i], G[i], expected[1][i], expected[2][i], lr, beta1, beta2,
+                    eps, l2, bc1, bc2)
+    reference = ref.adam_step(P.astype(np.float64), G.astype(np.float64),
+                              M.astype(np.float64), V.astype(np.float64), t, lr, beta1,
+                              beta2, eps, l2)
+    chunks = _engine._adam_shared_rows(P, G, M, V, lr / bc1, beta1, beta2, eps, l2,
+                                       1 / np.sqrt(bc2))
+    for mine, one_thread, numpy_value in zip((P, M, V), expected, reference):
+        np.testing.assert_array_equal(mine, one_thread)
+        # (float32: m and v cancel, beta1 * m against (1 - beta1) * g, to about 1e-7
+        # of the data's unit scale)
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13,
+                                                                           atol=1e-14)
+        np.testing.assert_allclose(mine, numpy_value, **tol)
+    return chunks
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shared_adam_pass_equals_the_one_thread_pass_bit_for_bit(dtype):
+    # 30 passes back to back: a caller that returned before the helper's last chunk
+    # was done would have the helper still writing (or taking the next pass's chunks
+    # with this pass's buffers) while the next pass runs. The helper must take part:
+    # passes are repeated until it has done chunks (it starts on first use, and may
+    # wake too late for a pass), for up to 20 s.
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: there is no helper thread")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the helper thread is built on Linux only")
+    before = _adam_rows_checked(dtype, 1, seed=0)
+    deadline = time.monotonic() + 20
+    seed = 1
+    while (after := _adam_rows_checked(dtype, 30, seed)) == before:
+        assert time.monotonic() < deadline, "the helper thread never took a chunk"
+        seed += 1
+    assert after > before
+
+
+def test_shared_adam_pass_from_two_python_threads():
+    # one caller at a time shares its pass with the helper; the other finds it busy
+    # and runs its pass alone: both right
+    errors = []
+
+    def work(seed):
+        try:
+            for _ in range(5):
+                _adam_rows_checked(np.float32, 8, seed)
+        except Exception as error:           # reported by the main thread
+            errors.append(error)
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
