@@ -34,7 +34,7 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport sqrt
 
 from _blas cimport blas_axpy, blas_gemm, gemm, small_product
-from _pool cimport adam_update_shared, bp_pool_helper_chunks
+from _pool cimport adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
@@ -654,8 +654,11 @@ def _adam_shared_rows(floating[:, ::1] params, floating[:, ::1] grads,
                       double l2, double inv_root_bc2):
     """For tests: the fused step's shared Adam pass (_pool.h) on each row of the four
     arrays in turn, back to back without the GIL, as at more than one BLAS thread.
-    Returns the chunks bpcore's helper thread has done in this process so far."""
+    Returns (the chunks bpcore's helper thread has done in this process so far, the
+    passes after whose return the helper was still on its turn: 0 unless another
+    thread's pass had begun)."""
     cdef Py_ssize_t i, rows = params.shape[0], n = params.shape[1]
+    cdef long late = 0
     if not (grads.shape[0] == exp_avg.shape[0] == exp_avg_sq.shape[0] == rows and
             grads.shape[1] == exp_avg.shape[1] == exp_avg_sq.shape[1] == n):
         raise ValueError("params, grads, exp_avg and exp_avg_sq need one shape")
@@ -665,4 +668,5 @@ def _adam_shared_rows(floating[:, ::1] params, floating[:, ::1] grads,
                 adam_update_shared(n, &params[i, 0], &grads[i, 0], &exp_avg[i, 0],
                                    &exp_avg_sq[i, 0], step_size, beta1, beta2, eps, l2,
                                    1.0, inv_root_bc2)
-    return bp_pool_helper_chunks()
+                late += bp_pool_helper_on_turn()
+    return bp_pool_helper_chunks(), late

@@ -235,6 +235,12 @@ static long bp_pool_helper_chunks(void) {
     return atomic_load(&bp_pool.helper_chunks);
 }
 
+/* 1 while the helper is on its turn of a pass (for tests: never once the pass's
+ * caller has returned, unless another caller's pass has begun since) */
+static int bp_pool_helper_on_turn(void) {
+    return atomic_load(&bp_pool.turn) == BP_TURN_TAKEN;
+}
+
 #else  /* elsewhere (no CPU affinity API used here): every pass on its caller */
 
 static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
@@ -243,6 +249,10 @@ static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
 }
 
 static long bp_pool_helper_chunks(void) {
+    return 0;
+}
+
+static int bp_pool_helper_on_turn(void) {
     return 0;
 }
 

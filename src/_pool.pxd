@@ -11,6 +11,7 @@ cdef extern from "_pool.h" nogil:
                             double beta1, double beta2, double eps, double l2,
                             double decay, double inv_root_bc2)
     long bp_pool_helper_chunks()
+    int bp_pool_helper_on_turn()
 
 
 cdef inline void adam_update_shared(long n, floating* params, const floating* grads,

@@ -624,13 +624,14 @@ def test_adam_steps_in_a_forked_child_finish_and_are_right(rng):
         _adam_steps_checked(model, optimizer, X, y, steps=3)     # and the parent's
 
 
-def _adam_rows_checked(dtype, rows, seed):
-    """The shared Adam pass on ``rows`` buffer sets back to back (each 20 chunks and
-    37 entries), every entry bit for bit as the one-thread pass (``_optim.adam``) and
-    within rounding of NumPy's Adam; returns the helper's chunk count after them."""
+def _adam_rows_checked(dtype, rows, seed, chunks=20):
+    """The shared Adam pass on ``rows`` buffer sets back to back (each ``chunks``
+    chunks and 37 entries), every entry bit for bit as the one-thread pass (``_optim.adam``) and
+    within rounding of NumPy's Adam; returns the helper's chunk count after them, and
+    the passes after whose return it was still on its turn."""
     from bpcore import _engine, _optim
     rng = np.random.default_rng(seed)
-    n = 20 * (32768 // np.dtype(dtype).itemsize) + 37
+    n = chunks * (32768 // np.dtype(dtype).itemsize) + 37
     lr, beta1, beta2, eps, l2, t = 0.01, 0.9, 0.999, 1e-8, 0.01, 3
     bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
     P, G, M = (rng.normal(size=(rows, n)).astype(dtype) for _ in range(3))
@@ -642,7 +643,7 @@ def _adam_rows_checked(dtype, rows, seed):
     reference = ref.adam_step(P.astype(np.float64), G.astype(np.float64),
                               M.astype(np.float64), V.astype(np.float64), t, lr, beta1,
                               beta2, eps, l2)
-    chunks = _engine._adam_shared_rows(P, G, M, V, lr / bc1, beta1, beta2, eps, l2,
+    counts = _engine._adam_shared_rows(P, G, M, V, lr / bc1, beta1, beta2, eps, l2,
                                        1 / np.sqrt(bc2))
     for mine, one_thread, numpy_value in zip((P, M, V), expected, reference):
         np.testing.assert_array_equal(mine, one_thread)
@@ -651,27 +652,32 @@ def _adam_rows_checked(dtype, rows, seed):
         tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13,
                                                                            atol=1e-14)
         np.testing.assert_allclose(mine, numpy_value, **tol)
-    return chunks
+    return counts
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_shared_adam_pass_equals_the_one_thread_pass_bit_for_bit(dtype):
-    # 30 passes back to back: a caller that returned before the helper's last chunk
-    # was done would have the helper still writing (or taking the next pass's chunks
-    # with this pass's buffers) while the next pass runs. The helper must take part:
-    # passes are repeated until it has done chunks (it starts on first use, and may
-    # wake too late for a pass), for up to 20 s.
+    # Passes back to back (200 short ones, 30 long ones): a caller that returned
+    # before the helper's last chunk was done would have the helper still writing (or
+    # taking the next pass's chunks with this pass's buffers) while the next pass
+    # runs. The helper must take part: passes are repeated until it has done chunks
+    # (it starts on first use, and may wake too late for a pass), for up to 20 s.
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU: there is no helper thread")
     if not sys.platform.startswith("linux"):
         pytest.skip("the helper thread is built on Linux only")
-    before = _adam_rows_checked(dtype, 1, seed=0)
+    before, late = _adam_rows_checked(dtype, 200, seed=0, chunks=4)
     deadline = time.monotonic() + 20
     seed = 1
-    while (after := _adam_rows_checked(dtype, 30, seed)) == before:
+    while True:
+        after, more_late = _adam_rows_checked(dtype, 30, seed)
+        late += more_late
+        if after > before:
+            break
         assert time.monotonic() < deadline, "the helper thread never took a chunk"
         seed += 1
-    assert after > before
+    # and no pass returned while the helper was still at work on it
+    assert late == 0
 
 
 def test_shared_adam_pass_from_two_python_threads():
