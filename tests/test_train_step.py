@@ -518,6 +518,23 @@ def test_bad_target_to_the_built_fused_step_changes_nothing(loss_name, bad, matc
     assert optimizer.steps == 1
 
 
+def _in_two_threads(work):
+    """work(0) and work(1) in two Python threads at once; their errors raised here."""
+    errors = []
+
+    def run(i):
+        try:
+            work(i)
+        except Exception as error:           # reported by the main thread
+            errors.append(error)
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
 def _adam_steps_checked(model, optimizer, X, y, steps):
     """``steps`` fused Adam steps, each checked entry by entry against NumPy's Adam
     applied to the parameters and buffers from before the step and to the gradients
@@ -557,19 +574,8 @@ def test_adam_pass_shared_with_the_helper_thread_updates_every_entry_once(dtype,
                 for _ in models]
         _adam_steps_checked(models[0], optimizers[0], *data[0], steps=20)
         assert models[0]._engine.blas_parallel
-        errors = []
-
-        def train(i):
-            try:
-                _adam_steps_checked(models[i], optimizers[i], *data[i], steps=20)
-            except Exception as error:        # reported by the main thread
-                errors.append(error)
-        threads = [threading.Thread(target=train, args=(i,)) for i in (0, 1)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors, errors
+        _in_two_threads(lambda i: _adam_steps_checked(models[i], optimizers[i], *data[i],
+                                                      steps=20))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -683,17 +689,7 @@ def test_shared_adam_pass_equals_the_one_thread_pass_bit_for_bit(dtype):
 def test_shared_adam_pass_from_two_python_threads():
     # one caller at a time shares its pass with the helper; the other finds it busy
     # and runs its pass alone: both right
-    errors = []
-
     def work(seed):
-        try:
-            for _ in range(5):
-                _adam_rows_checked(np.float32, 8, seed)
-        except Exception as error:           # reported by the main thread
-            errors.append(error)
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+        for _ in range(5):
+            _adam_rows_checked(np.float32, 8, seed)
+    _in_two_threads(work)
