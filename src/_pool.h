@@ -16,9 +16,9 @@
  * the split changes no result.
  *
  * The helper is kept off the caller's CPU (its affinity: the CPUs of the thread that
- * started it but the caller's, set again when the caller has moved). Woken from the caller's CPU, the
- * scheduler put it there, beside the caller, where it did most of the chunks while
- * the caller waited for its CPU: no faster than one thread.
+ * started it but the caller's, set again when the caller has moved). Woken from the
+ * caller's CPU, the scheduler put it there, beside the caller, where it did most of
+ * the chunks while the caller waited for its CPU: no faster than one thread.
  *
  * One caller at a time uses the helper; a second caller (another Python thread's
  * model) finds it busy and does its pass alone, so there are never more than two
