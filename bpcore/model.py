@@ -373,34 +373,9 @@ class Model:
         self._run_backward(grad_output, need_input_grad=False)
         return value, self.grads
 
-    def train_step(self, X, target, loss, optimizer):
-        """One training step in one call: forward, loss, backward and ``optimizer``'s
-        update; return the loss value.
-
-        The same numbers as ``loss_and_grad(X, target, loss)`` followed by
-        ``optimizer.step()``, computed by one fused kernel without the GIL for a
-        built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
-        Adam update inside it; other optimizers step right after; custom losses, Loss
-        subclasses and dropout in training mode take the two-call path).
-        ``grads`` holds this batch's gradient afterwards — except that the weight
-        matrices' may be left unwritten with plain SGD (no momentum or weight decay),
-        whose update is folded into the weight-gradient product; with any SGD at
-        batch sizes up to 4, whose weight gradients are formed inside the update; and
-        with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
-        more than one thread as the step was built for this batch size, for the layers
-        whose weight-gradient product BLAS takes and adds into the momentum buffer (a
-        one-unit output layer under MSE writes its own either way). When BLAS had
-        more than one thread as the step was built, Adam's update runs on the
-        calling thread and bpcore's helper thread (``bpcore.threads``), with the
-        same results. No caches are left for
-        ``backward`` or the per-node views. Bad input raises before anything changes.
-        """
-        engine = self._engine
-        if engine is not None:
-            value = engine.run(self, X, target, loss, optimizer)
-            if value is not None:
-                return value
-        return self._train_step_general(X, target, loss, optimizer)
+    # One training step in one call (forward, loss, backward, update): defined in
+    # src/_engine.pyx, where the fast path costs no Python frame; see its docstring.
+    train_step = _engine.train_step
 
     def _train_step_general(self, X, target, loss, optimizer):
         """train_step when the last engine does not apply: validate, pick or build one."""

@@ -293,6 +293,10 @@ cdef class Engine:
         optimizer without a fused update). None, with nothing changed, when this engine
         does not apply (other loss, optimizer or state buffers, dropout in training
         mode) or the arguments need the full validation."""
+        return self.run_step(model, X, target, loss, optimizer)
+
+    cdef object run_step(self, model, X, target, loss, optimizer):
+        """run, called from C (train_step)."""
         cdef double lr = 0, h1 = 0, h2 = 0, h3 = 0, h4 = 0, h5 = 0, beta1, beta2
         cdef bint flag = False
         cdef long t = 0
@@ -344,6 +348,38 @@ cdef class Engine:
         if self.single:
             return acquire_and_run[float](self, X, target, lr, h1, h2, h3, h4, h5, flag)
         return acquire_and_run[double](self, X, target, lr, h1, h2, h3, h4, h5, flag)
+
+
+def train_step(self, X, target, loss, optimizer):
+    """One training step in one call: forward, loss, backward and ``optimizer``'s
+    update; return the loss value.
+
+    The same numbers as ``loss_and_grad(X, target, loss)`` followed by
+    ``optimizer.step()``, computed by one fused kernel without the GIL for a
+    built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
+    Adam update inside it; other optimizers step right after; custom losses, Loss
+    subclasses and dropout in training mode take the two-call path).
+    ``grads`` holds this batch's gradient afterwards — except that the weight
+    matrices' may be left unwritten with plain SGD (no momentum or weight decay),
+    whose update is folded into the weight-gradient product; with any SGD at
+    batch sizes up to 4, whose weight gradients are formed inside the update; and
+    with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
+    more than one thread as the step was built for this batch size, for the layers
+    whose weight-gradient product BLAS takes and adds into the momentum buffer (a
+    one-unit output layer under MSE writes its own either way). When BLAS had
+    more than one thread as the step was built, Adam's update runs on the
+    calling thread and bpcore's helper thread (``bpcore.threads``), with the
+    same results. No caches are left for
+    ``backward`` or the per-node views. Bad input raises before anything changes.
+    """
+    # bpcore.Model.train_step (bound as a method there): the step the model's last
+    # engine applies to runs without a Python frame of its own
+    cdef Engine engine = self._engine
+    if engine is not None:
+        value = engine.run_step(self, X, target, loss, optimizer)
+        if value is not None:
+            return value
+    return self._train_step_general(X, target, loss, optimizer)
 
 
 cdef bint engine_meets(Engine e, const char* lo, const char* hi) noexcept nogil:

@@ -311,6 +311,25 @@ def test_fused_step_equals_the_numpy_reference():
         np.testing.assert_allclose(layer.b, bi, rtol=1e-10, atol=1e-13)
 
 
+def test_train_step_takes_keywords_and_the_unbound_form(rng):
+    """train_step is defined in the Cython core and bound as a Model method: called by
+    keywords, or unbound on the class, it is still the step of the two-call path."""
+    X, y = rng.normal(size=(12, 5)), rng.integers(0, 3, 12)
+    fused, plain = pair("relu", np.float64, rng)
+    o1, o2 = bp.SGD(fused, lr=0.1, momentum=0.5), bp.SGD(plain, lr=0.1, momentum=0.5)
+    loss = bp.CrossEntropyLoss()
+    for i in range(4):
+        if i % 2:
+            value = bp.Model.train_step(fused, X, y, loss, o1)
+        else:
+            value = fused.train_step(optimizer=o1, loss=loss, target=y, X=X)
+        expected, _ = plain.loss_and_grad(X, y, loss)
+        o2.step()
+        assert value == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+    assert "One training step in one call" in bp.Model.train_step.__doc__
+
+
 def test_other_optimizers_and_custom_losses_and_dropout_take_the_general_path(rng):
     X, y = rng.normal(size=(10, 5)), rng.integers(0, 3, 10)
     for make in (lambda m: bp.optim.AdamW(m, lr=0.01), lambda m: bp.optim.RMSprop(m, lr=0.01)):
