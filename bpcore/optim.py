@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _aligned, _optim, _validation
+from . import _aligned, _engine, _optim, _validation
 from .model import Model
 
 
@@ -43,13 +43,16 @@ class Optimizer(Hyperparameters):
     def __init__(self, model, **hyper):
         if not isinstance(model, Model):
             raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
+        # the step count and the scalars the fused step reads (Model.train_step),
+        # as C fields: kept current by __setattr__ and load_state_dict
+        object.__setattr__(self, "_scalars", _engine.Scalars())
         self.model = model
-        self.steps = 0
         self.state = {}
         checked = {name: type(self)._hyper[name](value, name) for name, value in hyper.items()}
         self._check_combination(checked)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        self._sync_scalars()
 
     def __setattr__(self, name, value):
         check = type(self)._hyper.get(name)
@@ -58,6 +61,27 @@ class Optimizer(Hyperparameters):
             if all(other in self.__dict__ for other in self._hyper):
                 self._check_combination({**self.hyperparameters, name: value})
         object.__setattr__(self, name, value)
+        if check is not None:
+            self._sync_scalars()
+
+    @property
+    def steps(self):
+        """The number of steps taken (``step()`` and ``Model.train_step`` each add
+        one); Adam's bias correction reads it. Settable to a non-negative integer."""
+        return self._scalars.steps
+
+    @steps.setter
+    def steps(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"steps must be a non-negative integer; got "
+                            f"{_validation.describe(value)}")
+        if value < 0:
+            raise ValueError(f"steps must be a non-negative integer; got {value!r}")
+        self._scalars.steps = int(value)
+
+    def _sync_scalars(self):
+        """Copy the hyper-parameters the fused step reads into ``_scalars`` (SGD and
+        Adam override this; the others' steps are not fused)."""
 
     def _check_combination(self, hyper):
         """Raise ValueError when hyper-parameters that are valid alone clash together."""
@@ -131,6 +155,7 @@ class Optimizer(Hyperparameters):
         # everything checked: now write
         for name, value in hyper.items():
             object.__setattr__(self, name, value)
+        self._sync_scalars()
         self.steps = int(steps)
         state = {}
         for name, buf in buffers.items():
@@ -212,6 +237,10 @@ class SGD(Optimizer):
     def _buffers_for(self, hyper):
         return self._buffers if hyper["momentum"] else ()   # plain SGD keeps no buffer
 
+    def _sync_scalars(self):
+        s = self._scalars
+        s.lr, s.h1, s.h2, s.flag = self.lr, self.momentum, self.weight_decay, self.nesterov
+
     def _update(self):
         model = self.model
         velocity = self.state.get("momentum_buffer", model._empty1)
@@ -229,6 +258,10 @@ class Adam(Optimizer):
 
     def __init__(self, model, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _sync_scalars(self):
+        s = self._scalars
+        s.lr, (s.h1, s.h2), s.h3, s.h4 = self.lr, self.betas, self.eps, self.weight_decay
 
     def _update(self):
         beta1, beta2 = self.betas

@@ -214,6 +214,20 @@ cdef bint predict_into(Predictor p, X, floating* dtype=NULL):
     return ok
 
 
+cdef class Scalars:
+    """What the fused step reads from an optimizer each call, kept as C fields so
+    that reading them costs no attribute lookup: the step count, and for SGD and
+    Adam their hyper-parameters, copied here by the optimizer whenever one is set
+    (bpcore.optim.Optimizer._sync_scalars). An optimizer holds one for its whole
+    life (``_scalars``); its ``steps`` property reads and writes ``steps`` here.
+
+    SGD: lr, h1 = momentum, h2 = weight_decay, flag = nesterov. Adam: lr, h1 =
+    beta1, h2 = beta2, h3 = eps, h4 = weight_decay."""
+    cdef public long long steps
+    cdef public double lr, h1, h2, h3, h4
+    cdef public bint flag
+
+
 cdef class Engine:
     cdef Layer* layers
     cdef int n_layers, loss_code, optimizer_code
@@ -231,6 +245,7 @@ cdef class Engine:
     cdef readonly object state     # the optimizer state buffers this engine updates
     cdef tuple state_names
     cdef readonly object loss, optimizer
+    cdef Scalars scalars             # optimizer._scalars
     cdef readonly object reduction   # the loss reduction the scale was computed for
     cdef bint has_dropout
     cdef bint unit                # the output layer runs through unit_mse (unit_output)
@@ -254,6 +269,7 @@ cdef class Engine:
         self.optimizer_code = optimizer_code
         self.state, self.state_names = state, state_names
         self.loss, self.optimizer, self.has_dropout = loss, optimizer, has_dropout
+        self.scalars = optimizer._scalars if optimizer_code != OPT_NONE else None
         self.reduction = loss.reduction
         self.state1 = address(state[0]) if len(state) > 0 else NULL
         self.state2 = address(state[1]) if len(state) > 1 else NULL
@@ -299,7 +315,8 @@ cdef class Engine:
         """run, called from C (train_step)."""
         cdef double lr = 0, h1 = 0, h2 = 0, h3 = 0, h4 = 0, h5 = 0, beta1, beta2
         cdef bint flag = False
-        cdef long t = 0
+        cdef long long t = 0
+        cdef Scalars s = self.scalars
         if loss is not self.loss or optimizer is not self.optimizer:
             return None
         if loss.reduction != self.reduction:
@@ -311,16 +328,16 @@ cdef class Engine:
             for name, buf in zip(self.state_names, self.state):
                 if buffers.get(name) is not buf:
                     return None
+        # the optimizer's hyper-parameters and step count, from its Scalars (C fields)
         if self.optimizer_code == OPT_SGD:
-            lr, h1, h2 = optimizer.lr, optimizer.momentum, optimizer.weight_decay
-            flag = optimizer.nesterov
+            lr, h1, h2, flag = s.lr, s.h1, s.h2, s.flag
             if h1 != 0 and self.state1 == NULL:
                 return None          # momentum switched on after the engine was built
         elif self.optimizer_code == OPT_ADAM:
-            t = optimizer.steps + 1
-            beta1, beta2 = optimizer.betas
-            lr = optimizer.lr / (1.0 - beta1 ** t)
-            h1, h2, h3, h4 = beta1, beta2, optimizer.eps, optimizer.weight_decay
+            t = s.steps + 1
+            beta1, beta2 = s.h1, s.h2
+            lr = s.lr / (1.0 - beta1 ** t)
+            h1, h2, h3, h4 = beta1, beta2, s.h3, s.h4
             h5 = 1.0 / sqrt(1.0 - beta2 ** t)
         if self.single:
             value = acquire_and_run[float](self, X, target, lr, h1, h2, h3, h4, h5, flag)
@@ -333,7 +350,7 @@ cdef class Engine:
         if self.optimizer_code == OPT_NONE:
             optimizer.step()
         else:
-            optimizer.__dict__["steps"] = optimizer.steps + 1
+            s.steps += 1
         return value
 
     def step(self, X, target, double lr=0, double h1=0, double h2=0, double h3=0,

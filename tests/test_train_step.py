@@ -484,6 +484,52 @@ def test_changed_hyperparameters_and_reduction_are_honoured(rng):
     both()
 
 
+def test_changed_adam_hyperparameters_and_step_count_are_honoured(rng):
+    # the fused step reads the optimizer's scalars from C fields the optimizer keeps
+    # current: every way of changing them must reach the next fused step
+    fused, plain = pair("relu", np.float64, rng)
+    X, y = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
+    loss = bp.MSELoss()
+    o1, o2 = bp.Adam(fused, lr=0.01), bp.Adam(plain, lr=0.01)
+
+    def both():
+        v1 = fused.train_step(X, y, loss, o1)
+        v2, _ = plain.loss_and_grad(X, y, loss)
+        o2.step()
+        assert v1 == pytest.approx(v2, rel=1e-12)
+        np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+        assert o1.steps == o2.steps
+
+    both()
+    for name, value in [("lr", 0.003), ("betas", (0.5, 0.9)), ("eps", 1e-3),
+                        ("weight_decay", 0.1)]:
+        setattr(o1, name, value)
+        setattr(o2, name, value)
+        both()
+    o1.steps = o2.steps = 0                  # the bias correction starts over
+    both()
+    saved = o2.state_dict()                  # loaded: hyper-parameters and the count
+    saved["hyperparameters"]["lr"] = 0.02
+    saved["steps"] = 40
+    o1.load_state_dict(saved)
+    o2.load_state_dict(saved)
+    both()
+    assert o1.steps == 41 and o1.lr == 0.02
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError),
+                                          (True, TypeError), ("3", TypeError)])
+def test_bad_step_count_is_refused_and_changes_nothing(value, error, rng):
+    model, _ = pair("relu", np.float64, rng)
+    opt = bp.Adam(model, lr=0.01)
+    model.train_step(rng.normal(size=(4, 5)), rng.normal(size=(4, 3)), bp.MSELoss(), opt)
+    with pytest.raises(error, match="steps must be a non-negative integer"):
+        opt.steps = value
+    assert opt.steps == 1
+    opt.steps = np.int64(7)
+    assert opt.steps == 7 and type(opt.steps) is int
+
+
 @pytest.mark.parametrize("width", [16, 64, 70])        # the one-pass loops: unrolled / generic
 @pytest.mark.parametrize("batch", [1, 9, 100])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
