@@ -188,3 +188,44 @@ def test_one_output_weight_gradient_at_large_batches(batch, dtype, rng):
     dout = 2 * (out - y) / batch
     np.testing.assert_allclose(model.layers[1].dW, hidden.T @ dout,
                                rtol=TOLERANCE[dtype] * 10, atol=TOLERANCE[dtype] * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("n_in", [1, 2, 3])
+@pytest.mark.parametrize("width", [4, 6, 8, 12, 16, 24, 32, 40])
+@pytest.mark.parametrize("batch", [1, 5, 100])
+def test_layers_of_one_or_two_inputs_equal_numpy(batch, width, n_in, activation, dtype):
+    # a layer of at most two inputs and one to four vectors of outputs keeps its
+    # weights in registers (bp_tiny_k_rows); 3 inputs and the other widths take the
+    # blocks of rows: predict, and one fused SGD step of [that layer, one unit] under
+    # MSE (the layer's derivative cache written by the forward for leaky ReLU), against
+    # NumPy in float64
+    rng = np.random.default_rng(batch * 1000 + width * 10 + n_in)
+    model = bp.Model([bp.Dense(n_in, width, activation), bp.Dense(width, 1)], dtype=dtype,
+                     seed=1)
+    for layer in model.layers:
+        layer.b[...] = rng.normal(size=layer.b.shape)
+    X = rng.normal(size=(batch, n_in)).astype(dtype)
+    y = rng.normal(size=(batch, 1)).astype(dtype)
+    W = [layer.W.astype(np.float64) for layer in model.layers]
+    b = [layer.b.astype(np.float64) for layer in model.layers]
+    z = X.astype(np.float64) @ W[0] + b[0]
+    h = {"relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, 0.01 * z),
+         "identity": z}[activation]
+    dh = {"relu": (z > 0) * 1.0, "leaky_relu": np.where(z > 0, 1.0, 0.01),
+          "identity": np.ones_like(z)}[activation]
+    out = h @ W[1] + b[1]
+    tol = TOLERANCE[dtype]
+    np.testing.assert_allclose(model.predict(X), out, rtol=tol, atol=tol)
+
+    lr = 0.1
+    d2 = 2 * (out - y) / batch
+    d1 = (d2 @ W[1].T) * dh
+    value = model.train_step(X, y, bp.MSELoss(), bp.SGD(model, lr=lr))
+    assert value == pytest.approx(np.mean((out - y) ** 2), rel=10 * tol)
+    expected = [(W[0] - lr * X.T @ d1, b[0] - lr * d1.sum(0)),
+                (W[1] - lr * h.T @ d2, b[1] - lr * d2.sum(0))]
+    for layer, (We, be) in zip(model.layers, expected):
+        np.testing.assert_allclose(layer.W, We, rtol=tol, atol=tol)
+        np.testing.assert_allclose(layer.b, be, rtol=tol, atol=tol)
