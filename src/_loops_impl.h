@@ -172,15 +172,31 @@ BP_CLONES static void NAME(bp_delta)(
     if (G) NAME(bp_column_sums)(n, m, upstream, G, dscale, overwrite);
 }
 
-/* 1 when none of x[0:n] is NaN or infinite, else 0. x - x is 0 exactly for finite
- * x and NaN otherwise; the or-reduction over blocks of 1024 vectorises (a loop
- * that breaks at the first bad entry does not) and still stops soon after one. */
+/* 1 when none of x[0:n] is NaN or infinite, else 0. x - x is +0 exactly for finite
+ * x and NaN otherwise, and a sum of such terms is 0 or NaN: four vector sums over
+ * blocks of 1024 entries, checked after each block (a loop that breaks at the first
+ * bad entry does not vectorise; an or-reduction of the comparisons' masks took
+ * twelve instructions per two vectors, this takes two). */
 BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
+    typedef T V __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+    const long VL = (long) (32 / sizeof(T));
     for (long start = 0; start < n; start += 1024) {
         const long end = n - start > 1024 ? start + 1024 : n;
-        int bad = 0;
-        for (long i = start; i < end; i++) bad |= !(x[i] - x[i] == 0);
-        if (bad) return 0;
+        V a0 = (V) {0}, a1 = a0, a2 = a0, a3 = a0;
+        long i = start;
+        for (; i + 4 * VL <= end; i += 4 * VL) {
+            const V v0 = *(const V *) (x + i), v1 = *(const V *) (x + i + VL);
+            const V v2 = *(const V *) (x + i + 2 * VL), v3 = *(const V *) (x + i + 3 * VL);
+            a0 += v0 - v0;
+            a1 += v1 - v1;
+            a2 += v2 - v2;
+            a3 += v3 - v3;
+        }
+        a0 += (a1 + a2) + a3;
+        T sum = 0;
+        for (; i < end; i++) sum += x[i] - x[i];
+        for (long q = 0; q < VL; q++) sum += a0[q];
+        if (!(sum == 0)) return 0;
     }
     return 1;
 }

@@ -208,15 +208,16 @@ def test_adam_kernel_equals_reference(t, weight_decay, rng):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_all_finite_matches_numpy_across_its_blocks(dtype, rng):
-    # the check works in blocks of 1024 entries: bad entries at every edge
+    # the check works in blocks of 1024 entries, each summed in four vectors and a
+    # scalar tail: bad entries at every edge, and at every place of a short array
     info = np.finfo(dtype)
-    for n in (0, 1, 7, 1023, 1024, 1025, 3000):
+    for n in (0, 1, 7, 37, 1023, 1024, 1025, 3000):
         x = rng.normal(size=n).astype(dtype)
         if n:
             x[0], x[-1] = info.max, -info.max          # huge but finite
             x[n // 2] = info.tiny / 4                  # subnormal
         assert _finite.all_finite(x) == bool(np.isfinite(x).all())
-        for i in sorted({0, 1023, 1024, n // 2, n - 1}):
+        for i in range(n) if n == 37 else sorted({0, 1023, 1024, n // 2, n - 1}):
             if not 0 <= i < n:
                 continue
             for bad in (np.nan, np.inf, -np.inf):
