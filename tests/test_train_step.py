@@ -460,6 +460,16 @@ def test_fused_step_and_predict_at_any_batch_size(batch, rng):
         assert not np.shares_memory(out, fused.predict(X))   # a new array every call
 
 
+def one_step_each_way(fused, plain, X, y, losses, optimizers):
+    """train_step on ``fused``; loss_and_grad and step on ``plain``: the same loss
+    value and parameters after."""
+    v1 = fused.train_step(X, y, losses[0], optimizers[0])
+    v2, _ = plain.loss_and_grad(X, y, losses[1])
+    optimizers[1].step()
+    assert v1 == pytest.approx(v2, rel=1e-12)
+    np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+
+
 def test_changed_hyperparameters_and_reduction_are_honoured(rng):
     fused, plain = pair("tanh", np.float64, rng)
     X, y = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
@@ -467,11 +477,7 @@ def test_changed_hyperparameters_and_reduction_are_honoured(rng):
     o1, o2 = bp.SGD(fused, lr=0.05), bp.SGD(plain, lr=0.05)
 
     def both():
-        v1 = fused.train_step(X, y, loss_f, o1)
-        v2, _ = plain.loss_and_grad(X, y, loss_p)
-        o2.step()
-        assert v1 == pytest.approx(v2, rel=1e-12)
-        np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+        one_step_each_way(fused, plain, X, y, (loss_f, loss_p), (o1, o2))
 
     both()
     o1.momentum = o2.momentum = 0.9          # momentum switched on: a buffer appears
@@ -493,11 +499,7 @@ def test_changed_adam_hyperparameters_and_step_count_are_honoured(rng):
     o1, o2 = bp.Adam(fused, lr=0.01), bp.Adam(plain, lr=0.01)
 
     def both():
-        v1 = fused.train_step(X, y, loss, o1)
-        v2, _ = plain.loss_and_grad(X, y, loss)
-        o2.step()
-        assert v1 == pytest.approx(v2, rel=1e-12)
-        np.testing.assert_allclose(fused.params, plain.params, rtol=1e-12, atol=1e-14)
+        one_step_each_way(fused, plain, X, y, (loss, loss), (o1, o2))
         assert o1.steps == o2.steps
 
     both()
