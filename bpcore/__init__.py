@@ -3,21 +3,21 @@
 A Cython core over flat numpy buffers (forward, derivative caches, backward, fused
 optimizer updates, all without the GIL) behind a small Python API.
 """
+from importlib.metadata import version as _version
+
 from . import datasets  # noqa: F401  (bp.datasets.moons, ...)
-from .callbacks import (Callback, EarlyStopping, LambdaCallback, LearningRateScheduler,
-                        ModelCheckpoint)
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
-from .layers import ACTIVATIONS, Dense
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-from .model import Model
-from .optim import (SGD, Adam, AdamW, Optimizer, RMSprop, Rprop, clip_grad_norm,
-                    clip_grad_value)
-from .schedules import CosineLR, ExponentialLR, LambdaLR, ReduceLROnPlateau, StepLR
+from .nn import ACTIVATIONS, BCEWithLogitsLoss, CrossEntropyLoss, Dense, Loss, Model, MSELoss
+from .optim import (SGD, Adam, AdamW, CosineLR, ExponentialLR, LambdaLR, Optimizer,
+                    ReduceLROnPlateau, RMSprop, Rprop, StepLR, clip_grad_norm, clip_grad_value,
+                    register_optimizer)
 from .threads import blas_threads, set_blas_threads
-from .training import History, TrainingDiverged
+from .train import (Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler,
+                    ModelCheckpoint, TrainingDiverged)
 
-__version__ = "0.1.0"
+#: the installed distribution's version (pyproject.toml is its one source)
+__version__ = _version("bpcore")
 
 __all__ = [
     "ACTIVATIONS",
@@ -54,5 +54,6 @@ __all__ = [
     "gradcheck",
     "load",
     "load_checkpoint",
+    "register_optimizer",
     "set_blas_threads",
 ]

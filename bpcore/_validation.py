@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from ._finite import all_finite
+from ._flat import all_finite
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -36,8 +36,8 @@ import zipfile
 import numpy as np
 
 from . import _validation
-from .layers import Dense
-from .model import Model
+from .nn import Dense, Model
+from .nn.model import register_convenience
 from .optim import Optimizer
 
 FORMAT = "bpcore-checkpoint"
@@ -528,3 +528,6 @@ def _subclasses(cls):
             seen.append(sub)
             stack.extend(sub.__subclasses__())
     return seen
+
+
+register_convenience("save", save)

@@ -4,8 +4,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation
-from .losses import Loss
-from .model import Model
+from .nn import Loss, Model
 
 
 @dataclass

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 import bpcore as bp
-from bpcore.callbacks import LearningRateScheduler
+from bpcore.train.callbacks import LearningRateScheduler
 from bpcore.datasets import moons
 
 

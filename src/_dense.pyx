@@ -14,7 +14,7 @@
 # not be X.
 from cython cimport floating
 
-from _blas cimport (BP_SMALL_SCRATCH, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
+from _blas cimport (BP_SMALL_SCRATCH, SKINNY, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
                    own_can_take, own_gemm, small_product)
 from _loops cimport bias_activation, delta_and_bias_grad
 
@@ -139,6 +139,13 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
         else:
             gemm(trans_a, trans_b, m, n, k, <floating> alpha, a, lda, b, ldb,
                  <floating> beta, &C[0, 0], n)
+
+
+#: the rule's constants (src/_blas.pxd): the own loops' scratch entries, the deepest
+#: product whose last columns fit it transposed, and the most rows of a skinny batch
+SMALL_SCRATCH = BP_SMALL_SCRATCH
+SMALL_PRODUCT_DEPTH = SMALL_DEPTH
+SKINNY_ROWS = SKINNY
 
 
 def small_product_limit():

@@ -1,11 +1,16 @@
 # The fused training step: forward, loss, backward and optimizer update in one call,
-# the GIL released throughout.
+# the GIL released throughout; and predict's forward pass without caches.
 #
-# An Engine is built by bpcore/model.py for one batch size, one loss and one
-# optimizer. It owns nothing either: it holds raw pointers into the model's flat
-# parameter/gradient buffers, the workspace of that batch size, the loss's gradient
-# buffer and the optimizer's state, and keeps references to those arrays so the
-# pointers stay valid. Only X and the target cross per call.
+# An Engine runs the StepPlan it is handed (bpcore/nn/plan.py, built by
+# bpcore/nn/fused.py for one batch size, one loss and one optimizer) and nothing else:
+# it never reads a Model, a loss or an optimizer. It owns nothing: it holds raw
+# pointers into the plan's arrays (the model's flat parameter/gradient buffers, the
+# workspace of that batch size, the loss's gradient buffer, the optimizer's state)
+# and keeps the plan so the pointers stay valid. The optimizer's hyper-parameters and
+# step count come from the plan's Scalars, which the optimizer keeps current. Only X
+# and the target cross per call. Whether an engine still applies to a call (same loss,
+# optimizer, reduction, state buffers; no dropout in training mode) is decided by
+# Model.train_step (src/_train_step.pyx) before it calls ``run``.
 #
 # Differences from loss_and_grad + optimizer.step(), each saving a pass over memory:
 # gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
@@ -21,7 +26,7 @@
 # the optimizer. With more than one BLAS thread, Adam's pass over the flat buffers
 # runs on this thread and bpcore's helper thread (_pool.h), entry for entry as on one.
 #
-# `step` returns None when it cannot take its arguments as they are (other dtype or
+# `run` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
 # full validation, which raises the clear error or converts, and calls again.
 import numpy as np
@@ -55,6 +60,12 @@ cdef enum:
     OPT_SGD = 1
     OPT_ADAM = 2
 
+#: The losses and the optimizer updates this engine computes in its kernel, by the
+#: name a plan gives them (bpcore/nn/fused.py decides which a call may use).
+LOSS_KINDS = {"mse": LOSS_MSE, "cross_entropy_labels": LOSS_CE_LABELS,
+              "cross_entropy_probs": LOSS_CE_PROBS, "bce": LOSS_BCE}
+OPTIMIZER_KINDS = {"sgd": OPT_SGD, "adam": OPT_ADAM}
+
 
 cdef struct Layer:
     long n_in, n_out
@@ -80,29 +91,29 @@ cdef char* address(object array):
     return <char*> <intptr_t> array.__array_interface__["data"][0]
 
 
-cdef Layer* layer_table(list layers) except NULL:
-    """A malloc'ed Layer per tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc, A, D,
-    G, delta, dX) of ints/floats and arrays (None or empty: absent); caller frees."""
+cdef Layer* layer_table(tuple layers) except NULL:
+    """A malloc'ed Layer per LayerPlan (bpcore/nn/plan.py; an array that is None or
+    empty is absent); caller frees."""
     cdef Layer* table = <Layer*> malloc(max(len(layers), 1) * sizeof(Layer))
     cdef int i
     if table == NULL:
         raise MemoryError()
     for i, spec in enumerate(layers):
-        table[i].n_in = spec[0]
-        table[i].n_out = spec[1]
-        table[i].kind = spec[2]
-        table[i].slope = spec[3]
-        table[i].W = address(spec[4])
-        table[i].b = address(spec[5])
-        table[i].c = address(spec[6])
-        table[i].dW = address(spec[7])
-        table[i].db = address(spec[8])
-        table[i].dc = address(spec[9])
-        table[i].A = address(spec[10])
-        table[i].D = address(spec[11])
-        table[i].G = address(spec[12])
-        table[i].delta = address(spec[13])
-        table[i].dX = address(spec[14])
+        table[i].n_in = spec.n_in
+        table[i].n_out = spec.n_out
+        table[i].kind = spec.activation
+        table[i].slope = spec.negative_slope
+        table[i].W = address(spec.W)
+        table[i].b = address(spec.b)
+        table[i].c = address(spec.c)
+        table[i].dW = address(spec.dW)
+        table[i].db = address(spec.db)
+        table[i].dc = address(spec.dc)
+        table[i].A = address(spec.A)
+        table[i].D = address(spec.D)
+        table[i].G = address(spec.G)
+        table[i].delta = address(spec.delta)
+        table[i].dX = address(spec.dX)
     return table
 
 
@@ -149,11 +160,13 @@ cdef class Predictor:
     cdef readonly object keep
     cdef object output
 
-    def __cinit__(self, list layers, long n, bint single):
+    def __cinit__(self, tuple layers, long n, bint single):
+        """layers: a LayerPlan per layer (bpcore/nn/plan.py), over activation buffers
+        of n rows; single: float32 (else float64)."""
         self.n_layers = len(layers)
         self.layers = layer_table(layers)
         self.n, self.single = n, single
-        self.output = layers[len(layers) - 1][10]   # (no wraparound in kernels)
+        self.output = layers[len(layers) - 1].A   # (no wraparound in kernels)
         self.keep = layers
 
     def __dealloc__(self):
@@ -215,20 +228,30 @@ cdef bint predict_into(Predictor p, X, floating* dtype=NULL):
 
 
 cdef class Scalars:
-    """What the fused step reads from an optimizer each call, kept as C fields so
-    that reading them costs no attribute lookup: the step count, and for SGD and
-    Adam their hyper-parameters, copied here by the optimizer whenever one is set
-    (bpcore.optim.Optimizer._sync_scalars). An optimizer holds one for its whole
-    life (``_scalars``); its ``steps`` property reads and writes ``steps`` here.
-
-    SGD: lr, h1 = momentum, h2 = weight_decay, flag = nesterov. Adam: lr, h1 =
-    beta1, h2 = beta2, h3 = eps, h4 = weight_decay."""
+    """The optimizer's numbers that the fused step reads each call, kept as C fields so
+    that reading them costs no attribute lookup: the step count and the
+    hyper-parameters of SGD (lr, momentum, weight_decay, nesterov) and Adam (lr,
+    beta1, beta2, eps, weight_decay). An optimizer holds one for its whole life and
+    copies its hyper-parameters here whenever one is set
+    (bpcore.optim.Optimizer._sync_scalars); its ``steps`` property reads and writes
+    ``steps`` here. A plan hands it to the engine, which advances ``steps``."""
     cdef public long long steps
-    cdef public double lr, h1, h2, h3, h4
-    cdef public bint flag
+    cdef public double lr, momentum, weight_decay, beta1, beta2, eps
+    cdef public bint nesterov
+
+
+cdef struct Update:
+    # one step's optimizer numbers, as fused_step reads them
+    double lr             # SGD: lr; Adam: lr / (1 - beta1^t), the corrected step size
+    double momentum       # SGD
+    double weight_decay   # SGD and Adam (L2 on the gradient)
+    bint nesterov         # SGD
+    double beta1, beta2, eps   # Adam
+    double inv_root_bc2   # Adam: 1 / sqrt(1 - beta2^t)
 
 
 cdef class Engine:
+    """The fused training step of one StepPlan (bpcore/nn/plan.py)."""
     cdef Layer* layers
     cdef int n_layers, loss_code, optimizer_code
     cdef long n, n_params
@@ -241,49 +264,49 @@ cdef class Engine:
     cdef char* state2
     cdef char* scratch            # W^T of a layer (transpose_first), or NULL (none)
     cdef long scratch_size
-    cdef readonly object keep      # the arrays behind every pointer
-    cdef readonly object state     # the optimizer state buffers this engine updates
-    cdef tuple state_names
-    cdef readonly object loss, optimizer
-    cdef Scalars scalars             # optimizer._scalars
-    cdef readonly object reduction   # the loss reduction the scale was computed for
-    cdef bint has_dropout
+    cdef readonly object plan      # the arrays behind every pointer
+    cdef readonly tuple state      # the optimizer state buffers this engine updates
+    cdef object scratch_array
+    cdef Scalars scalars
     cdef bint unit                # the output layer runs through unit_mse (unit_output)
-    cdef readonly bint blas_parallel  # BLAS had more than one thread when built
+    cdef readonly bint blas_parallel  # BLAS had more than one thread when planned
 
-    def __cinit__(self, list layers, params, grads, grad_output, long n, int loss_code,
-                  double scale, int optimizer_code, tuple state, tuple state_names,
-                  loss, optimizer, bint has_dropout, bint blas_parallel=False):
-        """layers: per layer a tuple (n_in, n_out, kind, slope, W, b, c, dW, db, dc,
-        A, D, G, delta, dX) of ints/floats and arrays (None or empty: absent).
-        blas_parallel: whether BLAS runs more than one thread (then SGD with momentum
-        hands its update to BLAS where BLAS takes the products, and Adam shares its
-        pass with bpcore's helper thread: fused_step)."""
+    def __cinit__(self, plan):
+        """plan: a StepPlan. Its blas_parallel says whether BLAS runs more than one
+        thread (then SGD with momentum hands its update to BLAS where BLAS takes the
+        products, and Adam shares its pass with bpcore's helper thread: fused_step)."""
+        layers = plan.layers
+        params, state = plan.params, plan.state
+        if plan.loss_kind not in LOSS_KINDS:
+            raise ValueError(f"plan.loss_kind must be one of {sorted(LOSS_KINDS)}; got "
+                             f"{plan.loss_kind!r}")
+        if plan.optimizer_kind is not None and plan.optimizer_kind not in OPTIMIZER_KINDS:
+            raise ValueError(f"plan.optimizer_kind must be None or one of "
+                             f"{sorted(OPTIMIZER_KINDS)}; got {plan.optimizer_kind!r}")
         self.n_layers = len(layers)
         self.layers = layer_table(layers)
         self.single = params.dtype.itemsize == 4
-        self.n, self.n_params = n, params.size
-        self.params, self.grads = address(params), address(grads)
-        self.grad_output = address(grad_output)
-        self.loss_code, self.scale = loss_code, scale
-        self.optimizer_code = optimizer_code
-        self.state, self.state_names = state, state_names
-        self.loss, self.optimizer, self.has_dropout = loss, optimizer, has_dropout
-        self.scalars = optimizer._scalars if optimizer_code != OPT_NONE else None
-        self.reduction = loss.reduction
+        self.n, self.n_params = plan.batch_size, params.size
+        self.params, self.grads = address(params), address(plan.grads)
+        self.grad_output = address(plan.grad_output)
+        self.loss_code, self.scale = LOSS_KINDS[plan.loss_kind], plan.scale
+        self.optimizer_code = (OPT_NONE if plan.optimizer_kind is None
+                               else OPTIMIZER_KINDS[plan.optimizer_kind])
+        self.state = tuple(state)
+        self.scalars = plan.scalars
         self.state1 = address(state[0]) if len(state) > 0 else NULL
         self.state2 = address(state[1]) if len(state) > 1 else NULL
         cdef long size = 0
         for spec in layers[1:]:
-            if transpose_first(n, spec[0], spec[1]):
-                size = max(size, spec[0] * spec[1])
+            if transpose_first(self.n, spec.n_in, spec.n_out):
+                size = max(size, spec.n_in * spec.n_out)
         # an ndarray, so that it counts where NumPy memory is counted (at most
         # TRANSPOSE_MAX entries)
-        scratch = np.empty(size, params.dtype)
-        self.scratch, self.scratch_size = address(scratch), size
-        self.keep = (layers, params, grads, grad_output, state, scratch)
+        self.scratch_array = np.empty(size, params.dtype)
+        self.scratch, self.scratch_size = address(self.scratch_array), size
+        self.plan = plan
         self.unit = unit_output(self)
-        self.blas_parallel = blas_parallel
+        self.blas_parallel = plan.blas_parallel
 
     def __dealloc__(self):
         free(self.layers)
@@ -303,100 +326,34 @@ cdef class Engine:
         return engine_meets(self, <const char*> <intptr_t> low,
                             <const char*> <intptr_t> high)
 
-    def run(self, model, X, target, loss, optimizer):
-        """Model.train_step's fast path: the fused step with ``optimizer``'s current
-        hyper-parameters, its step count advanced (or its own ``step()`` called, for an
-        optimizer without a fused update). None, with nothing changed, when this engine
-        does not apply (other loss, optimizer or state buffers, dropout in training
-        mode) or the arguments need the full validation."""
-        return self.run_step(model, X, target, loss, optimizer)
-
-    cdef object run_step(self, model, X, target, loss, optimizer):
-        """run, called from C (train_step)."""
-        cdef double lr = 0, h1 = 0, h2 = 0, h3 = 0, h4 = 0, h5 = 0, beta1, beta2
-        cdef bint flag = False
-        cdef long long t = 0
+    def run(self, X, target):
+        """One fused step on (X, target) with the Scalars' current hyper-parameters,
+        their step count advanced; returns the loss value. None, with nothing changed,
+        when the arguments need the full validation (other dtype, layout or shape,
+        NaN/inf, labels out of range, memory this step writes)."""
+        cdef Update u
+        cdef long long t
         cdef Scalars s = self.scalars
-        if loss is not self.loss or optimizer is not self.optimizer:
-            return None
-        if loss.reduction != self.reduction:
-            return None
-        if self.has_dropout and model.training:
-            return None
-        if self.state:
-            buffers = optimizer.state
-            for name, buf in zip(self.state_names, self.state):
-                if buffers.get(name) is not buf:
-                    return None
-        # the optimizer's hyper-parameters and step count, from its Scalars (C fields)
+        u.lr = u.momentum = u.weight_decay = u.beta1 = u.beta2 = u.eps = 0
+        u.inv_root_bc2 = 1
+        u.nesterov = False
         if self.optimizer_code == OPT_SGD:
-            lr, h1, h2, flag = s.lr, s.h1, s.h2, s.flag
-            if h1 != 0 and self.state1 == NULL:
-                return None          # momentum switched on after the engine was built
+            u.lr, u.momentum, u.weight_decay, u.nesterov = (
+                s.lr, s.momentum, s.weight_decay, s.nesterov)
+            if u.momentum != 0 and self.state1 == NULL:
+                return None          # momentum switched on after the plan was made
         elif self.optimizer_code == OPT_ADAM:
             t = s.steps + 1
-            beta1, beta2 = s.h1, s.h2
-            lr = s.lr / (1.0 - beta1 ** t)
-            h1, h2, h3, h4 = beta1, beta2, s.h3, s.h4
-            h5 = 1.0 / sqrt(1.0 - beta2 ** t)
+            u.beta1, u.beta2, u.eps, u.weight_decay = s.beta1, s.beta2, s.eps, s.weight_decay
+            u.lr = s.lr / (1.0 - u.beta1 ** t)
+            u.inv_root_bc2 = 1.0 / sqrt(1.0 - u.beta2 ** t)
         if self.single:
-            value = acquire_and_run[float](self, X, target, lr, h1, h2, h3, h4, h5, flag)
+            value = acquire_and_run[float](self, X, target, &u)
         else:
-            value = acquire_and_run[double](self, X, target, lr, h1, h2, h3, h4, h5, flag)
-        if value is None:
-            return None
-        if model._cache is not None:      # the last forward's caches are overwritten
-            model._input = model._cache = model._grad_output = None
-        if self.optimizer_code == OPT_NONE:
-            optimizer.step()
-        else:
+            value = acquire_and_run[double](self, X, target, &u)
+        if value is not None and self.optimizer_code != OPT_NONE:
             s.steps += 1
         return value
-
-    def step(self, X, target, double lr=0, double h1=0, double h2=0, double h3=0,
-             double h4=0, double h5=0, bint flag=False):
-        """One training step on (X, target); returns the loss value, or None when the
-        arguments need the full validation (see the module comment).
-
-        Optimizer scalars: SGD (lr, momentum=h1, weight_decay=h2, nesterov=flag);
-        Adam (lr / bias_correction1 = lr, beta1=h1, beta2=h2, eps=h3,
-        weight_decay=h4, 1 / sqrt(bias_correction2) = h5).
-        """
-        if self.single:
-            return acquire_and_run[float](self, X, target, lr, h1, h2, h3, h4, h5, flag)
-        return acquire_and_run[double](self, X, target, lr, h1, h2, h3, h4, h5, flag)
-
-
-def train_step(self, X, target, loss, optimizer):
-    """One training step in one call: forward, loss, backward and ``optimizer``'s
-    update; return the loss value.
-
-    The same numbers as ``loss_and_grad(X, target, loss)`` followed by
-    ``optimizer.step()``, computed by one fused kernel without the GIL for a
-    built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
-    Adam update inside it; other optimizers step right after; custom losses, Loss
-    subclasses and dropout in training mode take the two-call path).
-    ``grads`` holds this batch's gradient afterwards — except that the weight
-    matrices' may be left unwritten with plain SGD (no momentum or weight decay),
-    whose update is folded into the weight-gradient product; with any SGD at
-    batch sizes up to 4, whose weight gradients are formed inside the update; and
-    with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
-    more than one thread as the step was built for this batch size, for the layers
-    whose weight-gradient product BLAS takes and adds into the momentum buffer (a
-    one-unit output layer under MSE writes its own either way). When BLAS had
-    more than one thread as the step was built, Adam's update runs on the
-    calling thread and bpcore's helper thread (``bpcore.threads``), with the
-    same results. No caches are left for
-    ``backward`` or the per-node views. Bad input raises before anything changes.
-    """
-    # bpcore.Model.train_step (bound as a method there): the step the model's last
-    # engine applies to runs without a Python frame of its own
-    cdef Engine engine = self._engine
-    if engine is not None:
-        value = engine.run_step(self, X, target, loss, optimizer)
-        if value is not None:
-            return value
-    return self._train_step_general(X, target, loss, optimizer)
 
 
 cdef bint engine_meets(Engine e, const char* lo, const char* hi) noexcept nogil:
@@ -411,8 +368,7 @@ cdef bint engine_meets(Engine e, const char* lo, const char* hi) noexcept nogil:
             or overlap(lo, hi, e.scratch, e.scratch_size, size))
 
 
-cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2,
-                            double h3, double h4, double h5, bint flag, floating* dtype=NULL):
+cdef object acquire_and_run(Engine e, X, target, const Update* u, floating* dtype=NULL):
     """Run the step when X and the target are arrays this engine takes as they are
     and hold valid values; else None, with nothing changed."""
     cdef int typenum = cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE
@@ -453,7 +409,7 @@ cdef object acquire_and_run(Engine e, X, target, double lr, double h1, double h2
                         ok = False
                         break
         if ok:
-            value = fused_step(e, x, t, labels, lr, h1, h2, h3, h4, h5, flag)
+            value = fused_step(e, x, t, labels, u)
     if not ok:
         return None
     return value
@@ -544,9 +500,11 @@ cdef inline char* velocity(Engine e, char* parameter, double momentum) noexcept 
 
 
 cdef double fused_step(Engine e, const floating* X, const floating* target,
-                       const int64_t* labels, double lr, double h1, double h2, double h3,
-                       double h4, double h5, bint flag) noexcept nogil:
+                       const int64_t* labels, const Update* u) noexcept nogil:
     cdef long n = e.n, i
+    # SGD's numbers (zero for Adam, whose pass reads u itself)
+    cdef double lr = u.lr, momentum = u.momentum, weight_decay = u.weight_decay
+    cdef bint nesterov = u.nesterov
     cdef int l
     cdef Layer* L
     cdef const floating* inputs = X
@@ -587,13 +545,13 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # Plain SGD (no momentum, no weight decay) folds its update into the products:
     # W += -lr * X^T.delta straight into W after dX has been taken from the old W,
     # which saves writing dW and a whole optimizer pass over the parameters.
-    cdef bint fold = e.optimizer_code == OPT_SGD and h1 == 0 and h2 == 0
+    cdef bint fold = e.optimizer_code == OPT_SGD and momentum == 0 and weight_decay == 0
     # Other SGD at batch sizes up to BP_OUTER_ROWS (momentum, weight decay): each
     # weight's gradient is formed and consumed by the update in one pass
     # (outer_sgd_update), the biases are updated layer by layer, and the pass over
     # all parameters is skipped.
     cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
-                       and (h1 == 0 or e.state1 != NULL))
+                       and (momentum == 0 or e.state1 != NULL))
     # SGD with momentum (no weight decay, not Nesterov) above that, with more than one
     # BLAS thread: where BLAS takes a layer's weight-gradient product, the product adds
     # itself into the momentum buffer, buf = momentum * buf + X^T.delta (beta =
@@ -603,8 +561,8 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # (Not at lr 0: BLAS's axpy returns at once when alpha is 0, so a non-finite
     # gradient would reach the momentum buffer and not the weights, where fit's guard
     # looks for it; the one pass writes lr * buf into them, NaN included.)
-    cdef bint into_velocity = (e.optimizer_code == OPT_SGD and h1 != 0 and h2 == 0
-                               and not flag and not outer and e.state1 != NULL
+    cdef bint into_velocity = (e.optimizer_code == OPT_SGD and momentum != 0 and weight_decay == 0
+                               and not nesterov and not outer and e.state1 != NULL
                                and e.blas_parallel and lr != 0)
     cdef floating* buf
     cdef bint delta_done = False
@@ -616,9 +574,9 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
             # unit_mse wrote dW, db and the delta below: update W and b from them
             if fold or outer or into_velocity:
                 sgd_update(L.n_in, <floating*> L.W, <floating*> L.dW,
-                           <floating*> velocity(e, L.W, h1), lr, h1, h2, flag)
+                           <floating*> velocity(e, L.W, momentum), lr, momentum, weight_decay, nesterov)
                 sgd_update(1, <floating*> L.b, <floating*> L.db,
-                           <floating*> velocity(e, L.b, h1), lr, h1, h2, flag)
+                           <floating*> velocity(e, L.b, momentum), lr, momentum, weight_decay, nesterov)
             delta_done = True
             continue
         if not delta_done:
@@ -659,10 +617,10 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
                 sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc, NULL, lr, 0.0, 0.0,
                            False)
         elif outer or into_velocity:
-            buf = <floating*> velocity(e, L.W, h1)
+            buf = <floating*> velocity(e, L.W, momentum)
             if outer:
                 outer_sgd_update(n, L.n_in, L.n_out, inputs, dlt, <floating*> L.W, buf,
-                                 lr, h1, h2, flag)
+                                 lr, momentum, weight_decay, nesterov)
             elif small_product(True, False, L.n_in, L.n_out, n):
                 # bpcore's own loops: dW, then this layer's share of the one pass (a
                 # BLAS axpy here would wake BLAS's threads, asleep at these sizes)
@@ -670,18 +628,18 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
                      inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
                      <floating*> L.dW, <int> L.n_out)
                 sgd_update(L.n_in * L.n_out, <floating*> L.W, <floating*> L.dW, buf, lr,
-                           h1, h2, flag)
+                           momentum, weight_decay, nesterov)
             else:
                 blas_gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n,
                           <floating> 1.0, inputs, <int> L.n_in, dlt, <int> L.n_out,
-                          <floating> h1, buf, <int> L.n_out)
+                          <floating> momentum, buf, <int> L.n_out)
                 blas_axpy(L.n_in * L.n_out, <floating> -lr, buf, <floating*> L.W)
             # the bias (and scale) of the layer, updated here as its W
             sgd_update(L.n_out, <floating*> L.b, <floating*> L.db,
-                       <floating*> velocity(e, L.b, h1), lr, h1, h2, flag)
+                       <floating*> velocity(e, L.b, momentum), lr, momentum, weight_decay, nesterov)
             if L.c != NULL:
                 sgd_update(L.n_out, <floating*> L.c, <floating*> L.dc,
-                           <floating*> velocity(e, L.c, h1), lr, h1, h2, flag)
+                           <floating*> velocity(e, L.c, momentum), lr, momentum, weight_decay, nesterov)
         else:
             gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
                  inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
@@ -689,15 +647,16 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # one pass of the optimizer over the flat buffers
     if e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
-                   <floating*> e.state1, lr, h1, h2, flag)
+                   <floating*> e.state1, lr, momentum, weight_decay, nesterov)
     elif e.optimizer_code == OPT_ADAM and e.blas_parallel:
         # on BLAS's threads the products ran on two CPUs: so does this pass (_pool.h)
         adam_update_shared(e.n_params, <floating*> e.params, <floating*> e.grads,
-                           <floating*> e.state1, <floating*> e.state2, lr, h1, h2, h3, h4,
-                           1.0, h5)
+                           <floating*> e.state1, <floating*> e.state2, u.lr, u.beta1,
+                           u.beta2, u.eps, u.weight_decay, 1.0, u.inv_root_bc2)
     elif e.optimizer_code == OPT_ADAM:
         adam_update(e.n_params, <floating*> e.params, <floating*> e.grads,
-                    <floating*> e.state1, <floating*> e.state2, lr, h1, h2, h3, h4, 1.0, h5)
+                    <floating*> e.state1, <floating*> e.state2, u.lr, u.beta1, u.beta2, u.eps,
+                    u.weight_decay, 1.0, u.inv_root_bc2)
     return value
 
 

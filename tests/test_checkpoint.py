@@ -151,14 +151,14 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, name, dt
         assert restored.optimizer.state[key].tobytes() == buffer.tobytes()
 
 
-EVERY_OPTIMIZER = sorted((cls for cls in vars(bp.optim).values() if isinstance(cls, type)
+EVERY_OPTIMIZER = sorted((cls for cls in vars(bp.optim.optimizers).values() if isinstance(cls, type)
                           and issubclass(cls, bp.Optimizer) and cls is not bp.Optimizer),
                          key=lambda cls: cls.__name__)
 
 
 @pytest.mark.parametrize("cls", EVERY_OPTIMIZER, ids=lambda cls: cls.__name__)
 def test_every_optimizer_resumes_bit_identically(tmp_path, cls):
-    """Each optimizer in bpcore.optim, with its defaults: 4 + 3 steps == 7 steps."""
+    """Each optimizer in bpcore.optim.optimizers, with its defaults: 4 + 3 steps == 7 steps."""
     data = batches(np.random.default_rng(5), count=7)
 
     def train(model, optimizer, steps):

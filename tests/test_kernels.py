@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import bpcore as bp
-from bpcore import _dense, _finite, _losses, _optim
+from bpcore import _dense, _flat, _losses
 from conftest import ACTIVATIONS
 import numpy_reference as ref
 
@@ -184,7 +184,7 @@ def test_sgd_kernel_equals_reference(momentum, nesterov, weight_decay, rng):
     p, g, buf = rng.normal(size=50), rng.normal(size=50), rng.normal(size=50)
     expected_p, expected_buf = ref.sgd_step(p, g, buf, 0.05, momentum, weight_decay, nesterov)
     p2, buf2 = p.copy(), buf.copy()
-    _optim.sgd(p2, g, buf2 if momentum else EMPTY1, 0.05, momentum, weight_decay, nesterov)
+    _flat.sgd(p2, g, buf2 if momentum else EMPTY1, 0.05, momentum, weight_decay, nesterov)
     close(p2, expected_p)
     if momentum:
         close(buf2, expected_buf)
@@ -197,12 +197,12 @@ def test_adam_kernel_equals_reference(t, weight_decay, rng):
     m, v = rng.normal(size=50), rng.uniform(size=50)
     ep, em, ev = ref.adam_step(p, g, m, v, t, 0.01, 0.8, 0.99, 1e-8, weight_decay)
     p2, m2, v2 = p.copy(), m.copy(), v.copy()
-    _optim.adam(p2, g, m2, v2, 0.01, 0.8, 0.99, 1e-8, weight_decay, 1 - 0.8 ** t, 1 - 0.99 ** t)
+    _flat.adam(p2, g, m2, v2, 0.01, 0.8, 0.99, 1e-8, weight_decay, 1 - 0.8 ** t, 1 - 0.99 ** t)
     close(p2, ep)
     close(m2, em)
     close(v2, ev)
     g_before = g.copy()
-    _optim.adam(p2, g, m2, v2, 0.01, 0.8, 0.99, 1e-8, weight_decay, 0.5, 0.5)
+    _flat.adam(p2, g, m2, v2, 0.01, 0.8, 0.99, 1e-8, weight_decay, 0.5, 0.5)
     assert np.array_equal(g, g_before), "the update must never write the gradient"
 
 
@@ -216,24 +216,24 @@ def test_all_finite_matches_numpy_across_its_blocks(dtype, rng):
         if n:
             x[0], x[-1] = info.max, -info.max          # huge but finite
             x[n // 2] = info.tiny / 4                  # subnormal
-        assert _finite.all_finite(x) == bool(np.isfinite(x).all())
+        assert _flat.all_finite(x) == bool(np.isfinite(x).all())
         for i in range(n) if n == 37 else sorted({0, 1023, 1024, n // 2, n - 1}):
             if not 0 <= i < n:
                 continue
             for bad in (np.nan, np.inf, -np.inf):
                 y = x.copy()
                 y[i] = bad
-                assert _finite.all_finite(y) == bool(np.isfinite(y).all())
+                assert _flat.all_finite(y) == bool(np.isfinite(y).all())
 
 
 def test_finite_and_norm_helpers(rng):
     x = rng.normal(size=100)
-    assert _finite.all_finite(x)
+    assert _flat.all_finite(x)
     for bad in (np.nan, np.inf, -np.inf):
         y = x.copy()
         y[37] = bad
-        assert not _finite.all_finite(y)
-        assert not _finite.all_finite(y.astype(np.float32))
-    np.testing.assert_allclose(_optim.squared_norm(x), np.dot(x, x), rtol=1e-12)
+        assert not _flat.all_finite(y)
+        assert not _flat.all_finite(y.astype(np.float32))
+    np.testing.assert_allclose(_flat.squared_norm(x), np.dot(x, x), rtol=1e-12)
     big = np.full(4, 1e30, dtype=np.float32)     # squares overflow float32
-    np.testing.assert_allclose(_optim.squared_norm(big), 4e60, rtol=1e-6)
+    np.testing.assert_allclose(_flat.squared_norm(big), 4e60, rtol=1e-6)

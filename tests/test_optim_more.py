@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bpcore as bp
-from bpcore import _optim
+from bpcore import _flat
 from bpcore.optim import AdamW, RMSprop, Rprop, clip_grad_value
 import numpy_reference as ref
 from test_model import numpy_allocations_during
@@ -172,7 +172,7 @@ def test_rmsprop_centered_variance_rounded_below_zero_is_clamped():
     the kernel uses 0 (so the denominator is eps)."""
     p = np.array([1.0]); g = np.array([1.0])
     v, c, empty = np.array([1.0]), np.array([1.0 + 1e-15]), np.empty(0)
-    _optim.rmsprop(p, g, v, c, empty, 1e-3, 0.5, 1e-8, 0.0, 0.0, True)
+    _flat.rmsprop(p, g, v, c, empty, 1e-3, 0.5, 1e-8, 0.0, 0.0, True)
     assert v[0] - c[0] ** 2 < 0
     assert p[0] == 1.0 - 1e-3 * (1.0 / 1e-8)
 
@@ -278,9 +278,9 @@ def test_kernels_take_read_only_gradients(rng):
     grads = rng.normal(size=6)
     grads.setflags(write=False)
     p, a, b, c = (np.zeros(6) for _ in range(4))
-    _optim.adamw(p, grads, a, b, 0.1, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.001)
-    _optim.rmsprop(p, grads, a, b, c, 0.1, 0.9, 1e-8, 0.0, 0.9, True)
-    _optim.rprop(p, grads, a, np.full(6, 0.1), 0.5, 1.2, 1e-6, 50.0)
+    _flat.adamw(p, grads, a, b, 0.1, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.001)
+    _flat.rmsprop(p, grads, a, b, c, 0.1, 0.9, 1e-8, 0.0, 0.9, True)
+    _flat.rprop(p, grads, a, np.full(6, 0.1), 0.5, 1.2, 1e-6, 50.0)
     assert np.isfinite(p).all() and p.any()
 
 

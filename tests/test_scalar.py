@@ -1,4 +1,4 @@
-"""The scalar engine (bpcore.scalar) and its small nn (bpcore.scalar_nn).
+"""The scalar engine (bpcore.scalar) and its small nn (bpcore.scalar.nn).
 
 Oracles: central differences of the same function on plain floats, the math module,
 the seeds' hand-worked numbers, and bpcore's Cython Model.
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import bpcore as bp
-from bpcore import scalar, scalar_nn
+from bpcore.scalar import engine as scalar
+from bpcore.scalar import nn as scalar_nn
 from bpcore.scalar import Value
 from conftest import ACTIVATIONS, randomize
 
@@ -272,7 +273,7 @@ def test_render_writes_svg(tmp_path):
 # -------------------------------------------------------------- scalar nn
 def test_activation_names_mirror_bpcore():
     assert set(scalar_nn.ACTIVATIONS) == set(bp.ACTIVATIONS)
-    assert set(scalar_nn.LOSSES) == set(bp.losses.LOSSES)
+    assert set(scalar_nn.LOSSES) == set(bp.nn.losses.LOSSES)
 
 
 def model_and_mlp(activation, rng, sizes=(3, 4, 2), negative_slope=0.01):
@@ -404,7 +405,7 @@ def test_unknown_reduction_is_refused():
 
 
 # --------------------------------------------------- the seeds, on the engine
-def test_seed002_apples():
+def test_tutorial_002_apples():
     """100 per apple, 2 apples, tax 1.1: price 220, dApple 2.2, dApple_num 110, dTax 200."""
     apple, apple_num, tax = Value(100.0), Value(2.0), Value(1.1)
     price = apple * apple_num * tax
@@ -415,7 +416,7 @@ def test_seed002_apples():
     assert tax.grad == 200.0                      # apple * apple_num
 
 
-def test_seed002_apples_and_oranges():
+def test_tutorial_002_apples_and_oranges():
     """Plus 3 oranges at 150: price 715, dApple 2.2, dApple_num 110, dOrange 3.3,
     dOrange_num 165, dTax 650 (the seed prints dOrange as 3.3000000000000003)."""
     apple, apple_num = Value(100.0), Value(2.0)

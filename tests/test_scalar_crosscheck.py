@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bpcore as bp
-from bpcore import scalar_nn
+from bpcore.scalar import nn as scalar_nn
 from bpcore.scalar import Value
 from conftest import ACTIVATIONS, randomize
 
@@ -49,7 +49,7 @@ def random_problem(activation, loss_name, seed, n=5, sizes=(3, 4, 4, 3)):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_scalar_engine_equals_cython_core(activation, loss_name, reduction, seed):
     model, X, target = random_problem(activation, loss_name, seed)
-    core_loss = bp.losses.LOSSES[loss_name](reduction=reduction)
+    core_loss = bp.nn.losses.LOSSES[loss_name](reduction=reduction)
 
     # the Cython core: loss, parameter gradients, and dL/dX through backward
     output = model.forward(X)

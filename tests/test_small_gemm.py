@@ -148,24 +148,44 @@ def test_skinny_batches_of_wide_layers_equal_numpy(dtype, rng):
             assert_product(C, reference(A, B, C0, trans_a, trans_b, -0.5, 1.0), dtype, k)
 
 
+def own_loops_rule(trans_a, trans_b, m, n, k):
+    """The documented rule of src/_blas.pxd (small_product), restated: the own loops
+    take a product their scratch can hold, when it has at most small_product_limit()
+    multiply-adds (half that for delta.W^T where the limit is the large one), or,
+    where that limit is the large one (no AVX-512), when its batch is skinny."""
+    limit, scratch = _dense.small_product_limit(), _dense.SMALL_SCRATCH
+    if trans_b:
+        can = (m <= _dense.SKINNY_ROWS and not trans_a) or n * k <= scratch
+    else:
+        can = trans_a or n % 8 == 0 or k <= _dense.SMALL_PRODUCT_DEPTH
+    if not can:
+        return False
+    large = limit > 4096
+    if large and (k if trans_a else m) <= _dense.SKINNY_ROWS:
+        return True
+    return m * n * k <= (limit // 2 if trans_b and large else limit)
+
+
 def test_which_products_take_the_own_loops():
-    # the rule of src/_blas.pxd: small products, and skinny batches where the scratch
-    # allows; never what the own loops cannot take
+    # whatever this CPU's limit, the engine's choice follows the documented rule
+    shapes = [(100, 16, 16), (16, 16, 100), (512, 512, 512), (2, 3, 600), (9, 100, 50),
+              (1, 256, 784), (784, 256, 8), (784, 256, 9), (64, 64, 64), (64, 64, 32),
+              (128, 64, 64), (8, 8, 8), (16, 16, 16), (4, 1024, 1024), (300, 3, 7)]
+    for m, n, k in shapes:
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                assert _dense.takes_own_loops(trans_a, trans_b, m, n, k) == \
+                    own_loops_rule(trans_a, trans_b, m, n, k), (trans_a, trans_b, m, n, k)
+    # what holds on every CPU: big products go to BLAS, tiny ones stay, and never a
+    # product the scratch cannot hold
     limit = _dense.small_product_limit()
-    assert _dense.takes_own_loops(False, False, 100, 16, 16)         # W1's products
-    assert _dense.takes_own_loops(True, False, 16, 16, 100)
-    assert not _dense.takes_own_loops(False, False, 512, 512, 512)   # BLAS
+    assert limit >= 4096
+    assert not _dense.takes_own_loops(False, False, 512, 512, 512)
+    assert _dense.takes_own_loops(False, False, 8, 8, 8)
     assert not _dense.takes_own_loops(False, False, 2, 3, 600)       # tail needs k <= 512
     assert not _dense.takes_own_loops(False, True, 9, 100, 50)       # B^T copy too big
-    skinny = limit > 4096                                            # without AVX-512
-    assert _dense.takes_own_loops(False, False, 1, 256, 784) == skinny
-    assert _dense.takes_own_loops(True, False, 784, 256, 8) == skinny
     assert not _dense.takes_own_loops(True, False, 784, 256, 9)
-    # delta.W^T copies W^T first: half the limit without AVX-512
-    assert _dense.takes_own_loops(False, False, 64, 64, 64) == skinny
-    assert _dense.takes_own_loops(True, False, 64, 64, 64) == skinny
     assert not _dense.takes_own_loops(False, True, 64, 64, 64)
-    assert _dense.takes_own_loops(False, True, 64, 64, 32) == skinny
     assert not _dense.takes_own_loops(False, False, 128, 64, 64)
 
 

@@ -137,7 +137,7 @@ def _steps_beside_numpy(net, dtype, threads, make_optimizer, reference, rng):
                     layer[key], state[key] = reference(step + 1, layer[key], grad[key],
                                                        state[key])
             np.testing.assert_allclose(value, expected, **TOLERANCE[dtype])
-        assert model._engine.blas_parallel == (threads > 1)
+        assert model._fused.engine.blas_parallel == (threads > 1)
     return model, optimizer, list(zip(keys, layers, states, grads))
 
 
@@ -640,7 +640,7 @@ def test_adam_pass_shared_with_the_helper_thread_updates_every_entry_once(dtype,
         data = [(rng.normal(size=(64, 300)).astype(dtype), rng.normal(size=(64, 4)))
                 for _ in models]
         _adam_steps_checked(models[0], optimizers[0], *data[0], steps=20)
-        assert models[0]._engine.blas_parallel
+        assert models[0]._fused.engine.blas_parallel
         _in_two_threads(lambda i: _adam_steps_checked(models[i], optimizers[i], *data[i],
                                                       steps=20))
 
@@ -699,10 +699,11 @@ def test_adam_steps_in_a_forked_child_finish_and_are_right(rng):
 
 def _adam_rows_checked(dtype, rows, seed, chunks=20):
     """The shared Adam pass on ``rows`` buffer sets back to back (each ``chunks``
-    chunks and 37 entries), every entry bit for bit as the one-thread pass (``_optim.adam``) and
+    chunks and 37 entries), every entry bit for bit as the one-thread pass (``_flat.adam``) and
     within rounding of NumPy's Adam; returns the helper's chunk count after them, and
     the passes after whose return it was still on its turn."""
-    from bpcore import _engine, _optim
+    from bpcore import _engine
+    from bpcore import _flat
     rng = np.random.default_rng(seed)
     n = chunks * (32768 // np.dtype(dtype).itemsize) + 37
     lr, beta1, beta2, eps, l2, t = 0.01, 0.9, 0.999, 1e-8, 0.01, 3
@@ -711,7 +712,7 @@ def _adam_rows_checked(dtype, rows, seed, chunks=20):
     V = rng.uniform(0.1, 1, size=(rows, n)).astype(dtype)      # (well away from 0)
     expected = [a.copy() for a in (P, M, V)]
     for i in range(rows):
-        _optim.adam(expected[0][i], G[i], expected[1][i], expected[2][i], lr, beta1, beta2,
+        _flat.adam(expected[0][i], G[i], expected[1][i], expected[2][i], lr, beta1, beta2,
                     eps, l2, bc1, bc2)
     reference = ref.adam_step(P.astype(np.float64), G.astype(np.float64),
                               M.astype(np.float64), V.astype(np.float64), t, lr, beta1,

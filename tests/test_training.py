@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import bpcore as bp
-from bpcore.callbacks import EarlyStopping, LambdaCallback, LearningRateScheduler
+from bpcore.train.callbacks import EarlyStopping, LambdaCallback, LearningRateScheduler
 from bpcore.datasets import moons
-from bpcore.losses import LOSSES, CrossEntropyLoss, MSELoss
-from bpcore.training import TrainingDiverged
+from bpcore.nn.losses import LOSSES, CrossEntropyLoss, MSELoss
+from bpcore.train import TrainingDiverged
 from conftest import layer_dicts
 import numpy_reference as ref
 
@@ -304,7 +304,7 @@ def test_evaluate_equals_loss_of_predict_and_metrics():
 
 def test_metrics_agree_with_scikit_learn():
     metrics = pytest.importorskip("sklearn.metrics")
-    from bpcore import metrics as bm
+    from bpcore.train import metrics as bm
     rng = np.random.default_rng(8)
     out, target = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
     assert bm.mean_squared_error(out, target) == pytest.approx(metrics.mean_squared_error(target, out))
@@ -363,7 +363,7 @@ def test_bad_fit_arguments_raise_and_change_nothing(options, error, match):
 
 
 def test_checkpoint_callback_resumes_bit_for_bit(tmp_path):
-    from bpcore.callbacks import ModelCheckpoint
+    from bpcore.train.callbacks import ModelCheckpoint
     (X, y), (Xv, yv) = moons_split(300)
     options = dict(loss="cross_entropy", batch_size=20, verbose=0, validation_data=(Xv, yv))
     full = classifier(seed=3, dropout=0.1)
@@ -385,7 +385,7 @@ def test_checkpoint_callback_resumes_bit_for_bit(tmp_path):
 
 
 def test_checkpoint_callback_save_best_only(tmp_path):
-    from bpcore.callbacks import ModelCheckpoint
+    from bpcore.train.callbacks import ModelCheckpoint
     (X, y), (Xv, yv) = moons_split(200)
     model = classifier()
     snapshots = []
@@ -471,7 +471,7 @@ def test_fit_on_the_fused_step_equals_fit_on_loss_and_grad(make_optimizer, loss_
         histories.append(model.fit(X, y, loss=fn, optimizer=make_optimizer(model), epochs=3,
                                    batch_size=16, seed=1, verbose=0))
         models.append(model)
-    assert models[0]._engine is not None and models[1]._engine is None   # the paths taken
+    assert models[0]._fused is not None and models[1]._fused is None   # the paths taken
     np.testing.assert_allclose(models[0].params, models[1].params, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-12)
 
@@ -496,7 +496,7 @@ def test_fused_fit_undoes_a_step_with_an_infinite_loss(on_nonfinite):
             model.fit(X, y, **options)
     else:
         assert model.fit(X, y, **options)["skipped_steps"] == [1.0]
-    assert model._engine is not None                     # the fused path was taken
+    assert model._fused is not None                     # the fused path was taken
     np.testing.assert_array_equal(model.params, reference.params)
     assert opt.steps == ref_opt.steps == 2
     for name in ref_opt.state:

@@ -45,7 +45,7 @@ def test_seed003_two_layer_relu_net_gradients_equal_matrix_formulas():
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-9 * np.abs(want).max())
 
 
-def test_seed003_chain_rule_of_f_equals_x_plus_y_times_x_plus_z():
+def test_tutorial_003_chain_rule_of_f_equals_x_plus_y_times_x_plus_z():
     """f(x, y, z) = (x + y)(x + z) at (-3, 2, 5): f = -2, df/dx = 1, df/dy = 2, df/dz = -1.
 
     As a linear layer p = x + y, q = x + z feeding f = p * q: backward with

@@ -15,7 +15,7 @@ printed is a real .grad, and it shows the seed's three scenes:
 Finally the same network as a bpcore Model (three Dense "scaled_sigmoid" layers)
 gives the same parameter gradients from the Cython core.
 
-Run from the repository root:  python examples/seed000_node_walkthrough.py
+Run from the repository root:  python examples/tutorial_000_node_walkthrough.py
 """
 import numpy as np
 

@@ -6,7 +6,7 @@
 3. The same purchase as a two-layer linear network in bpcore's Cython ``Model``:
    the fruit counts are the first layer's weights, the tax the second's.
 
-Run from the repository root:  python examples/seed002_apples.py
+Run from the repository root:  python examples/tutorial_002_apples.py
 """
 import numpy as np
 

@@ -7,7 +7,7 @@
 3. The seed's two-layer ReLU net (program 3), small: its gradients from the matrix
    formulas against the scalar engine.
 
-Run from the repository root:  python examples/seed003_chain_rule.py
+Run from the repository root:  python examples/tutorial_003_chain_rule.py
 """
 import numpy as np
 

@@ -19,8 +19,8 @@ optimizer's ``lr`` to its ``last_lr``.
 import math
 import numbers
 
-from . import _validation
-from .optim import Hyperparameters, Optimizer
+from .. import _validation
+from .optimizers import Hyperparameters, Optimizer
 
 
 def _positive_int(value, name):

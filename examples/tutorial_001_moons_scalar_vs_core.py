@@ -1,14 +1,14 @@
 """Seed 001, micrograd style: a 2-16-16-1 ReLU MLP on two moons, two engines side by side.
 
 Karpathy's micrograd trains this network with a scalar autograd engine. Here bpcore's
-scalar engine (bpcore.scalar + bpcore.scalar_nn) and its Cython core start from the
+scalar engine (bpcore.scalar + bpcore.scalar.nn) and its Cython core start from the
 same weights and take the same plain SGD steps on the same loss (binary
 cross-entropy on the logit); each step prints both losses, how far apart the two
 gradients are, and how long each engine took. Then the Cython core alone finishes
 the training. The data: bpcore.datasets.moons, two noisy half circles made with
 numpy (no scikit-learn).
 
-Run from the repository root:  python examples/seed001_moons_scalar_vs_core.py
+Run from the repository root:  python examples/tutorial_001_moons_scalar_vs_core.py
 """
 import gc
 import statistics
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import bpcore as bp
-from bpcore import scalar_nn
+from bpcore.scalar import nn as scalar_nn
 from bpcore.datasets import moons
 
 SIDE_BY_SIDE_STEPS, TOTAL_STEPS, LR = 5, 300, 0.3

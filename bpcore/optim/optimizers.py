@@ -1,18 +1,16 @@
-"""Optimizers over the model's flat buffers (SGD, Adam, AdamW, RMSprop, Rprop), and
-gradient clipping (by value, by norm).
+"""Optimizers over the model's flat buffers (SGD, Adam, AdamW, RMSprop, Rprop) and
+their one name registry (``OPTIMIZERS``).
 
 An optimizer owns only its state buffers (created lazily, with the parameters'
 length and dtype, at the first step that needs them: only the buffers the current
 options use exist) and updates ``model.params`` in place with one
-fused kernel pass (src/_optim.pyx). It never zeroes gradients behind the caller's
+fused kernel pass (src/_flat.pyx). It never zeroes gradients behind the caller's
 back: call ``zero_grad()``.
 """
-import math
-
 import numpy as np
 
-from . import _aligned, _engine, _optim, _validation
-from .model import Model
+from .. import _aligned, _engine, _flat, _validation
+from ..nn import Model
 
 
 class Hyperparameters:
@@ -39,6 +37,12 @@ class Optimizer(Hyperparameters):
 
     _hyper = {}
     _buffers = ()
+
+    #: The update the fused training step runs inside its kernel for this class
+    #: ("sgd", "adam"), or None (the step calls ``step()`` after the kernel). Read
+    #: from the class's own body only (bpcore.nn.fused.declared_kind): a subclass
+    #: that changes the update is not fused unless it declares the kind again.
+    fused_kind = None
 
     def __init__(self, model, **hyper):
         if not isinstance(model, Model):
@@ -79,9 +83,16 @@ class Optimizer(Hyperparameters):
             raise ValueError(f"steps must be a non-negative integer; got {value!r}")
         self._scalars.steps = int(value)
 
+    @property
+    def fused_scalars(self):
+        """The ``bpcore._engine.Scalars`` this optimizer keeps current for the fused
+        training step: its step count and the hyper-parameters the kernel reads
+        (see ``bpcore.nn.fused``). One object for the optimizer's whole life."""
+        return self._scalars
+
     def _sync_scalars(self):
-        """Copy the hyper-parameters the fused step reads into ``_scalars`` (SGD and
-        Adam override this; the others' steps are not fused)."""
+        """Copy the hyper-parameters the fused step reads into ``fused_scalars`` (SGD
+        and Adam override this; the others' updates are not fused)."""
 
     def _check_combination(self, hyper):
         """Raise ValueError when hyper-parameters that are valid alone clash together."""
@@ -94,8 +105,9 @@ class Optimizer(Hyperparameters):
         """The state buffers a step with the hyper-parameters ``hyper`` (a mapping) needs."""
         return self._buffers
 
-    def _state_names(self):
-        """The state buffers the next step needs (created lazily by ``_new_buffer``)."""
+    def state_names(self):
+        """The names of the state buffers the next step needs, in ``buffers()`` order
+        (created lazily by ``_new_buffer``)."""
         return self._buffers_for(vars(self))
 
     def _new_buffer(self, name):
@@ -103,9 +115,9 @@ class Optimizer(Hyperparameters):
         return _aligned.zeros(self.model.params.shape, self.model.params.dtype)
 
     def buffers(self):
-        """The state buffers the next step uses, in ``_state_names()`` order, created
+        """The state buffers the next step uses, in ``state_names()`` order, created
         now if missing (the first step, or an option switched on since)."""
-        names = self._state_names()
+        names = self.state_names()
         for name in names:
             if name not in self.state:
                 self.state[name] = self._new_buffer(name)
@@ -225,6 +237,7 @@ class SGD(Optimizer):
     _hyper = {"lr": _learning_rate, "momentum": _unit_interval,
               "nesterov": _flag, "weight_decay": _non_negative}
     _buffers = ("momentum_buffer",)
+    fused_kind = "sgd"
 
     def __init__(self, model, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(model, lr=lr, momentum=momentum, nesterov=nesterov,
@@ -239,12 +252,13 @@ class SGD(Optimizer):
 
     def _sync_scalars(self):
         s = self._scalars
-        s.lr, s.h1, s.h2, s.flag = self.lr, self.momentum, self.weight_decay, self.nesterov
+        s.lr, s.momentum, s.weight_decay, s.nesterov = (self.lr, self.momentum,
+                                                        self.weight_decay, self.nesterov)
 
     def _update(self):
         model = self.model
         velocity = self.state.get("momentum_buffer", model._empty1)
-        _optim.sgd(model.params, model.grads, velocity, self.lr, self.momentum,
+        _flat.sgd(model.params, model.grads, velocity, self.lr, self.momentum,
                    self.weight_decay, self.nesterov)
 
 
@@ -255,18 +269,20 @@ class Adam(Optimizer):
     _hyper = {"lr": _learning_rate, "betas": _betas, "eps": _positive,
               "weight_decay": _non_negative}
     _buffers = ("exp_avg", "exp_avg_sq")
+    fused_kind = "adam"
 
     def __init__(self, model, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def _sync_scalars(self):
         s = self._scalars
-        s.lr, (s.h1, s.h2), s.h3, s.h4 = self.lr, self.betas, self.eps, self.weight_decay
+        s.lr, (s.beta1, s.beta2), s.eps, s.weight_decay = (self.lr, self.betas, self.eps,
+                                                           self.weight_decay)
 
     def _update(self):
         beta1, beta2 = self.betas
         model = self.model
-        _optim.adam(model.params, model.grads, self.state["exp_avg"],
+        _flat.adam(model.params, model.grads, self.state["exp_avg"],
                     self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
                     self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
 
@@ -284,7 +300,7 @@ class AdamW(Adam):
     def _update(self):
         beta1, beta2 = self.betas
         model = self.model
-        _optim.adamw(model.params, model.grads, self.state["exp_avg"],
+        _flat.adamw(model.params, model.grads, self.state["exp_avg"],
                      self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
                      self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
 
@@ -315,7 +331,7 @@ class RMSprop(Optimizer):
 
     def _update(self):
         model, state = self.model, self.state
-        _optim.rmsprop(model.params, model.grads, state["square_avg"],
+        _flat.rmsprop(model.params, model.grads, state["square_avg"],
                        state.get("grad_avg", model._empty1),
                        state.get("momentum_buffer", model._empty1), self.lr, self.alpha,
                        self.eps, self.weight_decay, self.momentum, self.centered)
@@ -354,34 +370,37 @@ class Rprop(Optimizer):
         eta_minus, eta_plus = self.etas
         step_min, step_max = self.step_sizes
         model = self.model
-        _optim.rprop(model.params, model.grads, self.state["prev"], self.state["step_size"],
+        _flat.rprop(model.params, model.grads, self.state["prev"], self.state["step_size"],
                      eta_minus, eta_plus, step_min, step_max)
 
 
-def clip_grad_value(model, clip_value):
-    """Clamp every gradient into ``[-clip_value, clip_value]`` in place (PyTorch's
-    ``clip_grad_value_``; NaN stays NaN)."""
-    if not isinstance(model, Model):
-        raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
-    clip_value = _validation.real(clip_value, "clip_value", low=0.0, low_open=True)
-    _optim.clip_value(model.grads, clip_value)
+#: The optimizers ``fit(optimizer=...)`` builds by name, and the only place their
+#: names live. Add your own with ``register_optimizer``.
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "rprop": Rprop}
 
 
-def clip_grad_norm(model, max_norm, *, error_if_nonfinite=False):
-    """Scale ``model.grads`` in place so that their 2-norm is at most ``max_norm``.
+def register_optimizer(name, cls):
+    """Make ``fit(optimizer=name)`` build ``cls(model)``; ``name`` must be new.
 
-    PyTorch's rule: with ``total`` the norm of all gradients, every gradient is
-    multiplied by ``max_norm / (total + 1e-6)`` when that factor is below 1.
-    Returns ``total`` (before clipping). With ``error_if_nonfinite`` a NaN/inf norm
-    raises ValueError and leaves the gradients unchanged.
+    Subclassing alone never changes what a name means: a user's ``class Adam(bp.Adam)``
+    is used only where it is passed or registered under a name of its own.
     """
-    if not isinstance(model, Model):
-        raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
-    max_norm = _validation.real(max_norm, "max_norm", low=0.0, low_open=True)
-    total = math.sqrt(_optim.squared_norm(model.grads))
-    if not math.isfinite(total) and error_if_nonfinite:
-        raise ValueError(f"the total gradient norm is {total}; gradients left unchanged")
-    coefficient = max_norm / (total + 1e-6)
-    if coefficient < 1:
-        model.grads *= coefficient
-    return total
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be an identifier string; got {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise TypeError(f"cls must be an Optimizer subclass; got {_validation.describe(cls)}")
+    key = name.lower()
+    if key in OPTIMIZERS:
+        raise ValueError(f"optimizer name {name!r} is taken (by {OPTIMIZERS[key].__name__}); "
+                         "choose another")
+    OPTIMIZERS[key] = cls
+
+
+def optimizer_by_name(model, name):
+    """A new optimizer of the registered ``name`` (any case) for ``model``, with its
+    default hyper-parameters."""
+    cls = OPTIMIZERS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer; "
+                         f"got {name!r}")
+    return cls(model)

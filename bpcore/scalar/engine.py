@@ -5,7 +5,7 @@ Each operation computes its result AND its local derivatives in the same line: a
 is then one generic loop — no per-operation backward closures — that walks the graph
 from the output to the leaves and adds ``local * upstream`` into each input, so a
 value used on several paths receives the sum of them (the chain rule's sum over
-fan-out, seed 000; seed 003's f = (x + y)(x + z)).
+fan-out, tutorial 000; tutorial 003's f = (x + y)(x + z)).
 
 Accumulation, stated once: ``v.backward()`` ADDS d v / d node to the ``grad`` of every
 node of v's graph, leaves and intermediate nodes alike. A second call adds the same

@@ -25,8 +25,8 @@ def sigmoid(x):
     return 1 / (1 + math.exp(-x))
 
 
-def test_seed000_node_walkthrough():
-    out = run("seed000_node_walkthrough.py")
+def test_tutorial_000_node_walkthrough():
+    out = run("tutorial_000_node_walkthrough.py")
     g = sigmoid(16)                       # node 7 with the seed's numbers: h = 4 + 5 + 6 + 1
     assert f"dloss/db7    = -6 * c g (1 - g)     = {-6 * g * (1 - g):.6e}" in out
     gathered = re.search(r"sum = (\S+)\s+the engine's dloss/dx2 = (\S+)", out)
@@ -34,8 +34,8 @@ def test_seed000_node_walkthrough():
     assert max(numbers_after("and the engine's:", out)) < 1e-12
 
 
-def test_seed001_linear_loop():
-    out = run("seed001_linear_loop.py")
+def test_tutorial_001_linear_loop():
+    out = run("tutorial_001_linear_loop.py")
     assert numbers_after("largest difference:", out) == [0.0]
     # the trap: three backward calls without zero_grad give three times the gradient
     calls = re.findall(r"dloss/dw = (\S+) \(scalar engine\), (\S+) \(Cython core\)", out)
@@ -45,8 +45,8 @@ def test_seed001_linear_loop():
     assert float(third) == pytest.approx(3 * float(first), rel=1e-6)
 
 
-def test_seed001_moons_scalar_vs_core():
-    out = run("seed001_moons_scalar_vs_core.py")
+def test_tutorial_001_moons_scalar_vs_core():
+    out = run("tutorial_001_moons_scalar_vs_core.py")
     rows = re.findall(r"^\s+\d+\s+(\S+)\s+(\S+)\s+(\S+)\s+\S+\s+\S+$", out, re.MULTILINE)
     assert len(rows) == 5
     for core_loss, scalar_loss, gradient_gap in rows:
@@ -55,14 +55,14 @@ def test_seed001_moons_scalar_vs_core():
     assert "training accuracy 100%" in out
 
 
-def test_seed002_apples():
-    out = run("seed002_apples.py")
+def test_tutorial_002_apples():
+    out = run("tutorial_002_apples.py")
     assert numbers_after("dOrange:", out) == [3.3000000000000003] * 3
     assert numbers_after("dTax:", out) == [200.0, 650.0, 650.0, 650.0]
     assert "digraph" in out
 
 
-def test_seed003_chain_rule():
-    out = run("seed003_chain_rule.py")
+def test_tutorial_003_chain_rule():
+    out = run("tutorial_003_chain_rule.py")
     assert "by engine: f = -2, df/dx = 1, df/dy = 2, df/dz = -1" in out
     assert max(numbers_after("largest difference from the engine", out)) < 1e-12

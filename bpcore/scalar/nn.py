@@ -1,16 +1,16 @@
 """A small neural-network library on scalar ``Value``s that mirrors bpcore's Model.
 
-``Neuron`` computes ``f(w . x + b)`` — or seed 000's ``c * sigmoid(w . x + b)`` with a
-learnable ``c`` — with the activation names of ``bpcore.layers.ACTIVATIONS``. ``Layer``
+``Neuron`` computes ``f(w . x + b)`` — or tutorial 000's ``c * sigmoid(w . x + b)`` with a
+learnable ``c`` — with the activation names of ``bpcore.nn.layers.ACTIVATIONS``. ``Layer``
 and ``MLP`` stack them; ``MLP.from_model(model)`` copies a Cython ``Model``'s weights
 and ``MLP.parameters()`` lists the Values in the order of ``model.params``, so the two
 engines can be compared number for number. The losses take logits and follow
-``bpcore.losses``' reductions, in forms that never overflow. Plain Python: no numpy.
+``bpcore.nn.losses``' reductions, in forms that never overflow. Plain Python: no numpy.
 """
 import math
 import random
 
-from .scalar import Value
+from .engine import Value
 
 # name -> f(z, neuron); the same names and conventions as bpcore's kernels
 ACTIVATIONS = {
@@ -19,7 +19,7 @@ ACTIVATIONS = {
     "tanh": lambda z, unit: z.tanh(),
     "relu": lambda z, unit: z.relu(),
     "leaky_relu": lambda z, unit: z.leaky_relu(unit.negative_slope),
-    "scaled_sigmoid": lambda z, unit: unit.c * z.sigmoid(),     # seed 000's node
+    "scaled_sigmoid": lambda z, unit: unit.c * z.sigmoid(),     # tutorial 000's node
 }
 
 

@@ -11,7 +11,7 @@ predict   writes a saved model's outputs, and class labels for a classifier, as
 The task travels with the model: ``train`` stores it (classification or regression,
 the loss, the class labels, the target columns) in the checkpoint's ``progress``
 under ``"task"``, so ``evaluate`` and ``predict`` need only the model file. Reading
-the data and deciding the task live in ``_cli_data``.
+the data and deciding the task live in ``bpcore.cli.data``.
 
 User mistakes (bad arguments, unreadable files, data that does not fit the model)
 end in one line on stderr and exit status 2, never a traceback; a run whose loss
@@ -25,18 +25,16 @@ import time
 
 import numpy as np
 
-from . import __version__
-from ._cli_data import (MAX_AUTO_CLASSES, TASKS, Task, UsageError, choose_task, load_data,
-                        short_list)
-from .callbacks import EarlyStopping, LambdaCallback
-from .checkpoint import CheckpointError, load_checkpoint, save
-from .datasets import DATASETS
-from .layers import ACTIVATIONS, Dense
-from .losses import LOSSES
-from .model import Model
-from .optim import SGD, Adam
-from .training import TrainingDiverged
+from .. import __version__
+from ..checkpoint import CheckpointError, load_checkpoint, save
+from ..datasets import DATASETS
+from ..nn import ACTIVATIONS, LOSSES, Dense, Model
+from ..optim import SGD, Adam
+from ..train import EarlyStopping, LambdaCallback, TrainingDiverged
+from .data import (MAX_AUTO_CLASSES, TASKS, Task, UsageError, choose_task, load_data,
+                   short_list)
 
+# the optimizers the command line offers (their options: --lr, and --momentum for SGD)
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 DEFAULT_HIDDEN = (16, 16)
 
@@ -240,7 +238,7 @@ def run_train(args, log):
     _check_writable(args.out, "--out")
     if args.plot is not None:
         _check_writable(args.plot, "--plot")
-        from .plotting import require_matplotlib
+        from ..plotting import require_matplotlib
         try:
             require_matplotlib()
         except ImportError as error:
@@ -303,7 +301,7 @@ def run_train(args, log):
     save(args.out, model, optimizer, progress=progress)
     print(f"saved {args.out}", flush=True)
     if args.plot is not None:
-        from .plotting import save_training_plot
+        from ..plotting import save_training_plot
         title = f"{shape} {args.activation} on {os.path.basename(data.source)}"
         save_training_plot(args.plot, history, model, X, _plot_labels(task, target),
                            classifier=task.kind == "classification", title=title)

@@ -1,6 +1,7 @@
-# Optimizer updates: one fused pass over the flat parameter and gradient buffers.
+# Kernels over the flat parameter and gradient buffers: the optimizer updates, gradient
+# clipping, the L2 penalty on weights and the finiteness check, each one pass.
 #
-# Owns nothing and allocates nothing: bpcore/optim.py owns the state buffers
+# Owns nothing and allocates nothing: bpcore/optim/optimizers.py owns the state buffers
 # (momentum, Adam moments, RMSprop averages, Rprop step sizes), checks that every
 # buffer has the parameters' length and dtype, and computes the per-step scalars
 # (bias corrections, AdamW's decay factor) in double.
@@ -8,6 +9,8 @@
 # it is the caller's explicit choice (Model.zero_grad). Only clip_value writes it,
 # because clipping the gradient is what the caller asked for.
 # No argument may alias another (each state buffer is its own array).
+# all_finite and l2 allocate nothing either (np.isfinite(x).all() allocates a boolean
+# array of x's size per call, which a training step must not do).
 #
 # The rules are PyTorch's (torch.optim.SGD / Adam / AdamW / RMSprop / Rprop,
 # dampening 0, amsgrad off):
@@ -28,7 +31,7 @@
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
 
-from _loops cimport adam_update, sgd_update
+from _loops cimport adam_update, all_finite as finite, sgd_update
 
 
 def sgd(floating[::1] params not None, const floating[::1] grads not None,
@@ -151,3 +154,26 @@ def squared_norm(const floating[::1] values not None):
         for i in range(n):
             total += <double> values[i] * <double> values[i]
     return total
+
+
+def all_finite(const floating[::1] values not None):
+    """True when no entry of the 1-D contiguous buffer is NaN or infinite."""
+    cdef bint ok
+    if values.shape[0] == 0:
+        return True
+    with nogil:
+        ok = finite(&values[0], values.shape[0])
+    return ok
+
+
+def l2(const floating[::1] W not None, floating[::1] dW not None, double strength):
+    """The L2 penalty on weights: add strength * W to dW (IN: W; OUT: dW, accumulated)
+    and return 0.5 * strength * sum(W^2) (in double)."""
+    cdef Py_ssize_t i, n = W.shape[0]
+    cdef double total = 0.0
+    cdef floating s = <floating> strength
+    with nogil:
+        for i in range(n):
+            total += <double> W[i] * <double> W[i]
+            dW[i] += s * W[i]
+    return 0.5 * strength * total

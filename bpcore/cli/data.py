@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from .datasets import DATASETS
-from .losses import LOSSES
+from ..datasets import DATASETS
+from ..nn.losses import LOSSES
 
 TASKS = ("auto", "classification", "regression")
 REGRESSION_SETS = {"sine"}

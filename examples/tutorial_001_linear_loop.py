@@ -10,14 +10,14 @@ norm at 1.0, step. Here the same loop runs twice from the same initial weights:
 Then the accumulation trap: backward() adds to .grad, so a loop that forgets
 zero_grad() steps along the sum of all past gradients.
 
-Run from the repository root:  python examples/seed001_linear_loop.py
+Run from the repository root:  python examples/tutorial_001_linear_loop.py
 """
 import math
 
 import numpy as np
 
 import bpcore as bp
-from bpcore import scalar_nn
+from bpcore.scalar import nn as scalar_nn
 
 EPOCHS, LR, MAX_NORM = 100, 0.01, 1.0
 

@@ -10,7 +10,7 @@ MSE and BCE) and "sum" is ``sum_i w_i l_i``; unit weights give PyTorch's results
 """
 import numpy as np
 
-from . import _losses, _validation
+from .. import _losses, _validation
 
 REDUCTIONS = ("mean", "sum")
 
@@ -20,6 +20,12 @@ class Loss:
 
     #: True when the per-sample loss is averaged over the outputs under "mean".
     mean_over_outputs = True
+
+    #: The loss the fused training step computes in its own kernel for this class
+    #: ("mse", "cross_entropy", "bce"), or None. Read from the class's own body only
+    #: (bpcore.nn.fused.declared_kind): a subclass that changes the math is not fused
+    #: unless it declares the kind again, knowingly.
+    fused_kind = None
 
     def __init__(self, reduction="mean"):
         if reduction not in REDUCTIONS:
@@ -94,6 +100,8 @@ class MSELoss(Loss):
     ("mean", PyTorch's default) or summed ("sum"). A 1-D target is accepted for a
     single-output model."""
 
+    fused_kind = "mse"
+
     def _check_target(self, target, shape, dtype):
         return self._float_target(target, shape, dtype)
 
@@ -107,6 +115,8 @@ class BCEWithLogitsLoss(Loss):
     Targets are probabilities in [0, 1] of the output's shape (or 1-D for one
     output). "mean" averages over all elements, like PyTorch.
     """
+
+    fused_kind = "bce"
 
     def _check_target(self, target, shape, dtype):
         target = self._float_target(target, shape, dtype)
@@ -128,6 +138,7 @@ class CrossEntropyLoss(Loss):
     """
 
     mean_over_outputs = False
+    fused_kind = "cross_entropy"
 
     def _check_target(self, target, shape, dtype):
         n, k = shape

@@ -6,7 +6,8 @@ A callback overrides any of the hooks below; each receives the ``Trainer`` (with
 """
 import numpy as np
 
-from . import _validation
+from .. import _validation
+from ..checkpoint import save
 
 
 class Callback:
@@ -144,7 +145,6 @@ class ModelCheckpoint(Callback):
             if not self._monitor.improved(value):
                 return
             self._monitor.best = value
-        from .checkpoint import save
         save(self.path, trainer.model,
              optimizer=trainer.optimizer if self.save_optimizer else None,
              progress=trainer.progress(epoch))
@@ -153,7 +153,7 @@ class ModelCheckpoint(Callback):
 class LearningRateScheduler(Callback):
     """Update the learning rate after every epoch.
 
-    ``schedule`` is a schedule object from ``bpcore.schedules`` (its ``step`` gets
+    ``schedule`` is a schedule object from ``bpcore.optim.schedules`` (its ``step`` gets
     the epoch's ``monitor`` value, which reduce-on-plateau uses) or any callable
     ``epoch -> lr`` (called with the number of the next epoch, counting from 0).
     """

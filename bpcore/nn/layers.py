@@ -6,16 +6,16 @@ model's flat parameter buffer, and ``dW``, ``db`` (``dc``) into the flat gradien
 """
 import numpy as np
 
-from . import _validation
+from .. import _validation
 
-# name -> (kernel code in src/_activations.pxd, initialisation scheme)
+# name -> (kernel code, the bp_activation enum of src/_loops.h; initialisation scheme)
 ACTIVATIONS = {
     "identity": (0, "glorot"),
     "sigmoid": (1, "glorot"),
     "tanh": (2, "glorot"),
     "relu": (3, "he"),
     "leaky_relu": (4, "he"),
-    # seed 000's node: c * sigmoid(w.x + b) with a learnable per-unit scale c
+    # tutorial 000's node: c * sigmoid(w.x + b) with a learnable per-unit scale c
     "scaled_sigmoid": (5, "glorot"),
 }
 

@@ -1,5 +1,5 @@
-"""The fit loop: mini-batches, validation, metrics, callbacks, progress, and a guard
-against divergence.
+"""The fit loop: mini-batches, validation, metrics, callbacks and progress, each
+step under the divergence guard (bpcore.train.guard).
 
 ``fit`` is deterministic given ``seed``: epoch e shuffles with a generator seeded by
 ``(seed, e)`` and reseeds the model's dropout generator the same way, so a run
@@ -10,20 +10,15 @@ import math
 
 import numpy as np
 
-from . import _penalty, _validation
-from ._finite import all_finite
+from .. import _flat, _validation
+from ..nn import LOSSES, Loss, MSELoss
+from ..nn import fused
+from ..nn.model import register_convenience
+from ..optim import Optimizer, optimizer_by_name
 from .callbacks import Callback, LambdaCallback
-from .losses import LOSSES, Loss, MSELoss
+from .guard import NONFINITE, DivergenceGuard
 from .metrics import METRICS, accuracy
-from .model import _FUSED_LOSSES
-from .optim import SGD, Adam, Optimizer
 from .progress import ProgressBar
-
-NONFINITE = ("raise", "skip")
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss, the gradients or the parameters became NaN or infinite."""
 
 
 class History:
@@ -62,23 +57,13 @@ def _resolve_loss(loss):
 
 def _resolve_optimizer(model, optimizer):
     if isinstance(optimizer, str):
-        classes = {cls.__name__.lower(): cls for cls in _subclasses(Optimizer)}
-        if optimizer.lower() not in classes:
-            raise ValueError(f"optimizer must be one of {sorted(classes)} or an Optimizer; "
-                             f"got {optimizer!r}")
-        return classes[optimizer.lower()](model)
+        return optimizer_by_name(model, optimizer)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an Optimizer or its name; got "
                         f"{type(optimizer).__name__}")
     if optimizer.model is not model:
         raise ValueError("optimizer updates another model; build it with this model")
     return optimizer
-
-
-def _subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
 
 
 def _resolve_metrics(metrics, loss):
@@ -152,8 +137,7 @@ class Trainer:
         self.validation, self.epochs = validation, epochs
         self.stop_training = False
         self.history = History(seed)
-        self._backup = np.empty_like(model.params)
-        self._state_backup = {}
+        self.guard = DivergenceGuard(model, optimizer, on_nonfinite)
 
     def progress(self, epoch):
         """What a checkpoint needs to resume after ``epoch``."""
@@ -228,7 +212,7 @@ class Trainer:
                                            accumulate=not first)
         if self.l2:
             for layer in model.layers:
-                value += _penalty.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
+                value += _flat.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
         if first or math.isfinite(group_value):
             # every batch of a group counts: a NaN loss on its first batch must stop
             # the step as surely as one on its last
@@ -238,28 +222,15 @@ class Trainer:
             if count > 1:
                 grads *= 1.0 / count
             checked = value if math.isfinite(group_value) else group_value
-            if not self._step(epoch, batch, checked):
+            if not self.guard.step(epoch, batch, checked):
                 return False, value, group_value
         return True, value, group_value
-
-    def _step(self, epoch, batch, value):
-        """Guarded optimizer step; False when a non-finite step was skipped."""
-        model = self.model
-        if not (math.isfinite(value) and all_finite(model.grads)):
-            return self._nonfinite(epoch, batch, value)
-        optimizer = self.optimizer
-        undo = self._save(model, optimizer)
-        optimizer.step()
-        if not all_finite(model.params):
-            self._undo(model, optimizer, undo)
-            raise self._step_diverged(epoch, batch)
-        return True
 
     def _can_fuse(self, weight):
         """Whether each batch can be one fused ``train_step``: a built-in loss and SGD
         or Adam (whose updates run inside the step, so nothing else runs before the
         guard), no sample weights, L2, accumulation or dropout."""
-        return (type(self.loss) in _FUSED_LOSSES and type(self.optimizer) in (SGD, Adam)
+        return (fused.fuses_whole_step(self.loss, self.optimizer)
                 and weight is None and not self.l2 and self.accumulate == 1
                 and not any(layer.dropout for layer in self.model.layers))
 
@@ -271,61 +242,15 @@ class Trainer:
         momentum on several BLAS threads its gradient into the momentum buffer, so a
         non-finite weight gradient only shows in the parameters). Returns ``(done, loss
         value)``."""
-        model, optimizer = self.model, self.optimizer
-        undo = self._save(model, optimizer)
-        value = model.train_step(X, y, self.loss, optimizer)
-        if math.isfinite(value) and all_finite(model.grads) and all_finite(model.params):
+        model, guard = self.model, self.guard
+        guard.save()
+        value = model.train_step(X, y, self.loss, self.optimizer)
+        if math.isfinite(value) and _flat.all_finite(model.grads) \
+                and _flat.all_finite(model.params):
             return True, value
-        self._undo(model, optimizer, undo)
+        guard.undo()
         done, value, _ = self._two_call_step(epoch, batch, n_batches, X, y, None, 0.0)
         return done, value
-
-    def _nonfinite(self, epoch, batch, value):
-        """A non-finite loss or gradient, no step taken (or undone): False to skip
-        it (gradients zeroed), or raise TrainingDiverged."""
-        what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
-        if self.on_nonfinite == "skip":
-            self.model.zero_grad()
-            return False
-        raise TrainingDiverged(
-            f"epoch {epoch}, batch {batch}: {what}; the parameters are left at the last "
-            "finite state (lower the learning rate, clip gradients, or pass "
-            "on_nonfinite='skip')")
-
-    @staticmethod
-    def _step_diverged(epoch, batch):
-        return TrainingDiverged(
-            f"epoch {epoch}, batch {batch}: the optimizer step made a parameter "
-            "non-finite; the parameters and the optimizer state were restored to the "
-            "last finite state")
-
-    def _save(self, model, optimizer):
-        """Back up what a step changes: parameters, step count, state buffers."""
-        np.copyto(self._backup, model.params)
-        return optimizer.steps, self._save_state(optimizer.state)
-
-    def _undo(self, model, optimizer, undo):
-        """Restore a ``_save``: the parameters, the step count and every state buffer
-        in place; buffers the undone step created are dropped."""
-        steps, saved = undo
-        np.copyto(model.params, self._backup)
-        for name in list(optimizer.state):
-            if name in saved:
-                np.copyto(optimizer.state[name], saved[name])
-            else:
-                del optimizer.state[name]
-        optimizer.steps = steps
-
-    def _save_state(self, state):
-        """Copy the optimizer's state buffers into reused backups; return those."""
-        saved = {}
-        for name, buf in state.items():
-            backup = self._state_backup.get(name)
-            if backup is None or backup.shape != buf.shape or backup.dtype != buf.dtype:
-                backup = self._state_backup[name] = np.empty_like(buf)
-            np.copyto(backup, buf)
-            saved[name] = backup
-        return saved
 
 
 def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validation_data,
@@ -498,3 +423,8 @@ def evaluate(model, X, y, *, loss=None, metrics=(), sample_weight=None, batch_si
     for name, fn in zip(names, functions):
         logs[name] = float(fn(output, y))
     return logs
+
+
+register_convenience("fit", fit)
+register_convenience("partial_fit", partial_fit)
+register_convenience("evaluate", evaluate)

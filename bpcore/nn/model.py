@@ -11,14 +11,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _aligned, _dense, _engine, _validation
-from . import threads as _threads
+from .. import _aligned, _dense, _engine, _train_step, _validation, inspection
+from . import fused
 from .layers import Dense
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
-
-# The losses the fused train_step computes itself, with their kernel codes (integer
-# labels: CrossEntropyLoss with code 1); exactly these types, not subclasses.
-_FUSED_LOSSES = {MSELoss: 0, CrossEntropyLoss: 2, BCEWithLogitsLoss: 3}
+from .losses import Loss
+from .plan import LayerPlan
 
 # Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
 # the smaller last batch of an epoch, plus an evaluation size).
@@ -153,8 +150,8 @@ class Model:
         self.epochs_trained = 0
 
         self._empty1 = np.empty(0, dtype=self.dtype)
-        self._engines = OrderedDict()   # fused training steps, see train_step
-        self._engine = None             # the one the last train_step used
+        self._fused_steps = OrderedDict()   # FusedSteps (bpcore.nn.fused), see train_step
+        self._fused = None                  # the one the last train_step used
         self._predictors = OrderedDict()   # predict's forward passes per batch size
         self._predictor = None
         self._train_spaces = OrderedDict()
@@ -192,11 +189,11 @@ class Model:
     def _reset_passes(self):
         """Forget every workspace, fused step and predictor (a layer's activation
         options changed); the caches of the last forward go with them."""
-        self._engines.clear()
+        self._fused_steps.clear()
         self._predictors.clear()
         self._train_spaces.clear()
         self._predict_spaces.clear()
-        self._engine = self._predictor = None
+        self._fused = self._predictor = None
         self._input = self._cache = self._grad_output = None
 
     def _workspace(self, n, training):
@@ -279,7 +276,7 @@ class Model:
         if predictor is None:
             space = self._workspace(n, training=False)
             predictor = self._predictors[n] = _engine.Predictor(
-                self._layer_specs(space), n, self.dtype == np.float32)
+                self._layer_plans(space), n, self.dtype == np.float32)
             while len(self._predictors) > _WORKSPACE_SIZES:
                 self._predictors.popitem(last=False)
         self._predictor = predictor
@@ -287,11 +284,14 @@ class Model:
             X = X.copy()
         return predictor.run(X)
 
-    def _layer_specs(self, space):
-        """Per layer the tuple the engine's layer table is built from."""
-        return [(l.n_in, l.n_out, l.kind, l.negative_slope, l.W, l.b, l.c, l.dW, l.db,
-                 l.dc, space.A[i], space.D[i], space.G[i], space.delta[i], space.dX[i])
-                for i, l in enumerate(self.layers)]
+    def _layer_plans(self, space):
+        """A LayerPlan per layer over the workspace ``space`` (what the engine runs)."""
+        return tuple(
+            LayerPlan(n_in=layer.n_in, n_out=layer.n_out, activation=layer.kind,
+                      negative_slope=layer.negative_slope, W=layer.W, b=layer.b,
+                      c=layer.c, dW=layer.dW, db=layer.db, dc=layer.dc, A=space.A[i],
+                      D=space.D[i], G=space.G[i], delta=space.delta[i], dX=space.dX[i])
+            for i, layer in enumerate(self.layers))
 
     __call__ = predict
 
@@ -374,19 +374,21 @@ class Model:
         return value, self.grads
 
     # One training step in one call (forward, loss, backward, update): defined in
-    # src/_engine.pyx, where the fast path costs no Python frame; see its docstring.
-    train_step = _engine.train_step
+    # src/_train_step.pyx, where the fast path costs no Python frame; see its docstring.
+    train_step = _train_step.train_step
 
     def _train_step_general(self, X, target, loss, optimizer):
-        """train_step when the last engine does not apply: validate, pick or build one."""
-        from .optim import Optimizer
-        if not isinstance(optimizer, Optimizer) or optimizer.model is not self:
+        """train_step when the last fused step does not apply: validate, then run a
+        fused step (found or built) or the two-call path (bpcore.nn.fused decides)."""
+        if getattr(optimizer, "model", None) is not self or not callable(
+                getattr(optimizer, "step", None)):
             raise TypeError("optimizer must be an Optimizer of this model; got "
                             f"{_validation.describe(optimizer)}")
         has_dropout = any(layer.dropout for layer in self.layers)
-        if type(loss) not in _FUSED_LOSSES or (self.training and has_dropout):
-            # custom losses, Loss subclasses (their own compute or kernels) and
-            # dropout in training mode take the two-call path
+        if (not isinstance(loss, Loss) or fused.loss_kind(loss, False) is None
+                or (self.training and has_dropout)):
+            # custom losses, Loss subclasses without their own fused_kind and dropout
+            # in training mode take the two-call path
             value, _ = self.loss_and_grad(X, target, loss)
             optimizer.step()
             return value
@@ -394,40 +396,31 @@ class Model:
         target, _, scale = loss.validate(target, (X.shape[0], self.n_out), self.dtype)
         labels = target.ndim == 1
         key = (X.shape[0], id(loss), labels, id(optimizer))
-        engine = self._engines.get(key)
-        # an engine goes stale when the loss's reduction changed or, with a fused update,
+        step = self._fused_steps.get(key)
+        # a step goes stale when the loss's reduction changed or, with a fused update,
         # when the optimizer's buffers were replaced or added (momentum switched on)
-        stale = engine is not None and (engine.reduction != loss.reduction or (
-            engine.fused_update and not _same_arrays(engine.state, optimizer.buffers())))
-        if engine is None or stale:
-            engine = self._build_engine(X.shape[0], loss, labels, scale, optimizer,
-                                        has_dropout)
-        self._engine = engine
+        if step is None or step.reduction != loss.reduction or not step.current(
+                optimizer.buffers() if step.fused_update else ()):
+            n = X.shape[0]
+            step = fused.build(self, self._layer_plans(self._workspace(n, training=True)),
+                               n, loss, labels, scale, optimizer, has_dropout)
+            self._fused_steps[key] = step
+            while len(self._fused_steps) > _WORKSPACE_SIZES:
+                self._fused_steps.popitem(last=False)
+        self._fused = step
+        engine = step.engine
         if engine.overlaps(X):
             X = X.copy()            # a forward output fed back: the step overwrites it
         if engine.overlaps(target):
             target = target.copy()
-        value = engine.run(self, X, target, loss, optimizer)
+        value = engine.run(X, target)
         if value is None:
             raise RuntimeError("bpcore: the fused step refused validated input")
+        if self._cache is not None:      # the last forward's caches are overwritten
+            self._input = self._cache = self._grad_output = None
+        if not step.fused_update:
+            optimizer.step()
         return value
-
-    def _build_engine(self, n, loss, labels, scale, optimizer, has_dropout):
-        from .optim import SGD, Adam
-        loss_code = 1 if labels else _FUSED_LOSSES[type(loss)]
-        optimizer_code = {SGD: 1, Adam: 2}.get(type(optimizer), 0)
-        state = optimizer.buffers() if optimizer_code else ()
-        names = tuple(optimizer._state_names()) if optimizer_code else ()
-        layers = self._layer_specs(self._workspace(n, training=True))
-        grad_output = _aligned.empty((n, self.n_out), self.dtype)
-        engine = _engine.Engine(layers, self.params, self.grads, grad_output, n, loss_code,
-                                scale, optimizer_code, state, names, loss, optimizer,
-                                has_dropout, _threads._blas_parallel())
-        key = (n, id(loss), labels, id(optimizer))
-        self._engines[key] = engine
-        while len(self._engines) > _WORKSPACE_SIZES:
-            self._engines.popitem(last=False)
-        return engine
 
     def _forward_checked(self, X):
         space = self._workspace(X.shape[0], training=True)
@@ -462,32 +455,48 @@ class Model:
     def explain(self, layer, unit, sample=0):
         """Print and return the chain-rule terms of one neuron for the last step
         (see ``bpcore.inspection.explain``)."""
-        from .inspection import explain
-        return explain(self, layer, unit, sample)
+        return inspection.explain(self, layer, unit, sample)
 
     def to_dot(self, values=False):
         """Graphviz DOT text of the layers (``values``: the last step's magnitudes)."""
-        from .inspection import to_dot
-        return to_dot(self, values)
+        return inspection.to_dot(self, values)
 
-    # ------------------------------------------------------------- training
+    # ------------------------------------------------------------ conveniences
+    # Keras users expect model.fit/evaluate/save. They live in the layers above this
+    # one (bpcore.train, bpcore.checkpoint), which import this module; so each of
+    # those registers its function here when imported (register_convenience), and
+    # these methods only delegate. Importing bpcore registers all four.
     def save(self, path, optimizer=None, progress=None):
         """Write the model (and an optimizer's state, training progress) to ``path``
         atomically; read it back with ``bpcore.load``. See ``bpcore.checkpoint.save``."""
-        from .checkpoint import save
-        save(path, self, optimizer, progress)
+        _convenience("save")(path, self, optimizer, progress)
 
     def fit(self, X, y, **options):
-        """Train on (X, y); return a ``History``. See ``bpcore.training.fit``."""
-        from .training import fit
-        return fit(self, X, y, **options)
+        """Train on (X, y); return a ``History``. See ``bpcore.train.fit``."""
+        return _convenience("fit")(self, X, y, **options)
 
     def partial_fit(self, X, y, **options):
-        """One pass over (X, y); return that epoch's logs. See ``bpcore.training.partial_fit``."""
-        from .training import partial_fit
-        return partial_fit(self, X, y, **options)
+        """One pass over (X, y); return that epoch's logs. See ``bpcore.train.partial_fit``."""
+        return _convenience("partial_fit")(self, X, y, **options)
 
     def evaluate(self, X, y, **options):
-        """Loss and metrics on (X, y) as a dict. See ``bpcore.training.evaluate``."""
-        from .training import evaluate
-        return evaluate(self, X, y, **options)
+        """Loss and metrics on (X, y) as a dict. See ``bpcore.train.evaluate``."""
+        return _convenience("evaluate")(self, X, y, **options)
+
+
+_CONVENIENCES = {}
+
+
+def register_convenience(name, function):
+    """Let ``Model.<name>`` delegate to ``function`` (called by bpcore.train and
+    bpcore.checkpoint when they are imported)."""
+    if name not in ("save", "fit", "partial_fit", "evaluate"):
+        raise ValueError(f"name must be save, fit, partial_fit or evaluate; got {name!r}")
+    _CONVENIENCES[name] = function
+
+
+def _convenience(name):
+    function = _CONVENIENCES.get(name)
+    if function is None:
+        raise RuntimeError(f"Model.{name} needs bpcore's training layer: import bpcore")
+    return function

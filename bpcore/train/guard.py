@@ -1,0 +1,84 @@
+"""The divergence guard: a step that makes the loss, a gradient or a parameter NaN or
+infinite is undone, then raised (``TrainingDiverged``) or skipped.
+
+Before each step the guard copies what the step changes (the parameters, the
+optimizer's step count and state buffers) into backups it reuses, so that a
+diverged step can be undone in place and the model and optimizer keep their last
+finite values.
+"""
+import math
+
+import numpy as np
+
+from .. import _flat
+
+#: what ``fit(on_nonfinite=...)`` accepts
+NONFINITE = ("raise", "skip")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss, the gradients or the parameters became NaN or infinite."""
+
+
+class DivergenceGuard:
+    """Keeps ``model`` and ``optimizer`` at their last finite state across steps."""
+
+    def __init__(self, model, optimizer, on_nonfinite):
+        self.model, self.optimizer, self.on_nonfinite = model, optimizer, on_nonfinite
+        self._params = np.empty_like(model.params)
+        self._state = {}        # reused backups of the optimizer's state buffers
+        self._saved = None      # (steps, {name: backup}) of the last save
+
+    def step(self, epoch, batch, value):
+        """The optimizer's step, guarded: False when a non-finite loss ``value`` or
+        gradient made it skip (``on_nonfinite="skip"``); raises TrainingDiverged
+        otherwise, and when the step itself made a parameter non-finite (undone)."""
+        model = self.model
+        if not (math.isfinite(value) and _flat.all_finite(model.grads)):
+            return self.nonfinite(epoch, batch, value)
+        self.save()
+        self.optimizer.step()
+        if not _flat.all_finite(model.params):
+            self.undo()
+            raise TrainingDiverged(
+                f"epoch {epoch}, batch {batch}: the optimizer step made a parameter "
+                "non-finite; the parameters and the optimizer state were restored to the "
+                "last finite state")
+        return True
+
+    def nonfinite(self, epoch, batch, value):
+        """A non-finite loss or gradient, no step taken (or undone): False to skip
+        it (gradients zeroed), or raise TrainingDiverged."""
+        what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
+        if self.on_nonfinite == "skip":
+            self.model.zero_grad()
+            return False
+        raise TrainingDiverged(
+            f"epoch {epoch}, batch {batch}: {what}; the parameters are left at the last "
+            "finite state (lower the learning rate, clip gradients, or pass "
+            "on_nonfinite='skip')")
+
+    def save(self):
+        """Back up what a step changes: parameters, step count, state buffers."""
+        np.copyto(self._params, self.model.params)
+        saved = {}
+        for name, buf in self.optimizer.state.items():
+            backup = self._state.get(name)
+            if backup is None or backup.shape != buf.shape or backup.dtype != buf.dtype:
+                backup = self._state[name] = np.empty_like(buf)
+            np.copyto(backup, buf)
+            saved[name] = backup
+        self._saved = (self.optimizer.steps, saved)
+
+    def undo(self):
+        """Restore the last ``save`` in place: the parameters, the step count and every
+        state buffer; buffers the undone step created are dropped."""
+        steps, saved = self._saved
+        optimizer = self.optimizer
+        np.copyto(self.model.params, self._params)
+        for name in list(optimizer.state):
+            if name in saved:
+                np.copyto(optimizer.state[name], saved[name])
+            else:
+                del optimizer.state[name]
+        optimizer.steps = steps

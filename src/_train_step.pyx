@@ -1,0 +1,83 @@
+# Model.train_step: the fast path from a Python call to the fused engine.
+#
+# bpcore/nn/model.py binds ``train_step`` from here as Model's method, so that a step
+# which the model's last fused step applies to runs without a Python frame of its own
+# (a Python method costs a few per cent of the smallest networks' step). It is Model's
+# code, written in Cython: it reads the model's ``_fused`` (a FusedStep made by
+# bpcore/nn/fused.py) and decides whether that step applies to this call. The engine
+# it then runs (src/_engine.pyx) sees only its plan, never the model, loss or optimizer.
+# Owns nothing; holds the GIL (the engine releases it).
+
+
+cdef class FusedStep:
+    """A fused engine with what it was planned for: the loss object and its
+    reduction, the optimizer and the state buffers the plan points into, and whether
+    the model has dropout (the kernel has none, so it applies in evaluation mode only)."""
+    cdef readonly object engine, loss, optimizer, reduction
+    cdef readonly tuple state_names, state
+    cdef readonly bint has_dropout, fused_update
+
+    def __cinit__(self, engine, loss, optimizer, tuple state_names, bint has_dropout):
+        self.engine, self.loss, self.optimizer = engine, loss, optimizer
+        self.reduction = loss.reduction
+        self.state_names, self.state = state_names, engine.state
+        self.has_dropout, self.fused_update = has_dropout, engine.fused_update
+
+    cpdef bint applies(self, model, loss, optimizer):
+        """Whether this step computes ``loss`` and ``optimizer``'s update for
+        ``model`` as they are now (the reduction and the state buffers unchanged)."""
+        if loss is not self.loss or optimizer is not self.optimizer:
+            return False
+        if loss.reduction != self.reduction:
+            return False
+        if self.has_dropout and model.training:
+            return False
+        if self.state:
+            buffers = optimizer.state
+            for name, buf in zip(self.state_names, self.state):
+                if buffers.get(name) is not buf:
+                    return False
+        return True
+
+    def current(self, optimizer_buffers):
+        """Whether the plan still points at the optimizer's buffers (none switched on or
+        replaced since): ``optimizer_buffers`` is ``optimizer.buffers()``."""
+        if not self.fused_update:
+            return True
+        return len(optimizer_buffers) == len(self.state) and all(
+            a is b for a, b in zip(optimizer_buffers, self.state))
+
+
+def train_step(self, X, target, loss, optimizer):
+    """One training step in one call: forward, loss, backward and ``optimizer``'s
+    update; return the loss value.
+
+    The same numbers as ``loss_and_grad(X, target, loss)`` followed by
+    ``optimizer.step()``, computed by one fused kernel without the GIL for a
+    built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
+    Adam update inside it; other optimizers step right after; custom losses, Loss
+    subclasses that do not declare ``fused_kind`` and dropout in training mode take
+    the two-call path; see ``bpcore.nn.fused``).
+    ``grads`` holds this batch's gradient afterwards — except that the weight
+    matrices' may be left unwritten with plain SGD (no momentum or weight decay),
+    whose update is folded into the weight-gradient product; with any SGD at
+    batch sizes up to 4, whose weight gradients are formed inside the update; and
+    with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
+    more than one thread as the step was built for this batch size, for the layers
+    whose weight-gradient product BLAS takes and adds into the momentum buffer (a
+    one-unit output layer under MSE writes its own either way). When BLAS had
+    more than one thread as the step was built, Adam's update runs on the
+    calling thread and bpcore's helper thread (``bpcore.threads``), with the
+    same results. No caches are left for ``backward`` or the per-node views.
+    Bad input raises before anything changes.
+    """
+    cdef FusedStep step = self._fused
+    if step is not None and step.applies(self, loss, optimizer):
+        value = step.engine.run(X, target)
+        if value is not None:
+            if self._cache is not None:      # the last forward's caches are overwritten
+                self._input = self._cache = self._grad_output = None
+            if not step.fused_update:
+                optimizer.step()
+            return value
+    return self._train_step_general(X, target, loss, optimizer)
