@@ -81,8 +81,17 @@ if __package__ in (None, ""):              # run as a script: make `benches` imp
     sys.path.insert(0, str(HERE.parent))
 
 import bpcore as bp  # noqa: E402
-from benches.workloads import (SCALING_BATCHES, W1, W1B, W2_ADAM,  # noqa: E402
-                               W2_MOMENTUM, assert_same_training, numpy_step, scaling, w3)
+from benches.workloads import (  # noqa: E402
+    SCALING_BATCHES,
+    W1,
+    W1B,
+    W2_ADAM,
+    W2_MOMENTUM,
+    assert_same_training,
+    numpy_step,
+    scaling,
+    w3,
+)
 
 CHECK_STEPS = 5
 BLOCK_SECONDS = 0.010
@@ -702,7 +711,7 @@ def describe_machine(threads, xla_flags, available):
     versions = [f"bpcore {bp.__version__}", f"numpy {np.__version__}"]
     import scipy
     versions.append(f"scipy {scipy.__version__}")
-    for name, module in available.items():
+    for _name, module in available.items():
         versions.append(f"{module.__name__} {module.__version__}")
     lines.append("versions: " + ", ".join(versions))
     forced = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]

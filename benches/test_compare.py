@@ -102,7 +102,7 @@ def test_matmul_only_makes_the_step_products_in_row_major_layout():
     n, sizes = workload.batch, workload.sizes
     layers = len(sizes) - 1
     assert len(peer.calls) == 3 * layers - 1     # forward, dW each; dX all but the first
-    for l, (a, b, c, ta, tb, alpha, beta) in enumerate(peer.calls[:layers]):
+    for l, (a, b, c, *_) in enumerate(peer.calls[:layers]):
         X, W, Z = b.T, a.T, c.T                  # Z = X . W on C-ordered arrays
         assert X.flags.c_contiguous and W.flags.c_contiguous and Z.flags.c_contiguous
         assert X.shape == (n, sizes[l]) and W.shape == (sizes[l], sizes[l + 1])
@@ -137,7 +137,7 @@ def test_matmul_only_adds_weight_products_into_a_buffer(workload, blas_parallel,
     assert len(dW_calls) == len(workload.sizes) - 1
     before = [c.T.copy() for _, _, c, *_ in dW_calls]
     peer.run()
-    for (a, b, c, ta, tb, alpha_, beta_), old in zip(dW_calls, before):
+    for (a, b, c, _ta, _tb, alpha_, beta_), old in zip(dW_calls, before):
         delta, X = a.T, b.T
         assert (alpha_, beta_) == (alpha, beta)
         _close(c.T, beta * old + alpha * (X.T @ delta),

@@ -9,12 +9,32 @@ from . import datasets  # noqa: F401  (bp.datasets.moons, ...)
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
 from .nn import ACTIVATIONS, BCEWithLogitsLoss, CrossEntropyLoss, Dense, Loss, Model, MSELoss
-from .optim import (SGD, Adam, AdamW, CosineLR, ExponentialLR, LambdaLR, Optimizer,
-                    ReduceLROnPlateau, RMSprop, Rprop, StepLR, clip_grad_norm, clip_grad_value,
-                    register_optimizer)
+from .optim import (
+                    SGD,
+                    Adam,
+                    AdamW,
+                    CosineLR,
+                    ExponentialLR,
+                    LambdaLR,
+                    Optimizer,
+                    ReduceLROnPlateau,
+                    RMSprop,
+                    Rprop,
+                    StepLR,
+                    clip_grad_norm,
+                    clip_grad_value,
+                    register_optimizer,
+)
 from .threads import blas_threads, set_blas_threads
-from .train import (Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler,
-                    ModelCheckpoint, TrainingDiverged)
+from .train import (
+                    Callback,
+                    EarlyStopping,
+                    History,
+                    LambdaCallback,
+                    LearningRateScheduler,
+                    ModelCheckpoint,
+                    TrainingDiverged,
+)
 
 #: the installed distribution's version (pyproject.toml is its one source)
 __version__ = _version("bpcore")

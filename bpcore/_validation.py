@@ -129,7 +129,8 @@ def real(value, name, *, low=None, high=None, low_open=False, high_open=False):
         right = ")" if high_open else "]"
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
-        raise ValueError(f"{name} must be a finite number in {left}{lo}, {hi}{right}; got {value!r}")
+        raise ValueError(f"{name} must be a finite number in {left}{lo}, {hi}{right}; "
+                         f"got {value!r}")
     return value
 
 

@@ -34,8 +34,9 @@ class GradCheckResult:
 def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
     """Compare ``model.loss_and_grad`` with central differences of the loss.
 
-    Needs a float64 model; dropout is switched off while checking. Evaluates the loss twice per parameter, so keep the model
-    and batch small. The model's parameters and gradients are restored afterwards.
+    Needs a float64 model; dropout is switched off while checking. Evaluates the loss
+    twice per parameter, so keep the model and batch small. The model's parameters and
+    gradients are restored afterwards.
     Returns a ``GradCheckResult``.
     """
     if not isinstance(model, Model):

@@ -61,7 +61,8 @@ def explain(model, layer, unit, sample=0):
     lines.append("  this sample's share of the gradients (summed over samples in dW, db):")
     lines.append(f"    dL/db = delta = {delta:.6g}")
     for k in range(min(dense.n_in, 8)):
-        lines.append(f"    dL/dw[{k}] = delta * x[{k}] = {delta:.6g} * {x[k]:.6g} = {delta * x[k]:.6g}")
+        lines.append(f"    dL/dw[{k}] = delta * x[{k}] = {delta:.6g} * {x[k]:.6g} = "
+                     f"{delta * x[k]:.6g}")
     if dense.n_in > 8:
         lines.append(f"    ... ({dense.n_in - 8} more inputs)")
     if dense.has_scale:

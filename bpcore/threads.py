@@ -30,8 +30,9 @@ def _threadpoolctl():
 
 
 def _load_blas():
-    from . import _dense   # noqa: F401  (loads SciPy's BLAS, which the kernels link)
     import scipy.linalg.cython_blas  # noqa: F401
+
+    from . import _dense  # noqa: F401  (loads SciPy's BLAS, which the kernels link)
 
 
 def blas_threads():

@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 import bpcore as bp
-from bpcore.scalar import nn as scalar_nn
 from bpcore.datasets import moons
+from bpcore.scalar import nn as scalar_nn
 
 SIDE_BY_SIDE_STEPS, TOTAL_STEPS, LR = 5, 300, 0.3
 
@@ -93,7 +93,7 @@ def main():
           f"{1e3 * min(paused):.0f} ms: still about\n"
           f"{min(paused) / statistics.median(core_times):,.0f} times the core's.\n")
 
-    for step in range(SIDE_BY_SIDE_STEPS + 3, TOTAL_STEPS + 1):
+    for _ in range(SIDE_BY_SIDE_STEPS + 3, TOTAL_STEPS + 1):
         value, _ = model.loss_and_grad(X, target, loss)
         optimizer.step()
     accuracy = ((model.predict(X)[:, 0] > 0) == y).mean()

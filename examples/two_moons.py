@@ -12,8 +12,8 @@ import argparse
 import numpy as np
 
 import bpcore as bp
-from bpcore.train.callbacks import LearningRateScheduler
 from bpcore.datasets import moons
+from bpcore.train.callbacks import LearningRateScheduler
 
 
 def hinge(output, target):

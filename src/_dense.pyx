@@ -1,7 +1,7 @@
 # Dense layer kernels: forward fused with the activation and its derivative cache,
 # and the gradient-accumulating backward pass.
 #
-# Owns nothing and allocates nothing: every buffer is handed in by bpcore/model.py,
+# Owns nothing and allocates nothing: every buffer is handed in by bpcore/nn/model.py,
 # which has already checked shapes, dtypes and contiguity (these kernels trust it).
 # Each kernel releases the GIL for its whole body and cannot raise.
 #

@@ -19,7 +19,7 @@
 #   Adam: g = grad + wd*p;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
 #         p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)   with bci = 1 - bi^t
 #   AdamW: p *= 1 - lr*wd (decoupled decay), then Adam with g = grad.
-#   SGD, Adam and AdamW run the vectorised loops of _loops_impl.h (shared with the
+#   SGD, Adam and AdamW run the vectorised loops of _elementwise_impl.h (shared with the
 #   fused training step); Adam and AdamW are one loop with the decay placed differently.
 #   RMSprop: g = grad + wd*p;  v = a*v + (1-a)*g^2;  centered: c = a*c + (1-a)*g,
 #         w = v - c^2 (clamped at 0: rounding may make it negative, torch then gives NaN);

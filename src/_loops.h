@@ -3,7 +3,7 @@
  * Every function here is a plain loop over contiguous buffers that GCC vectorises;
  * `target_clones` builds it for AVX-512, AVX2 and baseline x86-64 and picks the
  * best at load time, so a portable wheel (-O3, no -march) still runs wide vectors.
- * The loops are written once in _loops_impl.h and instantiated for float and
+ * The loops are written once in _elementwise_impl.h and instantiated for float and
  * double below. They own nothing, allocate nothing and never touch Python.
  * Pointers documented as "may be NULL" mark optional outputs.
  */
@@ -55,7 +55,7 @@ static inline long bp_small_work_limit(void) {
 /* epilogues of bp_small_gemm (see _small_gemm_impl.h) */
 enum { BP_EP_FORWARD = 1, BP_EP_DELTA = 2 };
 
-/* activation codes: the registry in bpcore/layers.py maps names to these */
+/* activation codes: the registry in bpcore/nn/layers.py maps names to these */
 enum {
     BP_IDENTITY = 0, BP_SIGMOID = 1, BP_TANH = 2, BP_RELU = 3, BP_LEAKY_RELU = 4,
     BP_SCALED_SIGMOID = 5
@@ -68,8 +68,13 @@ enum {
 #define TANH tanhf
 #define SQRT sqrtf
 #define BP_LANES 8
-#include "_loops_impl.h"
+#include "_elementwise_impl.h"
 #include "_small_gemm_impl.h"
+#include "_output_loss_impl.h"
+#undef BP_GEMM_COLUMNS
+#undef BP_GEMM_ROW_COLUMNS
+#undef BP_ROWS
+#undef BP_VL
 #undef T
 #undef ITYPE
 #undef NAME
@@ -86,8 +91,13 @@ enum {
 #define TANH tanh
 #define SQRT sqrt
 #define BP_LANES 4
-#include "_loops_impl.h"
+#include "_elementwise_impl.h"
 #include "_small_gemm_impl.h"
+#include "_output_loss_impl.h"
+#undef BP_GEMM_COLUMNS
+#undef BP_GEMM_ROW_COLUMNS
+#undef BP_ROWS
+#undef BP_VL
 #undef T
 #undef ITYPE
 #undef NAME

@@ -184,7 +184,7 @@ cdef inline double unit_mse(long n, long k, const floating* A, const floating* w
     dL/doutput in grad, its gradients dW and db, and the delta of the layer below with
     that layer's bias gradient colsum, through M (its derivative cache, or with
     relu_output its ReLU output). Only where unit_mse_fits(k) holds (see
-    bp_unit_mse in _small_gemm_impl.h)."""
+    bp_unit_mse in _output_loss_impl.h)."""
     if floating is float:
         return bp_unit_mse_f32(n, k, A, w, b, target, scale, out, grad, M, relu_output,
                                delta, colsum, dW, db)

@@ -1,7 +1,7 @@
 # Python-facing loss kernels: thin wrappers that hand buffers to the pointer kernels
 # of _loss_kernels.pxd (see there for the formulas and the stability notes).
 #
-# Own nothing, allocate nothing; bpcore/losses.py validates and hands in every buffer.
+# Own nothing, allocate nothing; bpcore/nn/losses.py validates and hands in every buffer.
 # Each releases the GIL and cannot raise. An empty `weight` means all ones.
 from cython cimport floating
 from libc.stdint cimport int64_t

@@ -31,8 +31,7 @@ from ..datasets import DATASETS
 from ..nn import ACTIVATIONS, LOSSES, Dense, Model
 from ..optim import SGD, Adam
 from ..train import EarlyStopping, LambdaCallback, TrainingDiverged
-from .data import (MAX_AUTO_CLASSES, TASKS, Task, UsageError, choose_task, load_data,
-                   short_list)
+from .data import MAX_AUTO_CLASSES, TASKS, Task, UsageError, choose_task, load_data, short_list
 
 # the optimizers the command line offers (their options: --lr, and --momentum for SGD)
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}

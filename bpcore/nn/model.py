@@ -133,7 +133,7 @@ class Model:
                 offset += int(np.prod(shape))
         self.params = _aligned.zeros(offset, self.dtype)
         self.grads = _aligned.zeros(offset, self.dtype)
-        for name, layer, attr, shape, start in self.parameter_table:
+        for _name, layer, attr, shape, start in self.parameter_table:
             stop = start + int(np.prod(shape))
             setattr(layer, attr, self.params[start:stop].reshape(shape))
             setattr(layer, "d" + attr, self.grads[start:stop].reshape(shape))

@@ -7,7 +7,7 @@ once, when it is built, and keeps the plan so that its raw pointers stay valid.
 An array that is empty (size 0) or None is absent (no scale ``c`` on a plain layer,
 no derivative cache ``D`` on an identity layer, ...).
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class StepPlan(NamedTuple):
     batch_size: int
     loss_kind: str           # a key of bpcore._engine.LOSS_KINDS
     scale: float             # the loss reduction's factor (1/n for "mean", ...)
-    optimizer_kind: Optional[str]   # a key of bpcore._engine.OPTIMIZER_KINDS, or None
+    optimizer_kind: str | None   # a key of bpcore._engine.OPTIMIZER_KINDS, or None
     state: tuple             # the optimizer's state buffers the update writes
     scalars: object          # the optimizer's bpcore._engine.Scalars (None: not fused)
     blas_parallel: bool      # BLAS had more than one thread when planned

@@ -11,8 +11,7 @@ import math
 import numpy as np
 
 from .. import _flat, _validation
-from ..nn import LOSSES, Loss, MSELoss
-from ..nn import fused
+from ..nn import LOSSES, Loss, MSELoss, fused
 from ..nn.model import register_convenience
 from ..optim import Optimizer, optimizer_by_name
 from .callbacks import Callback, LambdaCallback
@@ -93,7 +92,8 @@ def _class_weights(class_weight, y, n_classes):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be a dict or 'balanced'; got {class_weight!r}")
         counts = np.bincount(labels, minlength=k).astype(np.float64)
-        table = np.where(counts > 0, labels.size / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+        per_class = labels.size / (np.count_nonzero(counts) * np.maximum(counts, 1))
+        table = np.where(counts > 0, per_class, 0.0)
     elif isinstance(class_weight, dict):
         table = np.ones(k)
         for label, weight in class_weight.items():
@@ -141,8 +141,8 @@ class Trainer:
 
     def progress(self, epoch):
         """What a checkpoint needs to resume after ``epoch``."""
-        return {"epoch": epoch + 1, "seed": self.seed,
-                "history": {k: [float(v) for v in vals] for k, vals in self.history.history.items()}}
+        history = {k: [float(v) for v in vals] for k, vals in self.history.history.items()}
+        return {"epoch": epoch + 1, "seed": self.seed, "history": history}
 
     def run_epoch(self, epoch, X, y, weight):
         model, n = self.model, X.shape[0]
