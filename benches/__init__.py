@@ -1,1 +1,1 @@
-"""Benchmarks of bpcore against its peers (BENCHMARKS.md); run with pytest."""
+"""Benchmarks of bpcore against its peers (benches/README.md); run with pytest."""

@@ -1,9 +1,9 @@
-"""bpcore's fused train_step beside its peers, interleaved, on BENCHMARKS.md's workloads.
+"""bpcore's fused train_step beside its peers, interleaved, on the workloads of benches/README.md.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benches/compare.py \\
         [--threads 1] [--quick] [--rounds N] [--only W1,S] [--plot benches/scaling.png]
 
-(unset the two OPENBLAS_ variables in benchmark commands only: BENCHMARKS.md.)
+(unset the two OPENBLAS_ variables in benchmark commands only: benches/README.md.)
 
 Peers, each skipped when its package is missing:
   bpcore      ``model.train_step(X, y, loss, optimizer)``; predict rows: ``model.predict``
@@ -18,7 +18,7 @@ Peers, each skipped when its package is missing:
   sklearn     ``MLPRegressor``/``MLPClassifier.partial_fit`` on the batch (one epoch
               of one minibatch: one step, plus its input checks), W1, W2 and S
   GEMM floor  not a peer: the FLOPs of those products divided by the machine's gemm
-              rate measured in the same run (1024^3, best of 7), the bound BENCHMARKS.md
+              rate measured in the same run (1024^3, best of 7), the bound benches/README.md
               names (approximate: larger products can run a little faster).
   matmul-only the step's matrix products alone, the BLAS calls bpcore's step makes
               (forward X.W per layer; backward X^T.delta per layer, added into W by
@@ -420,7 +420,7 @@ def gemm_call_overhead(dtype, calls=1000):
 
 def peak_gemm_rate(dtype, size=1024):
     """FLOP/s of the best of several square gemm calls of ``size``: the machine's GEMM
-    limit with the threads in effect (BENCHMARKS.md: the GEMM-bound floor of a step is
+    limit with the threads in effect (benches/README.md: the GEMM-bound floor of a step is
     its product FLOPs divided by this rate)."""
     from scipy.linalg import blas
     gemm = blas.dgemm if np.dtype(dtype) == np.float64 else blas.sgemm

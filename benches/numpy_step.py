@@ -1,6 +1,6 @@
 """The NumPy peer: a hand-written, preallocated training step for a ReLU MLP.
 
-This is the floor any library must beat (BENCHMARKS.md): the cs231n-style step a
+This is the floor any library must beat (benches/README.md): the cs231n-style step a
 careful NumPy programmer writes, with every buffer allocated once in ``__init__`` and
 every ufunc and matrix product writing through ``out=``. It uses no bpcore code, so
 it doubles as an independent check of bpcore's arithmetic (test_steps.py compares the

@@ -2,7 +2,7 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benches/small_gemm.py [--rounds N]
 
-(unset the two OPENBLAS_ variables in benchmark commands only: BENCHMARKS.md.)
+(unset the two OPENBLAS_ variables in benchmark commands only: benches/README.md.)
 
 For each product shape (the ones bpcore's layers make: X.W forward, X^T.delta for dW,
 delta.W^T for dX) it times ``bpcore._dense.matmul`` through the own loops and through

@@ -8,7 +8,7 @@ No test here asserts a timing.
 
 Implementations: "bpcore" is ``loss_and_grad`` + ``optimizer.step()`` (two calls),
 "bpcore-train_step" the fused ``model.train_step``, "numpy" the preallocated NumPy
-step. The workloads are BENCHMARKS.md's at sizes CI can smoke-run (W3 is 512 wide at
+step. The workloads are benches/README.md's at sizes CI can smoke-run (W3 is 512 wide at
 batch 128 here; benches/compare.py times the real W3 and the whole S series). W1b
 also times batch-1 prediction: ``model.predict`` beside the NumPy forward pass.
 

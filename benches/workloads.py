@@ -1,4 +1,4 @@
-"""The workloads of BENCHMARKS.md, their data, and both implementations' steps.
+"""The workloads of benches/README.md, their data, and both implementations' steps.
 
 Every bench and check builds its data here with a fixed seed, so bpcore and the
 NumPy peer see the same arrays and start from the same weights.
@@ -14,7 +14,7 @@ from .numpy_step import NumpyStep
 
 @dataclass(frozen=True)
 class Workload:
-    """One row of BENCHMARKS.md's table: network, precision, batch, loss, optimizer."""
+    """One row of benches/README.md's table: network, precision, batch, loss, optimizer."""
 
     id: str
     sizes: tuple
@@ -53,7 +53,7 @@ SCALING_BATCHES = (1, 8, 32, 128, 512, 2048)
 def w3(width=4096, batch=512, id="W3"):
     """W3: width-width-width-10 ReLU, float32, softmax cross-entropy, plain SGD.
 
-    BENCHMARKS.md's W3 is the default (4096 wide, batch 512); smaller widths and
+    benches/README.md's W3 is the default (4096 wide, batch 512); smaller widths and
     batches make the same shape of work for smoke runs.
     """
     return Workload(id, (width, width, width, 10), np.float32, batch, "cross_entropy",
