@@ -3,17 +3,25 @@
 Kernels in src/ trust what they are handed; these functions are the only line that
 turns bad input into a ValueError/TypeError before anything is written.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._flat import all_finite
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
     """Return the numpy dtype for a model's ``dtype`` argument (float32 or float64)."""
     try:
         resolved = np.dtype(dtype)
@@ -24,7 +32,7 @@ def check_dtype(dtype):
     return resolved
 
 
-def describe(value):
+def describe(value: Any) -> str:
     """A short description of what came, for error messages."""
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
@@ -37,7 +45,7 @@ def describe(value):
     return f"{type(value).__name__} {value!r}" if scalar else type(value).__name__
 
 
-def as_array(value, name):
+def as_array(value: Any, name: str) -> npt.NDArray[Any]:
     """``value`` as an ndarray (no copy when it already is one)."""
     if isinstance(value, np.ndarray):
         return value
@@ -48,20 +56,20 @@ def as_array(value, name):
                         f"cannot turn into one ({error})") from None
 
 
-def check_finite(array, name):
+def check_finite(array: npt.NDArray[Any], name: str) -> None:
     """Raise ValueError when a float array holds NaN or infinity (allocates nothing)."""
     if array.size and not all_finite(array.reshape(-1)):
         raise ValueError(f"{name} contains NaN or infinity; all values must be finite")
 
 
-def native(array, dtype):
+def native(array: npt.NDArray[Any], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """``array`` as a C-contiguous, aligned array of ``dtype`` in the machine's byte
     order: what the kernels read (a copy only when it is not that already)."""
     return np.require(array, dtype=np.dtype(dtype).newbyteorder("="), requirements=["C", "A"])
 
 
-def float_matrix(value, name, dtype, n_columns=None, column_word="features",
-                 expected_by="the model"):
+def float_matrix(value: Any, name: str, dtype: npt.DTypeLike, n_columns: int | None = None,
+                 column_word: str = "features", expected_by: str = "the model") -> FloatArray:
     """Validate a 2-D float array and return it C-contiguous in ``dtype``.
 
     Integer, boolean, complex and object arrays are rejected (TypeError); float input
@@ -86,7 +94,7 @@ def float_matrix(value, name, dtype, n_columns=None, column_word="features",
     return array
 
 
-def sample_weight(value, n_samples, dtype):
+def sample_weight(value: Any, n_samples: int, dtype: npt.DTypeLike) -> FloatArray | None:
     """Validate per-sample weights: 1-D, length n_samples, finite, >= 0; or None."""
     if value is None:
         return None
@@ -105,7 +113,7 @@ def sample_weight(value, n_samples, dtype):
     return array
 
 
-def positive_int(value, name):
+def positive_int(value: object, name: str) -> int:
     """Return value as int when it is an integer >= 1 (bool is not an integer here)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive integer; got {describe(value)}")
@@ -114,7 +122,8 @@ def positive_int(value, name):
     return int(value)
 
 
-def real(value, name, *, low=None, high=None, low_open=False, high_open=False):
+def real(value: object, name: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False) -> float:
     """Return value as float when it is a finite real in the given interval.
 
     ``low``/``high`` are inclusive unless ``low_open``/``high_open``.
@@ -134,7 +143,7 @@ def real(value, name, *, low=None, high=None, low_open=False, high_open=False):
     return value
 
 
-def random_generator(seed):
+def random_generator(seed: object) -> np.random.Generator:
     """``numpy.random.default_rng(seed)`` for an int >= 0, a Generator or None."""
     if seed is None or isinstance(seed, np.random.Generator):
         return np.random.default_rng(seed)
@@ -144,7 +153,9 @@ def random_generator(seed):
     return np.random.default_rng(int(seed))
 
 
-def state_dict_hyperparameters(state_dict, kind_key, owner, checks, keys, *, exact):
+def state_dict_hyperparameters(state_dict: object, kind_key: str, owner: object,
+                               checks: Mapping[str, Callable[[Any, str], Any]],
+                               keys: Collection[str], *, exact: bool) -> dict[str, Any]:
     """Check a ``state_dict``'s type, keys and kind (``state_dict[kind_key]`` must name
     ``owner``'s class) and return its hyperparameters passed through ``checks``.
 

@@ -24,6 +24,8 @@ architecture is read first, every member's size in the zip directory and then it
 every array is bounded by the bytes really present in the file. Whatever is wrong
 becomes one ``CheckpointError`` naming the file and the fault.
 """
+from __future__ import annotations
+
 import dataclasses
 import errno
 import json
@@ -32,6 +34,7 @@ import os
 import re
 import secrets
 import zipfile
+from typing import IO, Any, NoReturn
 
 import numpy as np
 
@@ -60,7 +63,7 @@ _LAYER_KEYS = {"n_in", "n_out", "activation", "negative_slope"}
 class CheckpointError(ValueError):
     """A file that is not a readable bpcore checkpoint; says which file and why."""
 
-    def __init__(self, path, reason):
+    def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot load checkpoint {path!r}: {reason}")
         self.path = path
         self.reason = reason
@@ -72,12 +75,13 @@ class Checkpoint:
     progress dict that was saved with it (or None)."""
 
     model: Model
-    optimizer: Optimizer = None
-    progress: dict = None
+    optimizer: Optimizer | None = None
+    progress: dict[str, Any] | None = None
 
 
 # -------------------------------------------------------------------------- save
-def save(path, model, optimizer=None, progress=None):
+def save(path: str | os.PathLike[str], model: Model, optimizer: Optimizer | None = None,
+         progress: dict[str, Any] | None = None) -> None:
     """Write ``model`` (and ``optimizer``'s state, and ``progress``) to ``path`` atomically.
 
     ``optimizer`` must be bound to ``model``. ``progress`` is a JSON-serializable
@@ -95,7 +99,7 @@ def save(path, model, optimizer=None, progress=None):
     _write_atomically(path, text.encode("ascii"), arrays)
 
 
-def _check_path(path):
+def _check_path(path: Any) -> str:
     try:
         path = os.fspath(path)
     except TypeError:
@@ -111,7 +115,8 @@ def _check_path(path):
     return path
 
 
-def _describe(model, optimizer, progress):
+def _describe(model: object, optimizer: object, progress: object
+              ) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
     """The header dict and the (member name, array) list to write; checks arguments."""
     if not isinstance(model, Model):
         raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
@@ -166,7 +171,7 @@ def _describe(model, optimizer, progress):
     return header, arrays
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A bit generator's state with numpy arrays and scalars made JSON types."""
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
@@ -175,7 +180,8 @@ def _plain(value):
     return value
 
 
-def _write_zip(file, header_bytes, arrays):
+def _write_zip(file: IO[bytes], header_bytes: bytes,
+               arrays: list[tuple[str, np.ndarray]]) -> None:
     """The archive itself, into an open binary file (no atomicity here)."""
     with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
         # a fixed date keeps the bytes of a checkpoint a function of its contents
@@ -188,7 +194,8 @@ def _write_zip(file, header_bytes, arrays):
                                           allow_pickle=False)
 
 
-def _write_atomically(path, header_bytes, arrays):
+def _write_atomically(path: str, header_bytes: bytes,
+                      arrays: list[tuple[str, np.ndarray]]) -> None:
     folder, name = os.path.split(path)
     folder = folder or "."
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -216,7 +223,7 @@ def _write_atomically(path, header_bytes, arrays):
     _fsync_folder(folder)
 
 
-def _fsync_folder(folder):
+def _fsync_folder(folder: str) -> None:
     """Make the rename durable; skipped where folders cannot be opened or synced."""
     if os.name == "nt":
         return
@@ -231,12 +238,12 @@ def _fsync_folder(folder):
 
 
 # -------------------------------------------------------------------------- load
-def load(path):
+def load(path: str | os.PathLike[str]) -> Model:
     """The ``Model`` saved at ``path`` (see ``load_checkpoint`` for optimizer/progress)."""
     return load_checkpoint(path).model
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint: a ``Checkpoint(model, optimizer, progress)``.
 
     Raises ``CheckpointError`` for anything that is not an intact version-1 bpcore
@@ -260,12 +267,12 @@ def load_checkpoint(path):
 class _Reader:
     """One load: every check raises ``CheckpointError`` through ``fail``."""
 
-    def __init__(self, path, file):
+    def __init__(self, path: str, file: IO[bytes]) -> None:
         self.path = path
         self.file = file
         self.size = os.fstat(file.fileno()).st_size
 
-    def fail(self, reason):
+    def fail(self, reason: str) -> NoReturn:
         raise CheckpointError(self.path, reason)
 
     def read(self):
@@ -519,7 +526,7 @@ class _Reader:
         return optimizer
 
 
-def _subclasses(cls):
+def _subclasses(cls: type[Optimizer]) -> list[type[Optimizer]]:
     """Every subclass of ``cls``, recursively, each once."""
     seen, stack = [], list(cls.__subclasses__())
     while stack:

@@ -1,9 +1,16 @@
 """Central-difference check of a model's backpropagated gradients."""
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _validation
+
+if TYPE_CHECKING:
+    from ._typing import FloatArray
 from .nn import Loss, Model
 
 
@@ -17,21 +24,22 @@ class GradCheckResult:
     flat gradients.
     """
 
-    errors: dict
-    analytic: np.ndarray
-    numerical: np.ndarray
+    errors: dict[str, float]
+    analytic: FloatArray
+    numerical: FloatArray
 
     @property
-    def max_error(self):
+    def max_error(self) -> float:
         """The largest per-tensor error."""
         return max(self.errors.values())
 
-    def ok(self, tol=1e-7):
+    def ok(self, tol: float = 1e-7) -> bool:
         """True when every tensor's error is below ``tol``."""
         return self.max_error < tol
 
 
-def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
+def gradcheck(model: Model, X: npt.ArrayLike, target: npt.ArrayLike, loss: Loss, *,
+              sample_weight: npt.ArrayLike | None = None, eps: float = 1e-6) -> GradCheckResult:
     """Compare ``model.loss_and_grad`` with central differences of the loss.
 
     Needs a float64 model; dropout is switched off while checking. Evaluates the loss
@@ -56,7 +64,7 @@ def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
         numerical = np.empty_like(analytic)
         params = model.params
 
-        def value():
+        def value() -> float:
             return loss(model.predict(X), target, sample_weight)[0]
 
         for i in range(params.size):
@@ -71,7 +79,7 @@ def gradcheck(model, X, target, loss, *, sample_weight=None, eps=1e-6):
         model.train(training)
         model.params[...] = saved_params
         model.grads[...] = saved_grads
-    errors = {}
+    errors: dict[str, float] = {}
     for name, _, _, shape, offset in model.parameter_table:
         part = slice(offset, offset + int(np.prod(shape)))
         a, n = analytic[part], numerical[part]

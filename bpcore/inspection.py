@@ -6,10 +6,17 @@ unit), the cached local derivative turns it into delta_j = dL/dz_j, and each
 parameter's gradient is delta_j times that parameter's local factor
 (x_i for w_ij, 1 for b_j, g_j for the scale c_j of a scaled unit).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from ._typing import Dense, FloatArray, Model
 
-def _layer_index(model, layer):
+
+def _layer_index(model: Model, layer: object) -> int:
     if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
         if not -len(model.layers) <= layer < len(model.layers):
             raise ValueError(f"layer must index one of the model's {len(model.layers)} "
@@ -20,7 +27,14 @@ def _layer_index(model, layer):
     raise TypeError(f"layer must be a layer index or a Dense of this model; got {layer!r}")
 
 
-def explain(model, layer, unit, sample=0):
+def _present(view: FloatArray | None) -> FloatArray:
+    """A per-node view of the last step, there once a forward and a backward ran."""
+    if view is None:
+        raise ValueError("explain needs a forward and a backward first (e.g. loss_and_grad)")
+    return view
+
+
+def explain(model: Model, layer: int | Dense, unit: int, sample: int = 0) -> str:
     """Return (and print) the chain-rule terms of ``unit`` in ``layer`` for ``sample``
     of the last forward/backward, with their numbers."""
     i = _layer_index(model, layer)
@@ -33,10 +47,10 @@ def explain(model, layer, unit, sample=0):
     n = dense.a.shape[0]
     if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or not 0 <= sample < n:
         raise ValueError(f"sample must be in [0, {n - 1}]; got {sample!r}")
-    x = model._input[sample] if i == 0 else model.layers[i - 1].a[sample]
-    z, a = dense.z[sample, unit], dense.a[sample, unit]
-    derivative = dense.derivative[sample, unit]
-    grad_a, delta = dense.grad_a[sample, unit], dense.delta[sample, unit]
+    x = _present(model._input if i == 0 else model.layers[i - 1].a)[sample]
+    z, a = _present(dense.z)[sample, unit], dense.a[sample, unit]
+    derivative = _present(dense.derivative)[sample, unit]
+    grad_a, delta = _present(dense.grad_a)[sample, unit], dense.delta[sample, unit]
     f = {"identity": "z", "sigmoid": "sigmoid(z)", "tanh": "tanh(z)", "relu": "max(z, 0)",
          "leaky_relu": "z if z > 0 else slope*z", "scaled_sigmoid": "c*g, g = sigmoid(z)"}
     local = {"identity": "1", "sigmoid": "g*(1-g)", "tanh": "1-a^2", "relu": "[z > 0]",
@@ -44,7 +58,7 @@ def explain(model, layer, unit, sample=0):
     lines = [f"layers[{i}] unit {unit} ({dense.activation}), sample {sample} of {n}:",
              f"  z = sum_k w_k*x_k + b = {z:.6g}",
              f"  a = {f[dense.activation]} = {a:.6g}"]
-    if dense.has_scale:
+    if dense.c is not None:         # a scaled unit
         g = 1.0 / (1.0 + np.exp(-z))
         lines.append(f"    g = {g:.6g}, c = {dense.c[unit]:.6g}")
     lines.append(f"  cached local derivative da/dz = {local[dense.activation]} = {derivative:.6g}")
@@ -52,7 +66,8 @@ def explain(model, layer, unit, sample=0):
         lines.append(f"  dL/da = {grad_a:.6g}   (from the loss: an output unit)")
     else:
         nxt = model.layers[i + 1]
-        terms = [(k, nxt.delta[sample, k], nxt.W[unit, k]) for k in range(nxt.n_out)]
+        nxt_delta = _present(nxt.delta)
+        terms = [(k, nxt_delta[sample, k], nxt.W[unit, k]) for k in range(nxt.n_out)]
         lines.append(f"  dL/da = sum over the {nxt.n_out} units of layers[{i + 1}] it feeds "
                      "of delta_k * w_jk:")
         lines += [f"    unit {k}: {d:.6g} * {w:.6g} = {d * w:.6g}" for k, d, w in terms]
@@ -69,13 +84,13 @@ def explain(model, layer, unit, sample=0):
         g = 1.0 / (1.0 + np.exp(-z))
         lines.append(f"    dL/dc = dL/da * g = {grad_a:.6g} * {g:.6g} = {grad_a * g:.6g}")
     lines.append(f"  accumulated over the batch: dL/db = {dense.db[unit]:.6g}"
-                 + (f", dL/dc = {dense.dc[unit]:.6g}" if dense.has_scale else ""))
+                 + (f", dL/dc = {dense.dc[unit]:.6g}" if dense.dc is not None else ""))
     text = "\n".join(lines)
     print(text)
     return text
 
 
-def to_dot(model, values=False):
+def to_dot(model: Model, values: bool = False) -> str:
     """Graphviz DOT text of the model: one node per layer (shape, activation,
     parameter count) and the input; with ``values`` the last step's mean |a| and
     mean |delta| per layer."""

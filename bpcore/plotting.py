@@ -6,14 +6,28 @@ picture is drawn. Figures are built on matplotlib's object API and rendered by t
 Agg canvas, never through pyplot: drawing here opens no window and leaves the
 backend of the caller's session alone.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ._typing import History, Model
 
 # class colours (colour-blind safe, Okabe-Ito): points in full, regions lightened
 _COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
            "#000000"]
 
 
-def require_matplotlib():
+def require_matplotlib() -> tuple[type[Figure], type[FigureCanvasAgg]]:
     """Import matplotlib's Figure and Agg canvas, or raise ImportError naming the extra."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,10 +38,11 @@ def require_matplotlib():
     return Figure, FigureCanvasAgg
 
 
-def plot_history(ax, history):
+def plot_history(ax: Axes, history: History | Mapping[str, Sequence[float]]) -> None:
     """Draw the training and validation loss per epoch on ``ax`` (a log scale when
     the losses are positive)."""
-    logs = getattr(history, "history", history)
+    # a History's dict of logs, or such a dict itself
+    logs = cast("Mapping[str, Sequence[float]]", getattr(history, "history", history))
     for name, style in (("loss", "-"), ("val_loss", "--")):
         values = logs.get(name)
         if values:
@@ -44,7 +59,7 @@ def plot_history(ax, history):
     ax.legend()
 
 
-def predicted_classes(model, X):
+def predicted_classes(model: Model, X: npt.ArrayLike) -> npt.NDArray[np.intp | np.int64]:
     """The class index of each row: the arg-max of the logits, or logit > 0 for one output."""
     output = model.predict(X)
     if output.shape[1] == 1:
@@ -52,7 +67,8 @@ def predicted_classes(model, X):
     return output.argmax(axis=1)
 
 
-def plot_decision_boundary(ax, model, X, y, resolution=300):
+def plot_decision_boundary(ax: Axes, model: Model, X: npt.ArrayLike, y: npt.ArrayLike,
+                           resolution: int = 300) -> None:
     """Shade the class the model predicts over the plane around X (2 features) and
     draw the samples coloured by their true class index ``y``."""
     from matplotlib.colors import ListedColormap
@@ -79,7 +95,8 @@ def plot_decision_boundary(ax, model, X, y, resolution=300):
     ax.set_ylabel("x1")
 
 
-def plot_fit_1d(ax, model, X, y, resolution=400):
+def plot_fit_1d(ax: Axes, model: Model, X: npt.ArrayLike, y: npt.ArrayLike,
+                resolution: int = 400) -> None:
     """Draw the samples of a 1-feature regression and the model's curve through them."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(len(X), -1)
@@ -93,7 +110,10 @@ def plot_fit_1d(ax, model, X, y, resolution=400):
     ax.legend()
 
 
-def training_figure(history, model=None, X=None, y=None, *, classifier=True, title=None):
+def training_figure(history: History | Mapping[str, Sequence[float]],
+                    model: Model | None = None, X: npt.ArrayLike | None = None,
+                    y: npt.ArrayLike | None = None, *, classifier: bool = True,
+                    title: str | None = None) -> Figure:
     """A matplotlib Figure: the loss curves, beside the decision boundary when X has 2
     features and the model classifies, or the fitted curve for a 1-feature regression."""
     Figure, FigureCanvasAgg = require_matplotlib()
@@ -108,15 +128,19 @@ def training_figure(history, model=None, X=None, y=None, *, classifier=True, tit
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 2 if second else 1, squeeze=False)[0]
     plot_history(axes[0], history)
-    if second is not None:
-        second(axes[1], model, X, y)
+    if second is not None and model is not None and X is not None and y is not None:
+        second(axes[1], model, X, y)        # (second is set only with all three)
     if title:
         figure.suptitle(title)
     return figure
 
 
-def save_training_plot(path, history, model=None, X=None, y=None, *, classifier=True,
-                       title=None, dpi=100):
+def save_training_plot(path: str | os.PathLike[str],
+                       history: History | Mapping[str, Sequence[float]],
+                       model: Model | None = None, X: npt.ArrayLike | None = None,
+                       y: npt.ArrayLike | None = None, *, classifier: bool = True,
+                       title: str | None = None, dpi: float = 100
+                       ) -> str | os.PathLike[str]:
     """Write ``training_figure(...)`` to ``path`` (PNG by its extension)."""
     figure = training_figure(history, model, X, y, classifier=classifier, title=title)
     figure.savefig(path, dpi=dpi)

@@ -15,12 +15,19 @@ one core, without threadpoolctl) steps built from then on do not.
 
 Needs the optional ``threads`` extra (threadpoolctl), imported only when called.
 """
+from __future__ import annotations
+
 import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from . import _validation
 
+if TYPE_CHECKING:
+    from threadpoolctl import threadpool_limits
 
-def _threadpoolctl():
+
+def _threadpoolctl() -> ModuleType:
     try:
         import threadpoolctl
     except ImportError:
@@ -29,13 +36,13 @@ def _threadpoolctl():
     return threadpoolctl
 
 
-def _load_blas():
+def _load_blas() -> None:
     import scipy.linalg.cython_blas  # noqa: F401
 
     from . import _dense  # noqa: F401  (loads SciPy's BLAS, which the kernels link)
 
 
-def blas_threads():
+def blas_threads() -> int:
     """The largest thread count among the loaded BLAS libraries."""
     _load_blas()
     info = _threadpoolctl().threadpool_info()
@@ -43,10 +50,11 @@ def blas_threads():
                default=1)
 
 
-_blas_controllers = None      # threadpoolctl's handles on the loaded BLAS libraries
+# threadpoolctl's handles on the loaded BLAS libraries
+_blas_controllers: list[Any] | None = None
 
 
-def _blas_parallel():
+def _blas_parallel() -> bool:
     """Whether the BLAS under bpcore may run more than one thread: the largest thread
     count of the loaded BLAS libraries where threadpoolctl is installed (found once,
     then asked directly: a few microseconds), else whether the machine has more than
@@ -67,7 +75,7 @@ def _blas_parallel():
     return max((lib.num_threads for lib in _blas_controllers), default=1) > 1
 
 
-def set_blas_threads(n):
+def set_blas_threads(n: int | None) -> threadpool_limits:
     """Limit every loaded BLAS library to ``n`` threads (an integer >= 1, or None for
     the number of cores); return a limiter that restores the previous setting when
     used as a context manager (``with bp.set_blas_threads(1): ...``)."""

@@ -17,35 +17,52 @@ User mistakes (bad arguments, unreadable files, data that does not fit the model
 end in one line on stderr and exit status 2, never a traceback; a run whose loss
 diverges ends with status 1.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import __version__
 from ..checkpoint import CheckpointError, load_checkpoint, save
 from ..datasets import DATASETS
 from ..nn import ACTIVATIONS, LOSSES, Dense, Model
 from ..optim import SGD, Adam
-from ..train import EarlyStopping, LambdaCallback, TrainingDiverged
-from .data import MAX_AUTO_CLASSES, TASKS, Task, UsageError, choose_task, load_data, short_list
+from ..train import Callback, EarlyStopping, LambdaCallback, TrainingDiverged
+from .data import (
+    MAX_AUTO_CLASSES,
+    TASKS,
+    Data,
+    Task,
+    UsageError,
+    choose_task,
+    load_data,
+    short_list,
+)
 
 # the optimizers the command line offers (their options: --lr, and --momentum for SGD)
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 DEFAULT_HIDDEN = (16, 16)
 
+#: how a command reports progress: ``log(message, stream=None)`` (stdout by default)
+Log = Callable[..., None]
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')", self.prog)
 
 
-def _layer_sizes(text):
+def _layer_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
@@ -57,9 +74,9 @@ def _layer_sizes(text):
     return sizes
 
 
-def _integer_from(low, what):
+def _integer_from(low: int, what: str) -> Callable[[str], int]:
     """An argparse type: an integer >= low, else the error says ``what`` was expected."""
-    def parse(text):
+    def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
@@ -74,7 +91,7 @@ _positive_int = _integer_from(1, "a positive integer")
 _seed = _integer_from(0, "a non-negative integer")
 
 
-def _non_negative_float(text):
+def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -84,18 +101,18 @@ def _non_negative_float(text):
     return value
 
 
-def _fraction(text):
+def _fraction(text: str) -> float:
     value = _non_negative_float(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1); got {text!r}")
     return value
 
 
-def _columns(text):
+def _columns(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _add_data_arguments(parser):
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data (--data FILE, or a generated --dataset)")
     group.add_argument("--data", metavar="FILE",
                        help="a CSV file (numbers; a header row is optional; the target is "
@@ -115,7 +132,7 @@ def _add_data_arguments(parser):
                        help="seed of the generated data set (default 0)")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the three commands."""
     parser = _Parser(prog="bpcore", description="Train dense networks with exact "
                      "backpropagation; evaluate and apply the saved models.")
@@ -194,7 +211,9 @@ def build_parser():
     return parser
 
 
-def _split(X, y, fraction, seed):
+def _split(X: npt.NDArray[Any], y: npt.NDArray[Any], fraction: float, seed: int
+           ) -> tuple[tuple[npt.NDArray[Any], npt.NDArray[Any]],
+                      tuple[npt.NDArray[Any], npt.NDArray[Any]] | None]:
     """A random train/validation split (files are often sorted by class)."""
     if not fraction:
         return (X, y), None
@@ -207,16 +226,16 @@ def _split(X, y, fraction, seed):
     return (X[train], y[train]), (X[val], y[val])
 
 
-def _format(logs):
+def _format(logs: dict[str, float]) -> str:
     return "  ".join(f"{name} {value:.4g}" for name, value in logs.items())
 
 
-def _progress(args, log):
+def _progress(args: argparse.Namespace, log: Log) -> tuple[int, list[Callback]]:
     """(fit verbose level, callbacks) for the progress the user asked for."""
     if args.verbose == 1 and not sys.stderr.isatty():
         every = max(1, args.epochs // 10)
 
-        def report(epoch, logs):
+        def report(epoch: int, logs: dict[str, float]) -> None:
             if (epoch + 1) % every == 0 or epoch + 1 == args.epochs:
                 shown = {k: v for k, v in logs.items() if k != "lr"}
                 log(f"epoch {epoch + 1}/{args.epochs}  {_format(shown)}", stream=sys.stderr)
@@ -224,7 +243,7 @@ def _progress(args, log):
     return args.verbose, []
 
 
-def _check_writable(path, option):
+def _check_writable(path: str, option: str) -> None:
     """Fail before training rather than after it."""
     if os.path.isdir(path):
         raise UsageError(f"{option} {path!r} is a folder; give a file name")
@@ -308,13 +327,13 @@ def run_train(args, log):
     return 0
 
 
-def _plot_labels(task, target):
+def _plot_labels(task: Task, target: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if task.kind == "classification":
         return np.asarray(target).reshape(-1).astype(np.int64)
     return target
 
 
-def _load_model(path):
+def _load_model(path: str) -> tuple[Model, Task | None]:
     if not os.path.isfile(path):
         raise UsageError(f"model file {path!r} not found")
     checkpoint = load_checkpoint(path)
@@ -342,7 +361,7 @@ def run_evaluate(args, log):
     return 0
 
 
-def _check_features(model, data):
+def _check_features(model: Model, data: Data) -> None:
     if data.X.shape[1] != model.n_in:
         extra = " besides its target column(s)" if data.y is not None else ""
         raise UsageError(f"{data.source} has {data.X.shape[1]} feature column(s){extra}; "
@@ -382,14 +401,15 @@ def run_predict(args, log):
     return 0
 
 
-def _probabilities(logits):
+def _probabilities(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if logits.shape[1] == 1:
         return 0.5 * (1.0 + np.tanh(0.5 * logits))          # sigmoid without overflow
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _write_csv(file, output, labels):
+def _write_csv(file: TextIO, output: npt.NDArray[Any],
+               labels: npt.NDArray[Any] | None) -> None:
     names = [f"output_{i}" for i in range(output.shape[1])]
     # 17 significant digits read back to the same float64 (9 do for float32)
     digits = 9 if output.dtype == np.float32 else 17
@@ -403,10 +423,11 @@ def _write_csv(file, output, labels):
                             for v in row) + "\n")
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+COMMANDS: dict[str, Callable[[argparse.Namespace, Log], int]] = {
+    "train": run_train, "evaluate": run_evaluate, "predict": run_predict}
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0, 1 diverged, 2 user mistake)."""
     parser = build_parser()
     prog = parser.prog
@@ -415,7 +436,7 @@ def main(argv=None):
         prog = f"bpcore {args.command}"
         quiet = getattr(args, "verbose", 1) == 0
 
-        def log(message, stream=None):
+        def log(message: str, stream: TextIO | None = None) -> None:
             if not quiet:
                 print(message, file=stream or sys.stdout, flush=True)
         return COMMANDS[args.command](args, log)

@@ -4,13 +4,22 @@ and the task it implies (classification or regression, the loss, the class label
 Every problem with the data is a ``UsageError`` whose message names the option or the
 file, what was expected and what came; ``bpcore.cli`` prints it as one line.
 """
+from __future__ import annotations
+
+import argparse
 import dataclasses
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..datasets import DATASETS
 from ..nn.losses import LOSSES
+
+if TYPE_CHECKING:
+    from .._typing import LossName, MetricName
 
 TASKS = ("auto", "classification", "regression")
 REGRESSION_SETS = {"sine"}
@@ -22,7 +31,7 @@ MAX_AUTO_CLASSES = 20
 class UsageError(Exception):
     """A mistake of the user's: reported as one line, exit status 2."""
 
-    def __init__(self, message, prog=None):
+    def __init__(self, message: str, prog: str | None = None) -> None:
         super().__init__(message)
         self.prog = prog
 
@@ -32,20 +41,20 @@ class Task:
     """What the network's output means: how to train, score and read it."""
 
     kind: str                   # "classification" or "regression"
-    loss: str                   # a name in bpcore.losses.LOSSES
-    classes: list = None        # class labels, output index -> label (classification)
-    target_columns: list = None  # the CSV columns that held the target, as given
+    loss: LossName              # a name in bpcore.losses.LOSSES
+    classes: list[Any] | None = None   # class labels, output index -> label (classification)
+    target_columns: list[str] | None = None  # the CSV columns that held the target, as given
 
     @property
-    def metrics(self):
+    def metrics(self) -> list[MetricName]:
         # a regression's loss is already the MSE
         return ["accuracy"] if self.kind == "classification" else ["mae", "r2"]
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_progress(cls, progress):
+    def from_progress(cls, progress: dict[str, Any] | None) -> Task | None:
         """The task saved by ``train``, or None for a model saved another way."""
         spec = (progress or {}).get("task")
         if not isinstance(spec, dict) or spec.get("kind") not in TASKS[1:] \
@@ -69,7 +78,7 @@ class Task:
             return encoded.astype(np.float64).reshape(-1, 1)
         return encoded
 
-    def labels(self, output):
+    def labels(self, output: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """The predicted class label of each row of outputs (logits)."""
         if output.shape[1] == 1:
             index = (output[:, 0] > 0).astype(np.int64)
@@ -78,7 +87,7 @@ class Task:
         return np.asarray(self.classes)[index]
 
 
-def _single_column(y, what):
+def _single_column(y: npt.NDArray[Any], what: str) -> npt.NDArray[Any]:
     y = y.reshape(len(y), -1)
     if y.shape[1] != 1:
         raise UsageError(f"a classifier needs one target column; {what} has {y.shape[1]}")
@@ -88,11 +97,12 @@ def _single_column(y, what):
     return column
 
 
-def _integer_valued(y):
+def _integer_valued(y: npt.NDArray[Any]) -> bool | np.bool_:
     return y.dtype.kind in "biu" or (y.dtype.kind == "f" and np.all(y == np.round(y)))
 
 
-def choose_task(args, y, source):
+def choose_task(args: argparse.Namespace, y: npt.NDArray[Any],
+                source: str) -> tuple[Task, int, str]:
     """Decide classification or regression, the loss and the output width.
 
     Returns ``(task, n_out, reason)``; every mismatch with ``--layers`` or ``--loss``
@@ -158,20 +168,21 @@ def choose_task(args, y, source):
     return Task("classification", loss, classes), n_out, reason
 
 
-def short_list(values, limit=10):
+def short_list(values: Sequence[Any], limit: int = 10) -> str:
     text = ", ".join(map(str, values[:limit]))
     return f"[{text}{', ...' if len(values) > limit else ''}]"
 
 
 @dataclasses.dataclass
 class Data:
-    X: np.ndarray
-    y: np.ndarray               # None when the file has no target
+    X: npt.NDArray[np.float64]
+    y: npt.NDArray[Any] | None  # None when the file has no target
     source: str                 # a data set's name or the file's path
-    target_columns: list = None
+    target_columns: list[str] | None = None
 
 
-def load_data(args, *, need_target, n_features=None, target_columns=None):
+def load_data(args: argparse.Namespace, *, need_target: bool, n_features: int | None = None,
+              target_columns: list[str] | None = None) -> Data:
     """The data named by ``--data`` or ``--dataset``.
 
     ``n_features`` (a model's inputs) lets a CSV without target columns through for
@@ -207,7 +218,7 @@ def load_data(args, *, need_target, n_features=None, target_columns=None):
     return Data(X, y, name)
 
 
-def _load_npz(path, need_target):
+def _load_npz(path: str, need_target: bool) -> Data:
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
@@ -229,7 +240,8 @@ def _load_npz(path, need_target):
     return Data(X.astype(np.float64), y, path)
 
 
-def _load_csv(path, delimiter, target_spec, need_target, n_features):
+def _load_csv(path: str, delimiter: str | None, target_spec: list[str] | None,
+              need_target: bool, n_features: int | None) -> Data:
     if delimiter is None:
         delimiter = "\t" if path.lower().endswith(".tsv") else ","
     with open(path, encoding="utf-8", newline="") as file:
@@ -260,7 +272,8 @@ def _load_csv(path, delimiter, target_spec, need_target, n_features):
     return Data(X, y[:, 0] if y.shape[1] == 1 else y, path, list(spec))
 
 
-def _resolve_columns(spec, header, n_columns, path):
+def _resolve_columns(spec: list[str], header: list[str] | None, n_columns: int,
+                     path: str) -> list[int]:
     """Column indices for names or (negative) indices, in the order given."""
     columns = []
     for item in spec:

@@ -11,17 +11,25 @@ A declaration counts only in the class's own body, never inherited: a subclass o
 the general path (``loss_and_grad`` then ``step()``) unless it declares the kind
 again, knowingly. The same rule tells ``fit`` whether its batches can be fused.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from .. import _aligned, _engine, _train_step
 from .. import threads as _threads
-from .plan import StepPlan
+from .plan import LayerPlan, StepPlan
+
+if TYPE_CHECKING:
+    from .._typing import Loss, Model, Optimizer
 
 
-def declared_kind(obj):
+def declared_kind(obj: object) -> str | None:
     """The ``fused_kind`` that ``obj``'s own class declares (None: not declared)."""
     return vars(type(obj)).get("fused_kind")
 
 
-def loss_kind(loss, labels):
+def loss_kind(loss: object, labels: bool) -> str | None:
     """The engine's name for ``loss`` (with integer ``labels`` as targets or not), or
     None when the engine does not compute it."""
     kind = declared_kind(loss)
@@ -30,19 +38,21 @@ def loss_kind(loss, labels):
     return kind if kind in _engine.LOSS_KINDS else None
 
 
-def optimizer_kind(optimizer):
+def optimizer_kind(optimizer: object) -> str | None:
     """The engine's name for ``optimizer``'s update, or None (its ``step()`` runs)."""
     kind = declared_kind(optimizer)
     return kind if kind in _engine.OPTIMIZER_KINDS else None
 
 
-def fuses_whole_step(loss, optimizer):
+def fuses_whole_step(loss: object, optimizer: object) -> bool:
     """Whether a step of ``loss`` and ``optimizer`` (no dropout active) is one kernel
     with the update inside: nothing of the optimizer runs outside it."""
     return loss_kind(loss, False) is not None and optimizer_kind(optimizer) is not None
 
 
-def build(model, layers, batch_size, loss, labels, scale, optimizer, has_dropout):
+def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss,
+          labels: bool, scale: float, optimizer: Optimizer,
+          has_dropout: bool) -> _train_step.FusedStep:
     """A FusedStep (src/_train_step.pyx) for ``model``: the engine of a StepPlan over
     ``layers`` (LayerPlans of the workspace of ``batch_size`` rows) with ``loss``
     (``labels``: integer targets; ``scale``: its reduction factor) and ``optimizer``."""

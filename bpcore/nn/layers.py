@@ -4,12 +4,24 @@ A ``Dense`` layer describes its shape and activation; the ``Model`` it joins own
 memory and binds the views ``W``, ``b`` (and ``c`` for scaled sigmoid units) into the
 model's flat parameter buffer, and ``dW``, ``db`` (``dc``) into the flat gradient buffer.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
+
 import numpy as np
 
 from .. import _validation
 
+if TYPE_CHECKING:
+    from .._typing import FloatArray, Model
+
+#: an activation's name: the keys of ACTIVATIONS (change both together)
+Activation: TypeAlias = Literal["identity", "sigmoid", "tanh", "relu", "leaky_relu",
+                                "scaled_sigmoid"]
+
 # name -> (kernel code, the bp_activation enum of src/_loops.h; initialisation scheme)
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, tuple[int, str]] = {
     "identity": (0, "glorot"),
     "sigmoid": (1, "glorot"),
     "tanh": (2, "glorot"),
@@ -43,8 +55,20 @@ class Dense:
     unless the activation is ``scaled_sigmoid``).
     """
 
-    def __init__(self, n_in, n_out, activation="identity", *, negative_slope=0.01,
-                 dropout=0.0):
+    # the views into the model's buffers: set by the Model the layer joins (before
+    # that, None); typed for a layer in a model, where they are used
+    W: FloatArray
+    b: FloatArray
+    dW: FloatArray
+    db: FloatArray
+    #: the scale of scaled sigmoid units and its gradient (None for other activations)
+    c: FloatArray | None
+    dc: FloatArray | None
+    #: the Model the layer belongs to (None until it joins one)
+    model: Model | None
+
+    def __init__(self, n_in: int, n_out: int, activation: Activation = "identity", *,
+                 negative_slope: float = 0.01, dropout: float = 0.0) -> None:
         self.n_in = _validation.positive_int(n_in, "n_in")
         self.n_out = _validation.positive_int(n_out, "n_out")
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
@@ -55,78 +79,80 @@ class Dense:
         self._activation = activation
         self.negative_slope = negative_slope
         self.dropout = dropout
-        self.W = self.b = self.c = None
-        self.dW = self.db = self.dc = None
+        # no buffers yet: W, b, dW, db are typed as the views a Model binds (above)
+        self.W = self.b = self.c = None  # type: ignore[assignment]
+        self.dW = self.db = self.dc = None  # type: ignore[assignment]
 
     @property
-    def activation(self):
+    def activation(self) -> Activation:
         """The activation's name; fixed at construction (it decides the parameter
         layout: build a new Dense for another)."""
         return self._activation
 
     @activation.setter
-    def activation(self, value):
+    def activation(self, value: object) -> NoReturn:
         raise AttributeError(f"activation is fixed at construction (it is {self._activation!r});"
                              f" build a new Dense for activation {value!r}")
 
     @property
-    def kind(self):
+    def kind(self) -> int:
         """The activation's code in the kernels."""
         return ACTIVATIONS[self._activation][0]
 
     @property
-    def init(self):
+    def init(self) -> str:
         """The initialisation scheme: ``'he'`` or ``'glorot'``."""
         return ACTIVATIONS[self._activation][1]
 
     @property
-    def negative_slope(self):
+    def negative_slope(self) -> float:
         """Slope of ``leaky_relu`` for negative inputs; may be changed at any time
         (the model then drops its workspaces, so the last forward's caches too)."""
         return self._negative_slope
 
     @negative_slope.setter
-    def negative_slope(self, value):
+    def negative_slope(self, value: float) -> None:
         self._negative_slope = _validation.real(value, "negative_slope", low=0.0)
         self._changed()
 
     @property
-    def dropout(self):
+    def dropout(self) -> float:
         """Rate of inverted dropout on the output while training; may be changed at
         any time, e.g. switched off for fine-tuning (the model then drops its
         workspaces, so the last forward's caches too)."""
         return self._dropout
 
     @dropout.setter
-    def dropout(self, value):
+    def dropout(self, value: float) -> None:
         self._dropout = _validation.real(value, "dropout", low=0.0, high=1.0,
                                          high_open=True)
         self._changed()
 
-    def _changed(self):
+    def _changed(self) -> None:
         # the model's fused steps, predictors and workspaces were built for the old
         # value: drop them (the next call rebuilds them)
         if self.model is not None:
             self.model._reset_passes()
 
     @property
-    def has_scale(self):
+    def has_scale(self) -> bool:
         """True for scaled sigmoid units, which carry the learnable per-unit ``c``."""
         return self.activation == "scaled_sigmoid"
 
     @property
-    def has_derivative_cache(self):
+    def has_derivative_cache(self) -> bool:
         """True unless the derivative is 1 everywhere (identity without dropout)."""
         return self.activation != "identity" or self.dropout > 0
 
-    def parameter_shapes(self):
+    def parameter_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """The (name, shape) of each parameter tensor, in flat-buffer order."""
-        shapes = [("W", (self.n_in, self.n_out)), ("b", (self.n_out,))]
+        shapes: list[tuple[str, tuple[int, ...]]] = [("W", (self.n_in, self.n_out)),
+                                                     ("b", (self.n_out,))]
         if self.has_scale:
             shapes.append(("c", (self.n_out,)))
         return shapes
 
-    def initialize(self, rng):
+    def initialize(self, rng: np.random.Generator) -> None:
         """Fill W (He normal for the ReLU family, Glorot uniform otherwise), b = 0, c = 1."""
         if self.init == "he":
             self.W[...] = rng.normal(0.0, np.sqrt(2.0 / self.n_in), size=self.W.shape)
@@ -134,14 +160,17 @@ class Dense:
             limit = np.sqrt(6.0 / (self.n_in + self.n_out))
             self.W[...] = rng.uniform(-limit, limit, size=self.W.shape)
         self.b[...] = 0
-        if self.has_scale:
+        if self.c is not None:          # scaled sigmoid units
             self.c[...] = 1
 
     # ------------------------------------------------------------------
     # Per-node views of the last step. Each is a read-only view into the model's
     # workspace (no copy), shape (n_samples, n_out): valid until the next forward
     # (or, for delta and grad_a, the next backward) with the same batch size.
-    def _view(self, pick, needs_backward=False):
+    def _view(self, pick: Callable[..., Any],
+              needs_backward: bool = False) -> FloatArray | None:
+        # pick(model, workspace, layer index) -> the array: one the checks below
+        # guarantee (Z kept by a forward, dL/doutput by a backward)
         model = self.model
         if model is None or model._cache is None:
             return None
@@ -153,17 +182,17 @@ class Dense:
         return view
 
     @property
-    def z(self):
+    def z(self) -> FloatArray | None:
         """Pre-activation ``z = x.W + b`` of the last forward (None before any)."""
         return self._view(lambda m, c, i: c.Z[i])
 
     @property
-    def a(self):
+    def a(self) -> FloatArray | None:
         """Activation ``a = f(z)`` of the last forward (after dropout, if any)."""
         return self._view(lambda m, c, i: c.A[i])
 
     @property
-    def derivative(self):
+    def derivative(self) -> FloatArray | None:
         """The cached local derivative ``f'(z)`` (``c*g*(1-g)`` for scaled units; times
         the dropout mask when dropout is on); all ones for the identity."""
         def pick(model, cache, i):
@@ -173,7 +202,7 @@ class Dense:
         return self._view(pick)
 
     @property
-    def grad_a(self):
+    def grad_a(self) -> FloatArray | None:
         """dL/da of the last backward: for a hidden layer, the sum over the units it
         feeds of their delta times the connecting weight (None before a backward)."""
         def pick(model, cache, i):
@@ -181,7 +210,7 @@ class Dense:
         return self._view(pick, needs_backward=True)
 
     @property
-    def delta(self):
+    def delta(self) -> FloatArray | None:
         """delta = dL/dz = dL/da * f'(z) of the last backward (None before a backward)."""
         def pick(model, cache, i):
             if cache.delta[i].size:
@@ -189,6 +218,6 @@ class Dense:
             return model._grad_output if i == len(model.layers) - 1 else cache.dX[i + 1]
         return self._view(pick, needs_backward=True)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = f", dropout={self.dropout}" if self.dropout else ""
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r}{extra})"

@@ -8,41 +8,64 @@ With ``sample_weight`` w, "mean" is the weighted mean of per-sample losses
 (``sum_i w_i l_i / sum_i w_i``, with l_i averaged over the outputs of sample i for
 MSE and BCE) and "sum" is ``sum_i w_i l_i``; unit weights give PyTorch's results.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, SupportsFloat, TypeAlias
+
 import numpy as np
+import numpy.typing as npt
 
 from .. import _losses, _validation
 
-REDUCTIONS = ("mean", "sum")
+if TYPE_CHECKING:
+    from .._typing import FloatArray
+
+#: a loss's reduction: one of REDUCTIONS
+Reduction: TypeAlias = Literal["mean", "sum"]
+REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum")
+
+#: a loss's name: the keys of LOSSES (change both together)
+LossName: TypeAlias = Literal["mse", "cross_entropy", "bce"]
+
+#: a custom loss: ``loss(output, target) -> (value, grad_output)``; ``output`` is the
+#: model's read-only output, ``target`` whatever was passed as the target
+LossFunction: TypeAlias = Callable[[npt.NDArray[np.floating[Any]], Any],
+                                   tuple[SupportsFloat, npt.ArrayLike]]
 
 
 class Loss:
     """Base class: validation, the reusable gradient buffer and the reduction scale."""
 
     #: True when the per-sample loss is averaged over the outputs under "mean".
-    mean_over_outputs = True
+    mean_over_outputs: ClassVar[bool] = True
 
     #: The loss the fused training step computes in its own kernel for this class
     #: ("mse", "cross_entropy", "bce"), or None. Read from the class's own body only
     #: (bpcore.nn.fused.declared_kind): a subclass that changes the math is not fused
     #: unless it declares the kind again, knowingly.
-    fused_kind = None
+    fused_kind: ClassVar[str | None] = None
 
-    def __init__(self, reduction="mean"):
+    reduction: Reduction
+
+    def __init__(self, reduction: Reduction = "mean") -> None:
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
         self.reduction = reduction
-        self._grad = None
-        self._empty = {}
+        self._grad: FloatArray | None = None
+        self._empty: dict[npt.DTypeLike, FloatArray] = {}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(reduction={self.reduction!r})"
 
-    def __call__(self, output, target, sample_weight=None):
+    def __call__(self, output: npt.ArrayLike, target: npt.ArrayLike,
+                 sample_weight: npt.ArrayLike | None = None) -> tuple[float, FloatArray]:
         """Return ``(value, grad_output)`` for output (n_samples, n_outputs).
 
         ``grad_output`` is owned by the loss and overwritten by its next call with the
         same shape; copy it to keep it.
         """
+        dtype: npt.DTypeLike
         if (isinstance(output, np.ndarray)
                 and output.dtype.newbyteorder("=") in _validation.FLOAT_DTYPES):
             dtype = output.dtype.newbyteorder("=")      # the output's precision
@@ -51,7 +74,9 @@ class Loss:
         output = _validation.float_matrix(output, "output", dtype, column_word="outputs")
         return self.compute(output, *self.validate(target, output.shape, dtype, sample_weight))
 
-    def validate(self, target, shape, dtype, sample_weight=None):
+    def validate(self, target: npt.ArrayLike, shape: tuple[int, int], dtype: npt.DTypeLike,
+                 sample_weight: npt.ArrayLike | None = None
+                 ) -> tuple[npt.NDArray[Any], FloatArray, float]:
         """Check target and sample_weight against an output of ``shape``.
 
         Returns ``(target, weight, scale)`` ready for ``compute``: both converted for
@@ -63,7 +88,7 @@ class Loss:
             weight = self._empty.get(dtype)
             if weight is None:
                 weight = self._empty[dtype] = np.empty(0, dtype=dtype)
-            total = shape[0]
+            total: float = shape[0]
         else:
             total = float(weight.sum(dtype=np.float64))
             if self.reduction == "mean" and total == 0:
@@ -74,7 +99,8 @@ class Loss:
             scale = 1.0 / (total * (shape[1] if self.mean_over_outputs else 1))
         return target, weight, scale
 
-    def compute(self, output, target, weight, scale):
+    def compute(self, output: FloatArray, target: npt.NDArray[Any], weight: FloatArray,
+                scale: float) -> tuple[float, FloatArray]:
         """Run the kernel on arguments checked by ``validate``; return (value, grad)."""
         grad = self._grad
         if grad is None or grad.shape != output.shape or grad.dtype != output.dtype:
@@ -82,7 +108,16 @@ class Loss:
         value = self._kernel_for(target)(output, target, weight, grad, scale)
         return value, grad
 
-    def _float_target(self, target, shape, dtype):
+    if TYPE_CHECKING:
+        # what each subclass defines (declared for the type checker only: the base
+        # class itself has neither)
+        def _check_target(self, target: npt.NDArray[Any], shape: tuple[int, int],
+                          dtype: npt.DTypeLike) -> npt.NDArray[Any]: ...
+
+        def _kernel_for(self, target: npt.NDArray[Any]) -> Callable[..., float]: ...
+
+    def _float_target(self, target: npt.NDArray[Any], shape: tuple[int, int],
+                      dtype: npt.DTypeLike) -> FloatArray:
         if target.dtype.kind not in "biuf":
             raise TypeError(f"target must be a real numeric array; got dtype {target.dtype}")
         if target.ndim == 1 and shape[1] == 1 and target.shape[0] == shape[0]:
@@ -102,10 +137,11 @@ class MSELoss(Loss):
 
     fused_kind = "mse"
 
-    def _check_target(self, target, shape, dtype):
+    def _check_target(self, target: npt.NDArray[Any], shape: tuple[int, int],
+                      dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         return self._float_target(target, shape, dtype)
 
-    def _kernel_for(self, target):
+    def _kernel_for(self, target: npt.NDArray[Any]) -> Callable[..., float]:
         return _losses.mse
 
 
@@ -118,14 +154,15 @@ class BCEWithLogitsLoss(Loss):
 
     fused_kind = "bce"
 
-    def _check_target(self, target, shape, dtype):
+    def _check_target(self, target: npt.NDArray[Any], shape: tuple[int, int],
+                      dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         target = self._float_target(target, shape, dtype)
         if target.size and (target.min() < 0 or target.max() > 1):
             raise ValueError("target of BCEWithLogitsLoss must lie in [0, 1]; got values "
                              f"in [{target.min()}, {target.max()}]")
         return target
 
-    def _kernel_for(self, target):
+    def _kernel_for(self, target: npt.NDArray[Any]) -> Callable[..., float]:
         return _losses.bce_with_logits
 
 
@@ -140,7 +177,8 @@ class CrossEntropyLoss(Loss):
     mean_over_outputs = False
     fused_kind = "cross_entropy"
 
-    def _check_target(self, target, shape, dtype):
+    def _check_target(self, target: npt.NDArray[Any], shape: tuple[int, int],
+                      dtype: npt.DTypeLike) -> npt.NDArray[Any]:
         n, k = shape
         if target.ndim == 1:
             if target.dtype.kind not in "iu":
@@ -161,15 +199,20 @@ class CrossEntropyLoss(Loss):
                              f"non-negative; got a minimum of {target.min()}")
         return target
 
-    def _kernel_for(self, target):
+    def _kernel_for(self, target: npt.NDArray[Any]) -> Callable[..., float]:
         if target.ndim == 1:
             return _losses.cross_entropy_labels
         return _losses.cross_entropy_probs
 
 
-#: names accepted wherever a loss is asked for (e.g. ``fit(loss="cross_entropy")``)
-LOSSES = {
+#: names accepted wherever a loss is asked for (e.g. ``fit(loss="cross_entropy")``);
+#: the names are also the type ``LossName`` (above): change both together
+LOSSES: dict[str, type[Loss]] = {
     "mse": MSELoss,
     "cross_entropy": CrossEntropyLoss,
     "bce": BCEWithLogitsLoss,
 }
+
+#: what ``fit``, ``evaluate`` and ``train_step`` take as a loss: a name of ``LOSSES``, a
+#: bpcore ``Loss`` or a callable ``loss(output, target) -> (value, grad_output)``
+LossLike: TypeAlias = LossName | Loss | LossFunction

@@ -7,24 +7,54 @@ gradients accumulated, dL/dX returned) -> optimizer (one pass over the flat buff
 ``params`` and ``grads`` are created once and never rebound: optimizers, gradient
 clipping and user code (scipy.optimize, MPI all-reduce) write into them in place.
 """
+from __future__ import annotations
+
+import os
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _aligned, _dense, _engine, _train_step, _validation, inspection
 from . import fused
 from .layers import Dense
-from .losses import Loss
+from .losses import Loss, LossFunction, LossLike
 from .plan import LayerPlan
+
+if TYPE_CHECKING:
+    # (Optimizer, Callback and History live in layers above nn: named through the
+    # stub _typing, never imported)
+    from .._typing import (
+        Callback,
+        ClassWeight,
+        FloatArray,
+        History,
+        Logs,
+        LogsFunction,
+        MetricFunction,
+        MetricName,
+        Optimizer,
+        Seed,
+        ValidationData,
+    )
 
 # Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
 # the smaller last batch of an epoch, plus an evaluation size).
 _WORKSPACE_SIZES = 4
 
 
-def _same_arrays(a, b):
+def _same_arrays(a: Sequence[object], b: Sequence[object]) -> bool:
     """True when two sequences hold the very same array objects."""
     return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _read_only(array: FloatArray) -> FloatArray:
+    """A read-only view of ``array`` (no copy)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 class _Workspace:
@@ -35,7 +65,16 @@ class _Workspace:
     parameters + gradients + optimizer state + activations and their caches.
     """
 
-    def __init__(self, layers, n, dtype, training):
+    A: list[FloatArray]
+    Z: list[FloatArray] | None       # None until keep_preactivations (training only)
+    D: list[FloatArray]
+    G: list[FloatArray]
+    delta: list[FloatArray]
+    dX: list[FloatArray]
+    U: list[FloatArray | None]
+
+    def __init__(self, layers: list[Dense], n: int, dtype: np.dtype[Any],
+                 training: bool) -> None:
         empty = np.empty((0, 0), dtype=dtype)
         self._shape = (n, layers[0].n_in)
         self.A = [_aligned.empty((n, layer.n_out), dtype) for layer in layers]
@@ -56,13 +95,13 @@ class _Workspace:
         self.U = [_aligned.empty((n, l.n_out), dtype) if l.dropout > 0 else None
                   for l in layers]
 
-    def keep_preactivations(self):
+    def keep_preactivations(self) -> None:
         """Allocate Z (once) so that forward writes the pre-activations."""
         if self.Z is None:
             dtype, n = self.A[0].dtype, self._shape[0]
             self.Z = [_aligned.empty((n, l.n_out), dtype) for l in self._layers]
 
-    def overlaps(self, array):
+    def overlaps(self, array: object) -> bool:
         """True when ``array`` shares memory with a buffer of this workspace (say, a
         forward output fed back as input or target), which a pass would overwrite."""
         if not isinstance(array, np.ndarray):
@@ -71,7 +110,7 @@ class _Workspace:
         return any(buf is not None and buf.size and np.may_share_memory(array, buf)
                    for group in groups for buf in group)
 
-    def input_grad(self):
+    def input_grad(self) -> FloatArray:
         """The buffer for dL/dX of the input (allocated once)."""
         if self.dX[0].size == 0:
             self.dX[0] = _aligned.empty(self._shape, self.A[0].dtype)
@@ -99,7 +138,8 @@ class Model:
     layers : list of Dense
     """
 
-    def __init__(self, layers, *, dtype=np.float64, seed=None):
+    def __init__(self, layers: Dense | Iterable[Dense], *,
+                 dtype: npt.DTypeLike = np.float64, seed: Seed = None) -> None:
         layers = list(layers) if not isinstance(layers, Dense) else [layers]
         if not layers:
             raise ValueError("layers must hold at least one Dense layer; got none")
@@ -125,7 +165,7 @@ class Model:
         self.layers = layers
 
         # The offsets table: one row per parameter tensor (name, layer, attr, shape, offset).
-        self.parameter_table = []
+        self.parameter_table: list[tuple[str, Dense, str, tuple[int, ...], int]] = []
         offset = 0
         for i, layer in enumerate(layers):
             for attr, shape in layer.parameter_shapes():
@@ -149,44 +189,50 @@ class Model:
         #: epochs completed by fit/partial_fit
         self.epochs_trained = 0
 
-        self._empty1 = np.empty(0, dtype=self.dtype)
-        self._fused_steps = OrderedDict()   # FusedSteps (bpcore.nn.fused), see train_step
-        self._fused = None                  # the one the last train_step used
-        self._predictors = OrderedDict()   # predict's forward passes per batch size
-        self._predictor = None
-        self._train_spaces = OrderedDict()
-        self._predict_spaces = OrderedDict()
-        self._input = None      # the X of the last forward (the first layer's input)
-        self._cache = None      # the workspace the last forward wrote
-        self._grad_output = None   # dL/doutput of the last backward since that forward
+        self._empty1: FloatArray = np.empty(0, dtype=self.dtype)
+        # FusedSteps (bpcore.nn.fused) by (batch size, id(loss), labels, id(optimizer)),
+        # see train_step
+        self._fused_steps: OrderedDict[tuple[int, int, bool, int], _train_step.FusedStep] = \
+            OrderedDict()
+        self._fused: _train_step.FusedStep | None = None   # the one the last train_step used
+        # predict's forward passes per batch size
+        self._predictors: OrderedDict[int, _engine.Predictor] = OrderedDict()
+        self._predictor: _engine.Predictor | None = None
+        self._train_spaces: OrderedDict[int, _Workspace] = OrderedDict()
+        self._predict_spaces: OrderedDict[int, _Workspace] = OrderedDict()
+        # the X of the last forward (the first layer's input)
+        self._input: FloatArray | None = None
+        self._cache: _Workspace | None = None      # the workspace the last forward wrote
+        # dL/doutput of the last backward since that forward
+        self._grad_output: FloatArray | None = None
 
     # ------------------------------------------------------------------ shape
     @property
-    def n_in(self):
+    def n_in(self) -> int:
         """Number of input features."""
         return self.layers[0].n_in
 
     @property
-    def n_out(self):
+    def n_out(self) -> int:
         """Number of outputs of the last layer."""
         return self.layers[-1].n_out
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
         """Total number of scalar parameters (the length of ``params``)."""
         return self.params.size
 
-    def named_parameters(self):
+    def named_parameters(self) -> Iterator[tuple[str, FloatArray, FloatArray]]:
         """Yield ``(name, param_view, grad_view)`` per tensor, e.g. ``('layers.0.W', W, dW)``."""
         for name, layer, attr, _, _ in self.parameter_table:
             yield name, getattr(layer, attr), getattr(layer, "d" + attr)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = ", ".join(map(repr, self.layers))
         return f"Model([{inner}], dtype={self.dtype.name})"
 
     # ------------------------------------------------------------- workspace
-    def _reset_passes(self):
+    def _reset_passes(self) -> None:
         """Forget every workspace, fused step and predictor (a layer's activation
         options changed); the caches of the last forward go with them."""
         self._fused_steps.clear()
@@ -196,7 +242,7 @@ class Model:
         self._fused = self._predictor = None
         self._input = self._cache = self._grad_output = None
 
-    def _workspace(self, n, training):
+    def _workspace(self, n: int, training: bool) -> _Workspace:
         spaces = self._train_spaces if training else self._predict_spaces
         space = spaces.get(n)
         if space is None:
@@ -209,14 +255,14 @@ class Model:
             spaces.move_to_end(n)
         return space
 
-    def _aliases(self, array, space):
+    def _aliases(self, array: object, space: _Workspace) -> TypeGuard[np.ndarray]:
         """True when ``array`` shares memory with what a pass writes: the workspace
         ``space``, the parameters or the gradients (then the caller copies it)."""
         return isinstance(array, np.ndarray) and (
             space.overlaps(array) or np.may_share_memory(array, self.params)
             or np.may_share_memory(array, self.grads))
 
-    def _check_input(self, X):
+    def _check_input(self, X: npt.ArrayLike) -> FloatArray:
         return _validation.float_matrix(X, "X", self.dtype, self.n_in)
 
     def _run_forward(self, X, space):
@@ -232,26 +278,24 @@ class Model:
             inputs = space.A[i]
         return inputs
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Model:
         """Set training mode (dropout on in forward/loss_and_grad); return the model."""
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Model:
         """Set evaluation mode (no dropout anywhere); return the model."""
         return self.train(False)
 
     @property
-    def last_output(self):
+    def last_output(self) -> FloatArray | None:
         """Read-only view of the last ``forward``'s output, or None before any forward."""
         if self._cache is None:
             return None
-        view = self._cache.A[-1].view()
-        view.flags.writeable = False
-        return view
+        return _read_only(self._cache.A[-1])
 
     # ---------------------------------------------------------------- passes
-    def forward(self, X):
+    def forward(self, X: npt.ArrayLike) -> FloatArray:
         """Run the network on X (n_samples, n_in), keeping the caches backward needs.
 
         Returns a read-only view of the output (n_samples, n_out). It, and the caches,
@@ -259,10 +303,9 @@ class Model:
         X itself is kept for backward and must not be modified before it.
         """
         X = self._check_input(X)
-        self._forward_checked(X)
-        return self.last_output
+        return _read_only(self._forward_checked(X))
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> FloatArray:
         """Return the network's output for X as a new array; keeps no caches (and
         never applies dropout)."""
         predictor = self._predictor
@@ -282,9 +325,12 @@ class Model:
         self._predictor = predictor
         if predictor.overlaps(X):
             X = X.copy()
-        return predictor.run(X)
+        output = predictor.run(X)
+        if output is None:
+            raise RuntimeError("bpcore: the predictor refused validated input")
+        return output
 
-    def _layer_plans(self, space):
+    def _layer_plans(self, space: _Workspace) -> tuple[LayerPlan, ...]:
         """A LayerPlan per layer over the workspace ``space`` (what the engine runs)."""
         return tuple(
             LayerPlan(n_in=layer.n_in, n_out=layer.n_out, activation=layer.kind,
@@ -295,7 +341,7 @@ class Model:
 
     __call__ = predict
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: npt.ArrayLike) -> FloatArray:
         """Accumulate parameter gradients from dL/doutput and return dL/dX.
 
         ``grad_output`` has the shape of the last ``forward``'s output. Gradients are
@@ -303,7 +349,7 @@ class Model:
         last forward's input, an array owned by the model and overwritten by the next
         backward with the same batch size.
         """
-        if self._cache is None:
+        if self._cache is None or self._input is None:     # (both or neither are set)
             raise ValueError("backward called before forward: run model.forward(X) first")
         n = self._input.shape[0]
         if not isinstance(grad_output, np.ndarray) or grad_output.shape != (n, self.n_out):
@@ -333,11 +379,14 @@ class Model:
             upstream = dX
         return upstream if need_input_grad else None
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero (one fill of the flat gradient buffer)."""
         self.grads.fill(0)
 
-    def loss_and_grad(self, X, target, loss, *, sample_weight=None, accumulate=False):
+    def loss_and_grad(self, X: npt.ArrayLike, target: npt.ArrayLike,
+                      loss: Loss | LossFunction, *,
+                      sample_weight: npt.ArrayLike | None = None,
+                      accumulate: bool = False) -> tuple[float, FloatArray]:
         """Forward, loss and backward in one call; return ``(loss_value, grads)``.
 
         ``loss`` is a bpcore ``Loss`` or any callable ``loss(output, target) ->
@@ -351,8 +400,8 @@ class Model:
                             f"a callable loss(output, target); got type {loss.__name__}")
         X = self._check_input(X)
         if isinstance(loss, Loss):
-            checked = loss.validate(target, (X.shape[0], self.n_out), self.dtype,
-                                    sample_weight)
+            checked: tuple[Any, ...] = loss.validate(target, (X.shape[0], self.n_out),
+                                                     self.dtype, sample_weight)
             space = self._workspace(X.shape[0], training=True)
             checked = tuple(a.copy() if self._aliases(a, space) else a for a in checked)
             output = self._forward_checked(X)
@@ -377,11 +426,14 @@ class Model:
     # src/_train_step.pyx, where the fast path costs no Python frame; see its docstring.
     train_step = _train_step.train_step
 
-    def _train_step_general(self, X, target, loss, optimizer):
+    def _train_step_general(self, X: npt.ArrayLike, target: npt.ArrayLike,
+                            loss: Loss | LossFunction, optimizer: Optimizer) -> float:
         """train_step when the last fused step does not apply: validate, then run a
         fused step (found or built) or the two-call path (bpcore.nn.fused decides)."""
-        if getattr(optimizer, "model", None) is not self or not callable(
-                getattr(optimizer, "step", None)):
+        # (a name of its own: after ``getattr(...) is not self`` mypy takes ``self``
+        # for Any and checks nothing below)
+        owner: object = getattr(optimizer, "model", None)
+        if owner is not self or not callable(getattr(optimizer, "step", None)):
             raise TypeError("optimizer must be an Optimizer of this model; got "
                             f"{_validation.describe(optimizer)}")
         has_dropout = any(layer.dropout for layer in self.layers)
@@ -413,16 +465,16 @@ class Model:
             X = X.copy()            # a forward output fed back: the step overwrites it
         if engine.overlaps(target):
             target = target.copy()
-        value = engine.run(X, target)
-        if value is None:
+        result = engine.run(X, target)
+        if result is None:
             raise RuntimeError("bpcore: the fused step refused validated input")
         if self._cache is not None:      # the last forward's caches are overwritten
             self._input = self._cache = self._grad_output = None
         if not step.fused_update:
             optimizer.step()
-        return value
+        return result
 
-    def _forward_checked(self, X):
+    def _forward_checked(self, X: FloatArray) -> FloatArray:
         space = self._workspace(X.shape[0], training=True)
         if self._aliases(X, space):
             X = X.copy()    # X is kept for backward, which must see it as it came
@@ -431,7 +483,8 @@ class Model:
         self._input, self._cache, self._grad_output = X, space, None
         return output
 
-    def _custom_loss(self, loss, output, target):
+    def _custom_loss(self, loss: LossFunction, output: FloatArray,
+                     target: Any) -> tuple[float, FloatArray]:
         view = output.view()
         view.flags.writeable = False
         result = loss(view, target)
@@ -452,12 +505,12 @@ class Model:
         return value, _validation.native(grad_output, self.dtype)
 
     # ------------------------------------------------------------ inspection
-    def explain(self, layer, unit, sample=0):
+    def explain(self, layer: int | Dense, unit: int, sample: int = 0) -> str:
         """Print and return the chain-rule terms of one neuron for the last step
         (see ``bpcore.inspection.explain``)."""
         return inspection.explain(self, layer, unit, sample)
 
-    def to_dot(self, values=False):
+    def to_dot(self, values: bool = False) -> str:
         """Graphviz DOT text of the layers (``values``: the last step's magnitudes)."""
         return inspection.to_dot(self, values)
 
@@ -466,28 +519,66 @@ class Model:
     # one (bpcore.train, bpcore.checkpoint), which import this module; so each of
     # those registers its function here when imported (register_convenience), and
     # these methods only delegate. Importing bpcore registers all four.
-    def save(self, path, optimizer=None, progress=None):
+    def save(self, path: str | os.PathLike[str], optimizer: Optimizer | None = None,
+             progress: dict[str, Any] | None = None) -> None:
         """Write the model (and an optimizer's state, training progress) to ``path``
         atomically; read it back with ``bpcore.load``. See ``bpcore.checkpoint.save``."""
         _convenience("save")(path, self, optimizer, progress)
 
-    def fit(self, X, y, **options):
+    # The keyword signatures below repeat bpcore.train.loop's, defaults included, so
+    # that a type checker sees them (a wrong keyword or type is caught before a run);
+    # every argument is handed on as given.
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
+            optimizer: Optimizer | str = "adam", epochs: int = 1, batch_size: int = 32,
+            shuffle: bool = True, seed: int | np.integer[Any] | None = None,
+            validation_data: ValidationData | None = None, validation_split: float = 0.0,
+            sample_weight: npt.ArrayLike | None = None,
+            class_weight: ClassWeight | None = None,
+            metrics: Iterable[MetricName | MetricFunction] = (),
+            callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 1,
+            l2: float = 0.0, accumulate: int = 1,
+            on_nonfinite: Literal["raise", "skip"] = "raise",
+            initial_epoch: int = 0) -> History:
         """Train on (X, y); return a ``History``. See ``bpcore.train.fit``."""
-        return _convenience("fit")(self, X, y, **options)
+        return _convenience("fit")(
+            self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+            shuffle=shuffle, seed=seed, validation_data=validation_data,
+            validation_split=validation_split, sample_weight=sample_weight,
+            class_weight=class_weight, metrics=metrics, callbacks=callbacks, verbose=verbose,
+            l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
+            initial_epoch=initial_epoch)
 
-    def partial_fit(self, X, y, **options):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
+                    optimizer: Optimizer | str, batch_size: int = 32, shuffle: bool = True,
+                    seed: int | np.integer[Any] | None = 0,
+                    validation_data: ValidationData | None = None,
+                    sample_weight: npt.ArrayLike | None = None,
+                    class_weight: ClassWeight | None = None,
+                    metrics: Iterable[MetricName | MetricFunction] = (),
+                    callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 0,
+                    l2: float = 0.0, accumulate: int = 1,
+                    on_nonfinite: Literal["raise", "skip"] = "raise") -> Logs:
         """One pass over (X, y); return that epoch's logs. See ``bpcore.train.partial_fit``."""
-        return _convenience("partial_fit")(self, X, y, **options)
+        return _convenience("partial_fit")(
+            self, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
+            shuffle=shuffle, seed=seed, validation_data=validation_data,
+            sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
+            callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
+            on_nonfinite=on_nonfinite)
 
-    def evaluate(self, X, y, **options):
+    def evaluate(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike | None = None,
+                 metrics: Iterable[MetricName | MetricFunction] = (),
+                 sample_weight: npt.ArrayLike | None = None,
+                 batch_size: int | None = None) -> Logs:
         """Loss and metrics on (X, y) as a dict. See ``bpcore.train.evaluate``."""
-        return _convenience("evaluate")(self, X, y, **options)
+        return _convenience("evaluate")(self, X, y, loss=loss, metrics=metrics,
+                                        sample_weight=sample_weight, batch_size=batch_size)
 
 
-_CONVENIENCES = {}
+_CONVENIENCES: dict[str, Callable[..., Any]] = {}
 
 
-def register_convenience(name, function):
+def register_convenience(name: str, function: Callable[..., Any]) -> None:
     """Let ``Model.<name>`` delegate to ``function`` (called by bpcore.train and
     bpcore.checkpoint when they are imported)."""
     if name not in ("save", "fit", "partial_fit", "evaluate"):
@@ -495,7 +586,7 @@ def register_convenience(name, function):
     _CONVENIENCES[name] = function
 
 
-def _convenience(name):
+def _convenience(name: str) -> Callable[..., Any]:
     function = _CONVENIENCES.get(name)
     if function is None:
         raise RuntimeError(f"Model.{name} needs bpcore's training layer: import bpcore")

@@ -7,9 +7,14 @@ once, when it is built, and keeps the plan so that its raw pointers stay valid.
 An array that is empty (size 0) or None is absent (no scale ``c`` on a plain layer,
 no derivative cache ``D`` on an identity layer, ...).
 """
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .._engine import Scalars
 
 
 class LayerPlan(NamedTuple):
@@ -21,10 +26,10 @@ class LayerPlan(NamedTuple):
     negative_slope: float    # leaky ReLU's slope
     W: np.ndarray            # (n_in, n_out) weights, a view into ``params``
     b: np.ndarray            # (n_out,) biases
-    c: np.ndarray            # (n_out,) scale of scaled-sigmoid units, or empty
+    c: np.ndarray | None     # (n_out,) scale of scaled-sigmoid units, or None
     dW: np.ndarray           # gradients: views into ``grads``
     db: np.ndarray
-    dc: np.ndarray
+    dc: np.ndarray | None
     A: np.ndarray            # (n, n_out) activations
     D: np.ndarray            # (n, n_out) derivative cache f'(z), or empty
     G: np.ndarray            # (n, n_out) sigmoid(z) of scaled units, or empty
@@ -35,14 +40,14 @@ class LayerPlan(NamedTuple):
 class StepPlan(NamedTuple):
     """One fused training step for one batch size, loss and optimizer."""
 
-    layers: tuple            # a LayerPlan per layer
+    layers: tuple[LayerPlan, ...]   # a LayerPlan per layer
     params: np.ndarray       # the model's flat buffers
     grads: np.ndarray
     grad_output: np.ndarray  # (batch_size, n_out) dL/doutput, written by the step
     batch_size: int
-    loss_kind: str           # a key of bpcore._engine.LOSS_KINDS
+    loss_kind: str | None    # a key of bpcore._engine.LOSS_KINDS (the engine refuses others)
     scale: float             # the loss reduction's factor (1/n for "mean", ...)
     optimizer_kind: str | None   # a key of bpcore._engine.OPTIMIZER_KINDS, or None
-    state: tuple             # the optimizer's state buffers the update writes
-    scalars: object          # the optimizer's bpcore._engine.Scalars (None: not fused)
+    state: tuple[np.ndarray, ...]   # the optimizer's state buffers the update writes
+    scalars: Scalars | None  # the optimizer's bpcore._engine.Scalars (None: not fused)
     blas_parallel: bool      # BLAS had more than one thread when planned

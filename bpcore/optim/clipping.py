@@ -1,12 +1,14 @@
 """Gradient clipping over the model's flat gradient buffer (by value, by norm),
 PyTorch's rules."""
+from __future__ import annotations
+
 import math
 
 from .. import _flat, _validation
 from ..nn import Model
 
 
-def clip_grad_value(model, clip_value):
+def clip_grad_value(model: Model, clip_value: float) -> None:
     """Clamp every gradient into ``[-clip_value, clip_value]`` in place (PyTorch's
     ``clip_grad_value_``; NaN stays NaN)."""
     if not isinstance(model, Model):
@@ -15,7 +17,7 @@ def clip_grad_value(model, clip_value):
     _flat.clip_value(model.grads, clip_value)
 
 
-def clip_grad_norm(model, max_norm, *, error_if_nonfinite=False):
+def clip_grad_norm(model: Model, max_norm: float, *, error_if_nonfinite: bool = False) -> float:
     """Scale ``model.grads`` in place so that their 2-norm is at most ``max_norm``.
 
     PyTorch's rule: with ``total`` the norm of all gradients, every gradient is

@@ -7,23 +7,34 @@ options use exist) and updates ``model.params`` in place with one
 fused kernel pass (src/_flat.pyx). It never zeroes gradients behind the caller's
 back: call ``zero_grad()``.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
 import numpy as np
 
 from .. import _aligned, _engine, _flat, _validation
 from ..nn import Model
 
+if TYPE_CHECKING:
+    from .._typing import FloatArray
+
+#: a hyper-parameter's check: ``check(value, name)`` returns the value to keep or raises
+Check = Callable[[Any, str], Any]
+
 
 class Hyperparameters:
     """Mixin for objects described by the checked values named in ``_hyper``."""
 
-    _hyper = {}
+    _hyper: ClassVar[dict[str, Check]] = {}
 
     @property
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         """The hyper-parameters as a dict (e.g. ``{'lr': 0.01, 'momentum': 0.9}``)."""
         return {name: getattr(self, name) for name in self._hyper}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({args})"
 
@@ -35,16 +46,24 @@ class Optimizer(Hyperparameters):
     their state buffers in ``_buffers``, and implement ``_update()``.
     """
 
-    _hyper = {}
-    _buffers = ()
+    _hyper: ClassVar[dict[str, Check]] = {}
+    _buffers: ClassVar[tuple[str, ...]] = ()
 
     #: The update the fused training step runs inside its kernel for this class
     #: ("sgd", "adam"), or None (the step calls ``step()`` after the kernel). Read
     #: from the class's own body only (bpcore.nn.fused.declared_kind): a subclass
     #: that changes the update is not fused unless it declares the kind again.
-    fused_kind = None
+    fused_kind: ClassVar[str | None] = None
 
-    def __init__(self, model, **hyper):
+    # The learning rate, which schedules and ``fit``'s logs read: every built-in
+    # optimizer has one (``_hyper``); a custom optimizer need not.
+    lr: float
+    model: Model
+    _scalars: _engine.Scalars
+    #: the state buffers by name (``state_names()``), created at the first step
+    state: dict[str, FloatArray]
+
+    def __init__(self, model: Model, **hyper: Any) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
         # the step count and the scalars the fused step reads (Model.train_step),
@@ -58,7 +77,7 @@ class Optimizer(Hyperparameters):
             object.__setattr__(self, name, value)
         self._sync_scalars()
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         check = type(self)._hyper.get(name)
         if check is not None:
             value = check(value, name)
@@ -69,13 +88,13 @@ class Optimizer(Hyperparameters):
             self._sync_scalars()
 
     @property
-    def steps(self):
+    def steps(self) -> int:
         """The number of steps taken (``step()`` and ``Model.train_step`` each add
         one); Adam's bias correction reads it. Settable to a non-negative integer."""
         return self._scalars.steps
 
     @steps.setter
-    def steps(self, value):
+    def steps(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"steps must be a non-negative integer; got "
                             f"{_validation.describe(value)}")
@@ -84,37 +103,37 @@ class Optimizer(Hyperparameters):
         self._scalars.steps = int(value)
 
     @property
-    def fused_scalars(self):
+    def fused_scalars(self) -> _engine.Scalars:
         """The ``bpcore._engine.Scalars`` this optimizer keeps current for the fused
         training step: its step count and the hyper-parameters the kernel reads
         (see ``bpcore.nn.fused``). One object for the optimizer's whole life."""
         return self._scalars
 
-    def _sync_scalars(self):
+    def _sync_scalars(self) -> None:
         """Copy the hyper-parameters the fused step reads into ``fused_scalars`` (SGD
         and Adam override this; the others' updates are not fused)."""
 
-    def _check_combination(self, hyper):
+    def _check_combination(self, hyper: Mapping[str, Any]) -> None:
         """Raise ValueError when hyper-parameters that are valid alone clash together."""
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Zero the model's gradients (one fill of its flat gradient buffer)."""
         self.model.zero_grad()
 
-    def _buffers_for(self, hyper):
+    def _buffers_for(self, hyper: Mapping[str, Any]) -> tuple[str, ...]:
         """The state buffers a step with the hyper-parameters ``hyper`` (a mapping) needs."""
         return self._buffers
 
-    def state_names(self):
+    def state_names(self) -> tuple[str, ...]:
         """The names of the state buffers the next step needs, in ``buffers()`` order
         (created lazily by ``_new_buffer``)."""
         return self._buffers_for(vars(self))
 
-    def _new_buffer(self, name):
+    def _new_buffer(self, name: str) -> FloatArray:
         """A fresh state buffer: zeros of the parameters' length and dtype."""
         return _aligned.zeros(self.model.params.shape, self.model.params.dtype)
 
-    def buffers(self):
+    def buffers(self) -> tuple[FloatArray, ...]:
         """The state buffers the next step uses, in ``state_names()`` order, created
         now if missing (the first step, or an option switched on since)."""
         names = self.state_names()
@@ -123,13 +142,17 @@ class Optimizer(Hyperparameters):
                 self.state[name] = self._new_buffer(name)
         return tuple(self.state[name] for name in names)
 
-    def step(self):
+    if TYPE_CHECKING:
+        # what each subclass defines (declared for the type checker only)
+        def _update(self) -> None: ...
+
+    def step(self) -> None:
         """Update ``model.params`` in place from ``model.grads``."""
         self.buffers()
         self.steps += 1
         self._update()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """A copy of everything needed to resume: type, hyper-parameters, step count, buffers."""
         return {
             "optimizer": type(self).__name__,
@@ -138,7 +161,7 @@ class Optimizer(Hyperparameters):
             "state": {name: buf.copy() for name, buf in self.state.items()},
         }
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a ``state_dict()``; checked completely before anything changes."""
         hyper = _validation.state_dict_hyperparameters(
             state_dict, "optimizer", self, self._hyper,
@@ -169,55 +192,55 @@ class Optimizer(Hyperparameters):
             object.__setattr__(self, name, value)
         self._sync_scalars()
         self.steps = int(steps)
-        state = {}
+        state: dict[str, FloatArray] = {}
         for name, buf in buffers.items():
             state[name] = _aligned.empty(params.shape, params.dtype)   # a copy, aligned
             state[name][...] = buf
         self.state = state
 
 
-def _learning_rate(value, name):
+def _learning_rate(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0)
 
 
-def _non_negative(value, name):
+def _non_negative(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0)
 
 
-def _unit_interval(value, name):
+def _unit_interval(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0, high=1.0, high_open=True)
 
 
-def _positive(value, name):
+def _positive(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0, low_open=True)
 
 
-def _flag(value, name):
+def _flag(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {_validation.describe(value)}")
     return bool(value)
 
 
-def _betas(value, name):
+def _betas(value: object, name: str) -> tuple[float, ...]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a pair (beta1, beta2); got {value!r}")
     return tuple(_unit_interval(v, f"{name}[{i}]") for i, v in enumerate(value))
 
 
-def _pair(value, name, what):
+def _pair(value: object, name: str, what: str) -> tuple[Any, Any] | list[Any]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a pair {what}; got {_validation.describe(value)}")
     return value
 
 
-def _etas(value, name):
+def _etas(value: object, name: str) -> tuple[float, float]:
     eta_minus, eta_plus = _pair(value, name, "(eta_minus, eta_plus)")
     return (_validation.real(eta_minus, f"{name}[0]", low=0.0, high=1.0,
                              low_open=True, high_open=True),
             _validation.real(eta_plus, f"{name}[1]", low=1.0, low_open=True))
 
 
-def _step_sizes(value, name):
+def _step_sizes(value: object, name: str) -> tuple[float, float]:
     low, high = _pair(value, name, "(step_min, step_max)")
     low = _validation.real(low, f"{name}[0]", low=0.0)
     high = _validation.real(high, f"{name}[1]", low=0.0)
@@ -239,23 +262,28 @@ class SGD(Optimizer):
     _buffers = ("momentum_buffer",)
     fused_kind = "sgd"
 
-    def __init__(self, model, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+
+    def __init__(self, model: Model, lr: float = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
         super().__init__(model, lr=lr, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay)
 
-    def _check_combination(self, hyper):
+    def _check_combination(self, hyper: Mapping[str, Any]) -> None:
         if hyper["nesterov"] and hyper["momentum"] == 0:
             raise ValueError("nesterov=True needs a momentum > 0; got momentum=0.0")
 
-    def _buffers_for(self, hyper):
+    def _buffers_for(self, hyper: Mapping[str, Any]) -> tuple[str, ...]:
         return self._buffers if hyper["momentum"] else ()   # plain SGD keeps no buffer
 
-    def _sync_scalars(self):
+    def _sync_scalars(self) -> None:
         s = self._scalars
         s.lr, s.momentum, s.weight_decay, s.nesterov = (self.lr, self.momentum,
                                                         self.weight_decay, self.nesterov)
 
-    def _update(self):
+    def _update(self) -> None:
         model = self.model
         velocity = self.state.get("momentum_buffer", model._empty1)
         _flat.sgd(model.params, model.grads, velocity, self.lr, self.momentum,
@@ -271,15 +299,21 @@ class Adam(Optimizer):
     _buffers = ("exp_avg", "exp_avg_sq")
     fused_kind = "adam"
 
-    def __init__(self, model, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+
+    def __init__(self, model: Model, lr: float = 0.001,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _sync_scalars(self):
+    def _sync_scalars(self) -> None:
         s = self._scalars
         s.lr, (s.beta1, s.beta2), s.eps, s.weight_decay = (self.lr, self.betas, self.eps,
                                                            self.weight_decay)
 
-    def _update(self):
+    def _update(self) -> None:
         beta1, beta2 = self.betas
         model = self.model
         _flat.adam(model.params, model.grads, self.state["exp_avg"],
@@ -294,10 +328,12 @@ class AdamW(Adam):
     an Adam step on the plain gradient (no decay term in the moments).
     """
 
-    def __init__(self, model, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    def __init__(self, model: Model, lr: float = 0.001,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _update(self):
+    def _update(self) -> None:
         beta1, beta2 = self.betas
         model = self.model
         _flat.adamw(model.params, model.grads, self.state["exp_avg"],
@@ -320,16 +356,23 @@ class RMSprop(Optimizer):
               "weight_decay": _non_negative, "momentum": _unit_interval, "centered": _flag}
     _buffers = ("square_avg", "momentum_buffer", "grad_avg")
 
-    def __init__(self, model, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    centered: bool
+
+    def __init__(self, model: Model, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False) -> None:
         super().__init__(model, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered)
 
-    def _buffers_for(self, hyper):
+    def _buffers_for(self, hyper: Mapping[str, Any]) -> tuple[str, ...]:
         return (("square_avg",) + (("momentum_buffer",) if hyper["momentum"] else ())
                 + (("grad_avg",) if hyper["centered"] else ()))
 
-    def _update(self):
+    def _update(self) -> None:
         model, state = self.model, self.state
         _flat.rmsprop(model.params, model.grads, state["square_avg"],
                        state.get("grad_avg", model._empty1),
@@ -358,15 +401,19 @@ class Rprop(Optimizer):
     _hyper = {"lr": _learning_rate, "etas": _etas, "step_sizes": _step_sizes}
     _buffers = ("prev", "step_size")
 
-    def __init__(self, model, lr=0.01, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
+    etas: tuple[float, float]
+    step_sizes: tuple[float, float]
+
+    def __init__(self, model: Model, lr: float = 0.01, etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50.0)) -> None:
         super().__init__(model, lr=lr, etas=etas, step_sizes=step_sizes)
 
-    def _new_buffer(self, name):
+    def _new_buffer(self, name: str) -> FloatArray:
         if name == "step_size":
             return _aligned.full_like(self.model.params, self.lr)
         return super()._new_buffer(name)
 
-    def _update(self):
+    def _update(self) -> None:
         eta_minus, eta_plus = self.etas
         step_min, step_max = self.step_sizes
         model = self.model
@@ -376,10 +423,11 @@ class Rprop(Optimizer):
 
 #: The optimizers ``fit(optimizer=...)`` builds by name, and the only place their
 #: names live. Add your own with ``register_optimizer``.
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "rprop": Rprop}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
+                                          "rmsprop": RMSprop, "rprop": Rprop}
 
 
-def register_optimizer(name, cls):
+def register_optimizer(name: str, cls: type[Optimizer]) -> None:
     """Make ``fit(optimizer=name)`` build ``cls(model)``; ``name`` must be new.
 
     Subclassing alone never changes what a name means: a user's ``class Adam(bp.Adam)``
@@ -396,7 +444,7 @@ def register_optimizer(name, cls):
     OPTIMIZERS[key] = cls
 
 
-def optimizer_by_name(model, name):
+def optimizer_by_name(model: Model, name: str) -> Optimizer:
     """A new optimizer of the registered ``name`` (any case) for ``model``, with its
     default hyper-parameters."""
     cls = OPTIMIZERS.get(name.lower())

@@ -16,18 +16,22 @@ stops improving.
 ``load_state_dict()`` checks it completely, then restores it and sets the
 optimizer's ``lr`` to its ``last_lr``.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
 
 from .. import _validation
-from .optimizers import Hyperparameters, Optimizer
+from .optimizers import Check, Hyperparameters, Optimizer
 
 
-def _positive_int(value, name):
+def _positive_int(value: object, name: str) -> int:
     return _validation.positive_int(value, name)
 
 
-def _non_negative_int(value, name):
+def _non_negative_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a non-negative integer; got "
                         f"{_validation.describe(value)}")
@@ -36,19 +40,19 @@ def _non_negative_int(value, name):
     return int(value)
 
 
-def _positive(value, name):
+def _positive(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0, low_open=True)
 
 
-def _non_negative(value, name):
+def _non_negative(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0)
 
 
-def _factor(value, name):
+def _factor(value: object, name: str) -> float:
     return _validation.real(value, name, low=0.0, high=1.0, low_open=True, high_open=True)
 
 
-def _mode(value, name):
+def _mode(value: object, name: str) -> str:
     if not isinstance(value, str) or value not in ("min", "max"):
         raise ValueError(f"{name} must be 'min' or 'max'; got {_validation.describe(value)}")
     return value
@@ -58,10 +62,19 @@ class Schedule(Hyperparameters):
     """Base class. Subclasses name their hyper-parameters in ``_hyper`` (each with its
     check) and implement ``lr_at(epoch)``, or override ``step``."""
 
-    _hyper = {}
-    _state = {}        # further state_dict entries: name -> check (see ReduceLROnPlateau)
+    _hyper: ClassVar[dict[str, Check]] = {}
+    # further state_dict entries: name -> check (see ReduceLROnPlateau)
+    _state: ClassVar[dict[str, Check]] = {}
 
-    def __init__(self, optimizer, **hyper):
+    optimizer: Optimizer
+    #: the optimizer's ``lr`` when the schedule was built
+    base_lr: float
+    #: the number of ``step()`` calls so far
+    epoch: int
+    #: the learning rate last set
+    last_lr: float
+
+    def __init__(self, optimizer: Optimizer, **hyper: Any) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a bpcore Optimizer; got "
                             f"{type(optimizer).__name__}")
@@ -77,26 +90,26 @@ class Schedule(Hyperparameters):
         self.epoch = 0
         self._begin()
 
-    def _check_combination(self, hyper, base_lr):
+    def _check_combination(self, hyper: Mapping[str, Any], base_lr: float) -> None:
         """Raise ValueError when hyper-parameters that are valid alone clash together."""
 
-    def _begin(self):
+    def _begin(self) -> None:
         self._set(self.lr_at(0))
 
-    def lr_at(self, epoch):
+    def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (0 is the epoch before the first ``step()``)."""
         raise NotImplementedError
 
-    def step(self, metric=None):
+    def step(self, metric: float | None = None) -> None:
         """End of an epoch: set the next epoch's learning rate (``metric`` is ignored)."""
         self.epoch += 1
         self._set(self.lr_at(self.epoch))
 
-    def _set(self, lr):
+    def _set(self, lr: float) -> None:
         self.optimizer.lr = lr
         self.last_lr = self.optimizer.lr
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as plain JSON-serializable values."""
         state = {"schedule": type(self).__name__, "hyperparameters": self.hyperparameters,
                  "base_lr": float(self.base_lr), "epoch": int(self.epoch),
@@ -104,7 +117,7 @@ class Schedule(Hyperparameters):
         state.update({name: getattr(self, name) for name in self._state})
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a ``state_dict()``; checked completely before anything changes."""
         keys = {"schedule", "hyperparameters", "base_lr", "epoch", "last_lr", *self._state}
         hyper = _validation.state_dict_hyperparameters(state_dict, "schedule", self,
@@ -128,10 +141,13 @@ class StepLR(Schedule):
 
     _hyper = {"step_size": _positive_int, "gamma": _positive}
 
-    def __init__(self, optimizer, step_size, gamma=0.1):
+    step_size: int
+    gamma: float
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer, step_size=step_size, gamma=gamma)
 
-    def lr_at(self, epoch):
+    def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
@@ -140,10 +156,12 @@ class ExponentialLR(Schedule):
 
     _hyper = {"gamma": _positive}
 
-    def __init__(self, optimizer, gamma):
+    gamma: float
+
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         super().__init__(optimizer, gamma=gamma)
 
-    def lr_at(self, epoch):
+    def lr_at(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** epoch
 
 
@@ -170,11 +188,16 @@ class CosineLR(Schedule):
     _hyper = {"total_epochs": _positive_int, "warmup_epochs": _non_negative_int,
               "min_lr": _non_negative}
 
-    def __init__(self, optimizer, total_epochs, warmup_epochs=0, min_lr=0.0):
+    total_epochs: int
+    warmup_epochs: int
+    min_lr: float
+
+    def __init__(self, optimizer: Optimizer, total_epochs: int, warmup_epochs: int = 0,
+                 min_lr: float = 0.0) -> None:
         super().__init__(optimizer, total_epochs=total_epochs, warmup_epochs=warmup_epochs,
                          min_lr=min_lr)
 
-    def _check_combination(self, hyper, base_lr):
+    def _check_combination(self, hyper: Mapping[str, Any], base_lr: float) -> None:
         if hyper["warmup_epochs"] >= hyper["total_epochs"]:
             raise ValueError(f"warmup_epochs must be below total_epochs="
                              f"{hyper['total_epochs']}; got {hyper['warmup_epochs']}")
@@ -182,7 +205,7 @@ class CosineLR(Schedule):
             raise ValueError(f"min_lr must be at most the optimizer's lr {base_lr!r}; "
                              f"got {hyper['min_lr']!r}")
 
-    def lr_at(self, epoch):
+    def lr_at(self, epoch: int) -> float:
         warmup, total = self.warmup_epochs, self.total_epochs
         if epoch < warmup:
             return self.base_lr * (epoch + 1) / warmup
@@ -196,17 +219,17 @@ class LambdaLR(Schedule):
     ``state_dict()`` cannot hold ``fn``: build the schedule with it again to resume.
     """
 
-    def __init__(self, optimizer, fn):
+    def __init__(self, optimizer: Optimizer, fn: Callable[[int], float]) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be a callable epoch -> factor; got {type(fn).__name__}")
         self.fn = fn
         super().__init__(optimizer)
 
-    def lr_at(self, epoch):
+    def lr_at(self, epoch: int) -> float:
         return self.base_lr * _non_negative(self.fn(epoch), f"fn({epoch})")
 
 
-def _best(value, name):
+def _best(value: object, name: str) -> float | None:
     if value is None:
         return None
     return _validation.real(value, name)
@@ -230,18 +253,31 @@ class ReduceLROnPlateau(Schedule):
     _state = {"best": _best, "num_bad_epochs": _non_negative_int,
               "cooldown_counter": _non_negative_int}
 
-    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
-                 cooldown=0, min_lr=0.0, eps=1e-8):
+    mode: Literal["min", "max"]
+    factor: float
+    patience: int
+    threshold: float
+    cooldown: int
+    min_lr: float
+    eps: float
+    #: the best finite metric so far (None before the first)
+    best: float | None
+    num_bad_epochs: int
+    cooldown_counter: int
+
+    def __init__(self, optimizer: Optimizer, mode: Literal["min", "max"] = "min",
+                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8) -> None:
         super().__init__(optimizer, mode=mode, factor=factor, patience=patience,
                          threshold=threshold, cooldown=cooldown, min_lr=min_lr, eps=eps)
 
-    def _begin(self):
+    def _begin(self) -> None:
         self.best = None           # no finite metric seen yet
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_lr = self.optimizer.lr
 
-    def _improves(self, value):
+    def _improves(self, value: float) -> bool:
         if not math.isfinite(value):
             return False
         if self.best is None:
@@ -250,7 +286,7 @@ class ReduceLROnPlateau(Schedule):
             return value < self.best * (1 - self.threshold)
         return value > self.best * (1 + self.threshold)
 
-    def step(self, metric=None):
+    def step(self, metric: float | None = None) -> None:
         """End of an epoch with its monitored ``metric`` (e.g. the validation loss)."""
         if metric is None:
             raise TypeError("ReduceLROnPlateau.step needs the monitored metric, "

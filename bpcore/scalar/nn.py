@@ -7,13 +7,21 @@ and ``MLP.parameters()`` lists the Values in the order of ``model.params``, so t
 engines can be compared number for number. The losses take logits and follow
 ``bpcore.nn.losses``' reductions, in forms that never overflow. Plain Python: no numpy.
 """
+from __future__ import annotations
+
 import math
 import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, cast
 
 from .engine import Value
 
+#: an activation's name: the keys of ACTIVATIONS (bpcore.nn.layers.Activation's names;
+#: the scalar engine imports nothing of the rest of bpcore)
+Activation = Literal["identity", "sigmoid", "tanh", "relu", "leaky_relu", "scaled_sigmoid"]
+
 # name -> f(z, neuron); the same names and conventions as bpcore's kernels
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[Value, Any], Value]] = {
     "identity": lambda z, unit: z,
     "sigmoid": lambda z, unit: z.sigmoid(),
     "tanh": lambda z, unit: z.tanh(),
@@ -30,8 +38,9 @@ class Neuron:
     otherwise (with ``n_out`` the width of the unit's layer), b = 0, c = 1.
     """
 
-    def __init__(self, n_in, activation="identity", *, negative_slope=0.01, n_out=1,
-                 rng=None):
+    def __init__(self, n_in: int, activation: Activation = "identity", *,
+                 negative_slope: float = 0.01, n_out: int = 1,
+                 rng: random.Random | int | None = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; "
                              f"got {activation!r}")
@@ -46,51 +55,52 @@ class Neuron:
         self.activation = activation
         self.negative_slope = float(negative_slope)
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value:
         """Return the unit's output Value for one sample ``x`` (numbers or Values)."""
         z = sum((wi * xi for wi, xi in zip(self.w, x)), Value(0.0)) + self.b
         return ACTIVATIONS[self.activation](z, self)
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return self.w + [self.b] + ([self.c] if self.c is not None else [])
 
 
 class Layer:
     """``n_out`` neurons reading the same ``n_in`` inputs (bpcore's ``Dense``)."""
 
-    def __init__(self, n_in, n_out, activation="identity", *, negative_slope=0.01,
-                 seed=None):
+    def __init__(self, n_in: int, n_out: int, activation: Activation = "identity", *,
+                 negative_slope: float = 0.01, seed: int | None = None) -> None:
         rng = random.Random(seed)
         self.n_in, self.n_out, self.activation = n_in, n_out, activation
         self.neurons = [Neuron(n_in, activation, negative_slope=negative_slope,
                                n_out=n_out, rng=rng) for _ in range(n_out)]
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         return [unit(x) for unit in self.neurons]
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         """W row by row (W[i][j] is input i's weight in unit j), then b, then c."""
         units = self.neurons
         params = [unit.w[i] for i in range(self.n_in) for unit in units]
         params += [unit.b for unit in units]
         if units[0].c is not None:
-            params += [unit.c for unit in units]
+            params += [unit.c for unit in units if unit.c is not None]
         return params
 
-    def load(self, W, b, c=None):
+    def load(self, W: Sequence[Sequence[float]], b: Sequence[float],
+             c: Sequence[float] | None = None) -> None:
         """Write weights into the existing Values: W as n_in rows of n_out numbers."""
         for j, unit in enumerate(self.neurons):
             for i in range(self.n_in):
                 unit.w[i].data = float(W[i][j])
             unit.b.data = float(b[j])
-            if unit.c is not None:
-                unit.c.data = float(c[j])
+            if unit.c is not None:          # a scaled unit: c must be given
+                unit.c.data = float(cast("Sequence[float]", c)[j])
 
 
 class MLP:
     """A stack of ``Layer``s; ``mlp(x)`` runs one sample, ``mlp.forward(rows)`` a batch."""
 
-    def __init__(self, layers):
+    def __init__(self, layers: Iterable[Layer]) -> None:
         self.layers = list(layers)
         for i in range(len(self.layers) - 1):
             if self.layers[i].n_out != self.layers[i + 1].n_in:
@@ -98,7 +108,7 @@ class MLP:
                                  f"layers[{i + 1}] has n_in={self.layers[i + 1].n_in}")
 
     @classmethod
-    def from_model(cls, model):
+    def from_model(cls, model: Any) -> MLP:
         """An MLP with the weights, activations and slopes of a bpcore ``Model``."""
         layers = []
         for i, dense in enumerate(model.layers):
@@ -112,20 +122,21 @@ class MLP:
             layers.append(layer)
         return cls(layers)
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         for layer in self.layers:
             x = layer(x)
-        return x
+        # (an MLP without layers hands x back as it came)
+        return cast("list[Value]", x)
 
-    def forward(self, rows):
+    def forward(self, rows: Iterable[Sequence[Value | float]]) -> list[list[Value]]:
         """The outputs (a list of lists of Values) for a batch of samples."""
         return [self(x) for x in rows]
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         """Every parameter Value, in the order of a bpcore Model's ``params``."""
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every parameter's grad to 0 (do it before each training step's backward)."""
         for p in self.parameters():
             p.grad = 0.0
@@ -134,20 +145,24 @@ class MLP:
 # ------------------------------------------------------------------ losses
 # outputs: a list of rows of Values (one row per sample), as MLP.forward returns.
 REDUCTIONS = ("mean", "sum")
+Reduction = Literal["mean", "sum"]
+#: targets, per sample: a row of numbers (one per output), or one number (one output)
+Targets = Sequence[float | list[float] | tuple[float, ...]]
 
 
-def _reduce(total, count, reduction):
+def _reduce(total: Value, count: int, reduction: str) -> Value:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
     return total / count if reduction == "mean" else total
 
 
-def _target_rows(targets):
+def _target_rows(targets: Targets) -> list[Sequence[float]]:
     """Accept one number per sample for single-output networks, as bpcore does."""
     return [row if isinstance(row, (list, tuple)) else [row] for row in targets]
 
 
-def mse(outputs, targets, reduction="mean"):
+def mse(outputs: Sequence[Sequence[Value]], targets: Targets,
+        reduction: Reduction = "mean") -> Value:
     """Squared error, averaged over all elements ("mean") or summed ("sum")."""
     total, count = Value(0.0), 0
     for row, target_row in zip(outputs, _target_rows(targets)):
@@ -158,7 +173,8 @@ def mse(outputs, targets, reduction="mean"):
     return _reduce(total, count, reduction)
 
 
-def cross_entropy(logits, labels, reduction="mean"):
+def cross_entropy(logits: Sequence[Sequence[Value]], labels: Sequence[int],
+                  reduction: Reduction = "mean") -> Value:
     """Softmax cross-entropy from logits and integer labels, averaged over samples.
 
     log-sum-exp with the row maximum m taken out as a constant (it cancels in the
@@ -172,14 +188,15 @@ def cross_entropy(logits, labels, reduction="mean"):
     return _reduce(total, len(logits), reduction)
 
 
-def _softplus(z):
+def _softplus(z: Value) -> Value:
     # log(1 + exp(z)) by the sign of z, so exp's argument is never positive
     if z.data >= 0:
         return z + (-z).exp().log1p()
     return z.exp().log1p()
 
 
-def bce_with_logits(logits, targets, reduction="mean"):
+def bce_with_logits(logits: Sequence[Sequence[Value]], targets: Targets,
+                    reduction: Reduction = "mean") -> Value:
     """Binary cross-entropy of sigmoid(logit) against targets in [0, 1], averaged over
     all elements: softplus(z) - z t, whose derivative is sigmoid(z) - t."""
     total, count = Value(0.0), 0
@@ -191,4 +208,5 @@ def bce_with_logits(logits, targets, reduction="mean"):
 
 
 #: the same keys as bpcore.losses.LOSSES
-LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "bce": bce_with_logits}
+LOSSES: dict[str, Callable[..., Value]] = {"mse": mse, "cross_entropy": cross_entropy,
+                                           "bce": bce_with_logits}

@@ -6,11 +6,17 @@ optimizer's step count and state buffers) into backups it reuses, so that a
 diverged step can be undone in place and the model and optimizer keep their last
 finite values.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import _flat
+
+if TYPE_CHECKING:
+    from .._typing import FloatArray, Model, Optimizer
 
 #: what ``fit(on_nonfinite=...)`` accepts
 NONFINITE = ("raise", "skip")
@@ -23,13 +29,15 @@ class TrainingDiverged(FloatingPointError):
 class DivergenceGuard:
     """Keeps ``model`` and ``optimizer`` at their last finite state across steps."""
 
-    def __init__(self, model, optimizer, on_nonfinite):
+    def __init__(self, model: Model, optimizer: Optimizer, on_nonfinite: str) -> None:
         self.model, self.optimizer, self.on_nonfinite = model, optimizer, on_nonfinite
         self._params = np.empty_like(model.params)
-        self._state = {}        # reused backups of the optimizer's state buffers
-        self._saved = None      # (steps, {name: backup}) of the last save
+        # reused backups of the optimizer's state buffers
+        self._state: dict[str, FloatArray] = {}
+        # (steps, {name: backup}) of the last save
+        self._saved: tuple[int, dict[str, FloatArray]] | None = None
 
-    def step(self, epoch, batch, value):
+    def step(self, epoch: int, batch: int, value: float) -> bool:
         """The optimizer's step, guarded: False when a non-finite loss ``value`` or
         gradient made it skip (``on_nonfinite="skip"``); raises TrainingDiverged
         otherwise, and when the step itself made a parameter non-finite (undone)."""
@@ -46,7 +54,7 @@ class DivergenceGuard:
                 "last finite state")
         return True
 
-    def nonfinite(self, epoch, batch, value):
+    def nonfinite(self, epoch: int, batch: int, value: float) -> bool:
         """A non-finite loss or gradient, no step taken (or undone): False to skip
         it (gradients zeroed), or raise TrainingDiverged."""
         what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
@@ -58,7 +66,7 @@ class DivergenceGuard:
             "finite state (lower the learning rate, clip gradients, or pass "
             "on_nonfinite='skip')")
 
-    def save(self):
+    def save(self) -> None:
         """Back up what a step changes: parameters, step count, state buffers."""
         np.copyto(self._params, self.model.params)
         saved = {}

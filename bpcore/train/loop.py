@@ -6,43 +6,55 @@ step under the divergence guard (bpcore.train.guard).
 resumed at epoch N (same seed, restored parameters and optimizer state) continues
 bit for bit like an uninterrupted one.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _flat, _validation
 from ..nn import LOSSES, Loss, MSELoss, fused
-from ..nn.model import register_convenience
+from ..nn.losses import LossFunction, LossLike
+from ..nn.model import Model, register_convenience
 from ..optim import Optimizer, optimizer_by_name
 from .callbacks import Callback, LambdaCallback
 from .guard import NONFINITE, DivergenceGuard
-from .metrics import METRICS, accuracy
+from .metrics import METRICS, MetricFunction, MetricName, accuracy
 from .progress import ProgressBar
+
+if TYPE_CHECKING:
+    from .._typing import ClassWeight, FloatArray, Logs, LogsFunction, ValidationData
 
 
 class History:
     """What ``fit`` returns: ``history[name]`` is the list of that log per epoch
     (``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ``lr``, ...)."""
 
-    def __init__(self, seed):
-        self.history = {}
-        self.epoch = []
+    def __init__(self, seed: int) -> None:
+        #: log name -> its value per epoch
+        self.history: dict[str, list[float]] = {}
+        #: the epochs recorded
+        self.epoch: list[int] = []
+        #: the seed of the run (shuffling, dropout)
         self.seed = seed
 
-    def append(self, epoch, logs):
+    def append(self, epoch: int, logs: Logs) -> None:
         """Record one epoch's logs."""
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> list[float]:
         return self.history[name]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, logs={sorted(self.history)})"
 
 
-def _resolve_loss(loss):
+def _resolve_loss(loss: LossLike) -> Loss | LossFunction:
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, a Loss or a callable; "
@@ -54,7 +66,7 @@ def _resolve_loss(loss):
                     f"{type(loss).__name__}")
 
 
-def _resolve_optimizer(model, optimizer):
+def _resolve_optimizer(model: Model, optimizer: Optimizer | str) -> Optimizer:
     if isinstance(optimizer, str):
         return optimizer_by_name(model, optimizer)
     if not isinstance(optimizer, Optimizer):
@@ -65,8 +77,9 @@ def _resolve_optimizer(model, optimizer):
     return optimizer
 
 
-def _resolve_metrics(metrics, loss):
-    resolved = {}
+def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction],
+                     loss: object) -> dict[str, Callable[[Any, Any], Any]]:
+    resolved: dict[str, Callable[[Any, Any], Any]] = {}
     for metric in metrics:
         if callable(metric):
             resolved[getattr(metric, "__name__", "metric")] = metric
@@ -81,7 +94,7 @@ def _resolve_metrics(metrics, loss):
     return resolved
 
 
-def _class_weights(class_weight, y, n_classes):
+def _class_weights(class_weight: object, y: Any, n_classes: int) -> FloatArray:
     """Per-sample weights from a {class: weight} dict or "balanced"."""
     labels = np.asarray(y).reshape(-1) if np.ndim(y) <= 2 and np.size(y) == len(y) else None
     if labels is None or labels.dtype.kind not in "biuf" or not np.all(labels == np.round(labels)):
@@ -107,10 +120,13 @@ def _class_weights(class_weight, y, n_classes):
     return table[labels]
 
 
-def _check_data(model, X, y, loss, sample_weight, name="X", target_name="y"):
+def _check_data(model: Model, X: npt.ArrayLike, y: Any, loss: object, sample_weight: Any,
+                name: str = "X", target_name: str = "y"
+                ) -> tuple[FloatArray, Any, FloatArray | None]:
     """Validate a data set up front; return (X, y, weight or None)."""
     X = _validation.float_matrix(X, name, model.dtype, model.n_in)
     n = X.shape[0]
+    weight: FloatArray | None
     if isinstance(loss, Loss):
         y_array = _validation.as_array(y, target_name)
         if len(y_array) != n:
@@ -119,17 +135,26 @@ def _check_data(model, X, y, loss, sample_weight, name="X", target_name="y"):
         if sample_weight is None:
             weight = None
     else:
-        if len(y) != n:
-            raise ValueError(f"{target_name} has {len(y)} samples but {name} has {n}")
+        _check_length(y, n, target_name, name)
         weight = _validation.sample_weight(sample_weight, n, model.dtype)
     return X, y, weight
+
+
+def _check_length(y: Any, n: int, target_name: str = "y", name: str = "X") -> None:
+    """Raise ValueError unless ``y`` (any target a loss takes) holds ``n`` samples."""
+    if len(y) != n:
+        raise ValueError(f"{target_name} has {len(y)} samples but {name} has {n}")
 
 
 class Trainer:
     """The state of one training run, handed to callbacks."""
 
-    def __init__(self, model, optimizer, loss, *, batch_size, shuffle, seed, metrics,
-                 callbacks, verbose, l2, accumulate, on_nonfinite, validation, epochs):
+    def __init__(self, model: Model, optimizer: Optimizer, loss: Loss | LossFunction, *,
+                 batch_size: int, shuffle: bool, seed: int,
+                 metrics: dict[str, Callable[[Any, Any], Any]], callbacks: list[Callback],
+                 verbose: int, l2: float, accumulate: int, on_nonfinite: str,
+                 validation: tuple[FloatArray, Any, FloatArray | None] | None,
+                 epochs: int) -> None:
         self.model, self.optimizer, self.loss = model, optimizer, loss
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.metrics, self.callbacks, self.verbose = metrics, callbacks, verbose
@@ -139,12 +164,12 @@ class Trainer:
         self.history = History(seed)
         self.guard = DivergenceGuard(model, optimizer, on_nonfinite)
 
-    def progress(self, epoch):
+    def progress(self, epoch: int) -> dict[str, Any]:
         """What a checkpoint needs to resume after ``epoch``."""
         history = {k: [float(v) for v in vals] for k, vals in self.history.history.items()}
         return {"epoch": epoch + 1, "seed": self.seed, "history": history}
 
-    def run_epoch(self, epoch, X, y, weight):
+    def run_epoch(self, epoch: int, X: FloatArray, y: Any, weight: FloatArray | None) -> Logs:
         model, n = self.model, X.shape[0]
         for callback in self.callbacks:
             callback.on_epoch_begin(self, epoch)
@@ -154,7 +179,7 @@ class Trainer:
         n_batches = math.ceil(n / self.batch_size)
         bar = ProgressBar(self.epochs, n_batches, self.verbose)
         bar.start_epoch(epoch)
-        logs = {}
+        logs: Logs = {}
         if hasattr(self.optimizer, "lr"):
             logs["lr"] = float(self.optimizer.lr)
         total, mass, skipped = 0.0, 0.0, 0
@@ -201,7 +226,9 @@ class Trainer:
         bar.end_epoch(logs)
         return logs
 
-    def _two_call_step(self, epoch, batch, n_batches, X, y, weight, group_value):
+    def _two_call_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray, y: Any,
+                       weight: FloatArray | None,
+                       group_value: float) -> tuple[bool, float, float]:
         """loss_and_grad (+ L2), accumulated over ``accumulate`` batches, then the
         guarded step. Returns (done, loss value, group_value): done is False when a
         non-finite step was skipped; group_value carries the first non-finite loss of
@@ -226,7 +253,7 @@ class Trainer:
                 return False, value, group_value
         return True, value, group_value
 
-    def _can_fuse(self, weight):
+    def _can_fuse(self, weight: FloatArray | None) -> bool:
         """Whether each batch can be one fused ``train_step``: a built-in loss and SGD
         or Adam (whose updates run inside the step, so nothing else runs before the
         guard), no sample weights, L2, accumulation or dropout."""
@@ -234,7 +261,8 @@ class Trainer:
                 and weight is None and not self.l2 and self.accumulate == 1
                 and not any(layer.dropout for layer in self.model.layers))
 
-    def _fused_step(self, epoch, batch, n_batches, X, y):
+    def _fused_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray,
+                    y: Any) -> tuple[bool, float]:
         """``model.train_step`` under a guard: when anything comes out non-finite (the
         loss, a gradient, a parameter) the step, already taken, is undone and the batch
         is run again by ``_two_call_step``, which then raises or skips exactly as
@@ -306,17 +334,22 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
     return trainer, X, y, weight
 
 
-def _wrap_callable(fn):
+def _wrap_callable(fn: object) -> LambdaCallback:
     if not callable(fn):
         raise TypeError(f"callbacks must be Callback objects or callables; got "
                         f"{type(fn).__name__}")
     return LambdaCallback(on_epoch_end=fn)
 
 
-def fit(model, X, y, *, loss, optimizer="adam", epochs=1, batch_size=32, shuffle=True,
-        seed=None, validation_data=None, validation_split=0.0, sample_weight=None,
-        class_weight=None, metrics=(), callbacks=(), verbose=1, l2=0.0, accumulate=1,
-        on_nonfinite="raise", initial_epoch=0):
+def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
+        optimizer: Optimizer | str = "adam", epochs: int = 1, batch_size: int = 32,
+        shuffle: bool = True, seed: int | np.integer[Any] | None = None,
+        validation_data: ValidationData | None = None, validation_split: float = 0.0,
+        sample_weight: npt.ArrayLike | None = None, class_weight: ClassWeight | None = None,
+        metrics: Iterable[MetricName | MetricFunction] = (),
+        callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 1, l2: float = 0.0,
+        accumulate: int = 1, on_nonfinite: Literal["raise", "skip"] = "raise",
+        initial_epoch: int = 0) -> History:
     """Train ``model`` on (X, y) with mini-batches; return a ``History``.
 
     Parameters
@@ -373,9 +406,16 @@ def fit(model, X, y, *, loss, optimizer="adam", epochs=1, batch_size=32, shuffle
     return trainer.history
 
 
-def partial_fit(model, X, y, *, loss, optimizer, batch_size=32, shuffle=True, seed=0,
-                validation_data=None, sample_weight=None, class_weight=None, metrics=(),
-                callbacks=(), verbose=0, l2=0.0, accumulate=1, on_nonfinite="raise"):
+def partial_fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
+                optimizer: Optimizer | str, batch_size: int = 32, shuffle: bool = True,
+                seed: int | np.integer[Any] | None = 0,
+                validation_data: ValidationData | None = None,
+                sample_weight: npt.ArrayLike | None = None,
+                class_weight: ClassWeight | None = None,
+                metrics: Iterable[MetricName | MetricFunction] = (),
+                callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 0,
+                l2: float = 0.0, accumulate: int = 1,
+                on_nonfinite: Literal["raise", "skip"] = "raise") -> Logs:
     """One pass over (X, y): the data given is one epoch. Returns that epoch's logs,
     with ``logs["stop_training"]`` True when a callback (e.g. ``EarlyStopping`` on
     ``validation_data``) asks to stop. Callback state carries over between calls;
@@ -391,8 +431,11 @@ def partial_fit(model, X, y, *, loss, optimizer, batch_size=32, shuffle=True, se
     return dict(logs, stop_training=trainer.stop_training)
 
 
-def evaluate(model, X, y, *, loss=None, metrics=(), sample_weight=None, batch_size=None,
-             _names=None):
+def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
+             loss: LossLike | None = None,
+             metrics: Iterable[MetricName | MetricFunction] = (),
+             sample_weight: npt.ArrayLike | None = None, batch_size: int | None = None,
+             _names: Sequence[str] | None = None) -> Logs:
     """Return ``{"loss": ..., metric: ...}`` for (X, y) without training (no dropout).
 
     ``loss`` and ``metrics`` as in ``fit``; ``batch_size`` bounds memory (default: all
@@ -400,8 +443,7 @@ def evaluate(model, X, y, *, loss=None, metrics=(), sample_weight=None, batch_si
     """
     X = _validation.float_matrix(X, "X", model.dtype, model.n_in)
     n = X.shape[0]
-    if len(y) != n:
-        raise ValueError(f"y has {len(y)} samples but X has {n}")
+    _check_length(y, n)
     if batch_size is None:
         output = model.predict(X)
     else:
@@ -415,6 +457,8 @@ def evaluate(model, X, y, *, loss=None, metrics=(), sample_weight=None, batch_si
             logs["loss"] = float(loss(output, y, sample_weight)[0])
         else:
             logs["loss"] = float(loss(output, y)[0])
+    names: Sequence[str]
+    functions: list[Any]     # (given _names: the resolved metrics of fit's Trainer)
     if _names is None:
         resolved = _resolve_metrics(metrics, loss)
         names, functions = list(resolved), list(resolved.values())

@@ -3,8 +3,11 @@
 Shown only on a terminal; silent when verbose=0 or when the stream is not a TTY
 (logs, CI, notebooks piping output). verbose=2 prints one line per epoch anywhere.
 """
+from __future__ import annotations
+
 import sys
 import time
+from typing import TextIO
 
 
 class ProgressBar:
@@ -13,7 +16,8 @@ class ProgressBar:
     width = 24
     interval = 0.1          # seconds between redraws
 
-    def __init__(self, epochs, batches, verbose=1, stream=None):
+    def __init__(self, epochs: int, batches: int, verbose: int = 1,
+                 stream: TextIO | None = None) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.epochs, self.batches = epochs, batches
         isatty = getattr(self.stream, "isatty", lambda: False)()
@@ -21,12 +25,12 @@ class ProgressBar:
         self.lines = verbose == 2 or (verbose == 1 and isatty)
         self._last = 0.0
 
-    def start_epoch(self, epoch):
+    def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.samples = 0
         self.started = time.perf_counter()
 
-    def update(self, batch, loss, samples):
+    def update(self, batch: int, loss: float, samples: int) -> None:
         """After each batch: redraw at most every ``interval`` seconds."""
         self.samples += samples
         if not self.live:
@@ -42,7 +46,7 @@ class ProgressBar:
                           f"{self._rate():,.0f} samples/s")
         self.stream.flush()
 
-    def end_epoch(self, logs):
+    def end_epoch(self, logs: dict[str, float]) -> None:
         """After each epoch: one line with the epoch's logs (terminal or verbose=2)."""
         if not self.lines:
             return
@@ -51,5 +55,5 @@ class ProgressBar:
         self.stream.write("\r" + line + "\x1b[K\n" if self.live else line + "\n")
         self.stream.flush()
 
-    def _rate(self):
+    def _rate(self) -> float:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)

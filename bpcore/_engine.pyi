@@ -1,0 +1,53 @@
+# Stub of src/_engine.pyx: the fused training step's engine and predict's forward pass.
+# Arrays are C-contiguous float32 or float64 ndarrays (one dtype per engine); ``run``
+# takes anything and returns None for what it cannot use as it is.
+from ._typing import FloatArray
+from .nn.plan import LayerPlan, StepPlan
+
+#: loss name -> the kernel's loss code
+LOSS_KINDS: dict[str, int]
+#: optimizer name -> the kernel's update code
+OPTIMIZER_KINDS: dict[str, int]
+
+class Predictor:
+    """Model.predict's fast path for one batch size."""
+
+    @property
+    def keep(self) -> tuple[LayerPlan, ...]: ...
+    def __init__(self, layers: tuple[LayerPlan, ...], n: int, single: bool) -> None: ...
+    def overlaps(self, array: object) -> bool: ...
+    def run(self, X: object) -> FloatArray | None: ...
+
+class Scalars:
+    """The optimizer's numbers the fused step reads, as C fields."""
+
+    steps: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    beta1: float
+    beta2: float
+    eps: float
+    nesterov: bool
+    def __init__(self) -> None: ...
+
+class Engine:
+    """The fused training step of one StepPlan."""
+
+    @property
+    def plan(self) -> StepPlan: ...
+    @property
+    def state(self) -> tuple[FloatArray, ...]: ...
+    @property
+    def blas_parallel(self) -> bool: ...
+    @property
+    def fused_update(self) -> bool: ...
+    def __init__(self, plan: StepPlan) -> None: ...
+    def overlaps(self, array: object) -> bool: ...
+    def run(self, X: object, target: object) -> float | None: ...
+
+# four 2-D arrays of one shape and one dtype (float32 or float64)
+def _adam_shared_rows(params: FloatArray, grads: FloatArray, exp_avg: FloatArray,
+                      exp_avg_sq: FloatArray, step_size: float,
+                      beta1: float, beta2: float, eps: float, l2: float,
+                      inv_root_bc2: float) -> tuple[int, int]: ...
