@@ -19,7 +19,7 @@ def bpcore(*args, cwd, code=None):
     """Run ``python -m bpcore ARGS`` (or ``code`` under ``python -c``) in ``cwd``."""
     command = [sys.executable, "-c", code, *args] if code else \
         [sys.executable, "-m", "bpcore", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120,
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"})
 
 
@@ -175,3 +175,17 @@ def test_a_diverging_run_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
     assert status == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "diverged" in err and "--lr" in err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_saved_classification_task_without_classes_is_one_line_and_status_2(tmp_path,
+                                                                              command):
+    import bpcore as bp
+    model = bp.Model([bp.Dense(2, 4, "relu"), bp.Dense(4, 2)], seed=0)
+    checkpoint.save(tmp_path / "m.bpc", model,
+                    progress={"task": {"kind": "classification", "loss": "cross_entropy"}})
+    result = bpcore(command, "m.bpc", "--dataset", "moons", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "without its class labels" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -60,7 +60,12 @@ class Task:
         if not isinstance(spec, dict) or spec.get("kind") not in TASKS[1:] \
                 or spec.get("loss") not in LOSSES:
             return None
-        return cls(spec["kind"], spec["loss"], spec.get("classes"), spec.get("target_columns"))
+        classes = spec.get("classes")
+        if spec["kind"] == "classification" and (not isinstance(classes, list) or not classes):
+            raise UsageError("the model file's task is a classification without its class "
+                             f"labels (got classes={classes!r:.80}); it was not written by "
+                             "bpcore train: retrain, or save it without a task")
+        return cls(spec["kind"], spec["loss"], classes, spec.get("target_columns"))
 
     def encode(self, y, what="the target"):
         """The target as the loss wants it: class indices, or float columns."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
@@ -43,11 +43,6 @@ if TYPE_CHECKING:
 # Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
 # the smaller last batch of an epoch, plus an evaluation size).
 _WORKSPACE_SIZES = 4
-
-
-def _same_arrays(a: Sequence[object], b: Sequence[object]) -> bool:
-    """True when two sequences hold the very same array objects."""
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _read_only(array: FloatArray) -> FloatArray:
