@@ -6,7 +6,8 @@ import numpy as np
 
 
 def sigmoid(z):
-    return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def activation(name, z, c=None, slope=0.01):
@@ -98,7 +99,8 @@ def bce_with_logits(logits, target, weight=None, reduction="mean"):
     w = _weights(n, weight)
     per_element = np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
     scale = 1.0 / (w.sum() * k) if reduction == "mean" else 1.0
-    return scale * (w * per_element.sum(axis=1)).sum(), scale * w[:, None] * (sigmoid(logits) - target)
+    value = scale * (w * per_element.sum(axis=1)).sum()
+    return value, scale * w[:, None] * (sigmoid(logits) - target)
 
 
 def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False):

@@ -775,7 +775,8 @@ def variant(kind, array, dtype):
 
 VARIANTS = ["other-dtype", "float16", "strided", "fortran", "other-dtype-fortran",
             "reversed-view", "byteswapped", "misaligned"]
-DTYPES = [pytest.param(np.float64, id="float64-model"), pytest.param(np.float32, id="float32-model")]
+DTYPES = [pytest.param(np.float64, id="float64-model"),
+          pytest.param(np.float32, id="float32-model")]
 
 
 def converted(array, dtype):

@@ -2,9 +2,9 @@
 has run reach every path (the fused step, predict, forward/backward)."""
 import numpy as np
 import pytest
+from conftest import randomize
 
 import bpcore as bp
-from conftest import randomize
 
 
 def test_fast_path_rejects_negative_probability_targets():

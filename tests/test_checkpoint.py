@@ -1,21 +1,22 @@
 """Checkpoints: exact round trips and resumes, atomic writes under SIGKILL, hostile files."""
+import _io
+import builtins
 import io
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
+import traceback
 import tracemalloc
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
+from conftest import ACTIVATIONS, randomize
 
 import bpcore as bp
 from bpcore import checkpoint
 from bpcore.checkpoint import CheckpointError
-from conftest import ACTIVATIONS, randomize
 
 
 def small_model(rng, dtype=np.float64, activation="tanh", dropout=0.0):
@@ -264,121 +265,219 @@ def test_save_is_deterministic(tmp_path, rng):
 
 
 # ----------------------------------------------------------- killed mid-write
-# The child saves a ~48 MB model again and again until the parent SIGKILLs it.
-CHILD = r"""
-import json, sys
-import numpy as np
-import bpcore as bp
-from bpcore import checkpoint
+# A forked child saves a new version over a checkpoint and stops at a chosen point of
+# the save: every file it opens for writing is wrapped so that at the chosen write
+# call, after letting a chosen number of its bytes through, it flushes what it has
+# written to the OS, tells the parent and waits; or it stops just after the rename.
+# The parent SIGKILLs it there. The points: before the first byte, half-way into
+# every write call the save makes, after the last byte, and after the rename: every
+# stage of a save, the same on any machine, at any speed. After every kill the file
+# must hold one whole version: the previous one for a kill before the rename, the
+# new one after it.
+RENAMED = "renamed"           # the kill point just after os.replace
+FIRST = 100                   # the first version: versions of three digits write headers
+                              # of one length, so each save makes the same write calls
 
-path, writer, version = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
-def naive_save(path, model, progress):
+def versioned(model, optimizer, version):
+    """Set every parameter and optimizer state entry to ``version``."""
+    model.params.fill(version)
+    for buffer in optimizer.state.values():
+        buffer.fill(version)
+
+
+def model_with_state():
+    """A model and its Adam (after one step, so that it has state buffers to save)."""
+    model = bp.Model([bp.Dense(8, 16, "tanh"), bp.Dense(16, 4)], seed=0)
+    optimizer = bp.Adam(model)
+    model.loss_and_grad(np.ones((3, 8)), np.zeros(3, dtype=np.int64), bp.CrossEntropyLoss())
+    optimizer.step()
+    return model, optimizer
+
+
+def naive_save(path, model, optimizer, progress):
     # the same archive, written straight over the target: NOT atomic
-    header, arrays = checkpoint._describe(model, None, progress)
+    header, arrays = checkpoint._describe(model, optimizer, progress)
     with open(path, "wb") as file:
         checkpoint._write_zip(file, json.dumps(header).encode(), arrays)
 
-save = checkpoint.save if writer == "atomic" else naive_save
-model = bp.Model([bp.Dense(2000, 3000)], seed=0)
-print("ready", flush=True)
-sys.stdin.readline()
-while True:
-    version += 1
-    model.params.fill(version)
-    save(path, model, progress={"version": version})
-"""
-KILL_ROUNDS = 10
+
+WRITERS = {"atomic": checkpoint.save, "naive": naive_save}
 
 
-def big_model():
-    return bp.Model([bp.Dense(2000, 3000)], seed=0)
-
-
-def kill_rounds(folder, writer, stop_at_first_corrupt=False):
-    """Kill a saving child at random moments; per round, what the file held after.
-
-    Returns ``(versions, killed_mid_write)``: the version loaded after each round
-    (None when the file could not be loaded) and how many kills left a temporary
-    file behind, i.e. landed in the middle of an atomic save.
-    """
-    path = folder / "big.ckpt"
-    model = big_model()
-    model.params.fill(0)
-    began = time.perf_counter()
-    checkpoint.save(path, model, progress={"version": 0})
-    save_seconds = time.perf_counter() - began
-    del model
-
-    started = []
-
-    def spawn(round_number):
-        started.append(subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), writer, str(round_number * 10**6)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE))
-        return started[-1]
-
-    moments = np.random.default_rng(2024)
-    versions, killed_mid_write = [], 0
-    child = spawn(1)
+def _save_in_child(path, writer, model, optimizer, version, stop, report, block):
+    """In the forked child: save with ``writer``, stopping at ``stop`` (a pair (write
+    call, bytes of it let through), RENAMED, or None: never, then report the lengths
+    of the write calls). Never returns."""
+    status = 1
     try:
-        for round_number in range(1, KILL_ROUNDS + 1):
-            # start the next child now: its imports overlap this round
-            upcoming = spawn(round_number + 1) if round_number < KILL_ROUNDS else None
-            assert child.stdout.readline() == b"ready\n"
-            before = stray_temp_files(folder)
-            child.stdin.write(b"go\n")
-            child.stdin.flush()
-            time.sleep(moments.uniform(0.2, 3.0) * save_seconds)
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            killed_mid_write += bool(stray_temp_files(folder) - before)
-            try:
-                restored = checkpoint.load_checkpoint(path)
-            except CheckpointError:
-                versions.append(None)
-            else:
-                version = restored.progress["version"]
-                params = restored.model.params
-                # one whole version: every value and the header agree
-                assert params[0] == version and (params == version).all()
-                versions.append(version)
-                del restored, params
-            child = upcoming
-            if stop_at_first_corrupt and versions[-1] is None:
-                break
+        lengths = []
+
+        def stop_here():
+            os.write(report, b"stopped\n")
+            os.read(block, 1)        # until SIGKILL (or end of file: the parent is gone)
+            os._exit(3)
+
+        class Tripwire:
+            """A file opened for writing, which stops the save at ``stop``."""
+
+            def __init__(self, file):
+                self._file = file
+
+            def write(self, data):
+                data = memoryview(data).cast("B")
+                lengths.append(len(data))
+                if isinstance(stop, tuple) and stop[0] == len(lengths) - 1:
+                    self._file.write(data[:stop[1]])
+                    self._file.flush()
+                    stop_here()
+                return self._file.write(data)
+
+            def __getattr__(self, name):
+                return getattr(self._file, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc_info):
+                self._file.close()
+
+        real_open, real_replace = io.open, os.replace
+
+        def tripwire_open(file, mode="r", *args, **kwargs):
+            opened = real_open(file, mode, *args, **kwargs)
+            return Tripwire(opened) if set(mode) & set("wxa+") else opened
+
+        def replace_then_stop(*args, **kwargs):
+            real_replace(*args, **kwargs)
+            if stop == RENAMED:
+                stop_here()
+
+        # every way to open a file (os.fdopen calls io.open; tempfile calls _io.open)
+        io.open = _io.open = builtins.open = tripwire_open
+        os.replace = replace_then_stop
+        WRITERS[writer](path, model, optimizer, progress={"version": version})
+        os.write(report, json.dumps(lengths).encode())
+        status = 0
+    except BaseException:
+        os.write(report, traceback.format_exc().encode())
     finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            for stream in (process.stdin, process.stdout):
-                stream.close()
-    return versions, killed_mid_write
+        os._exit(status)
 
 
-needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def save_in_a_child(path, writer, model, optimizer, version, stop):
+    """Save ``version`` to ``path`` in a forked child and SIGKILL it at ``stop``; with
+    ``stop`` None, let it finish and return the lengths of its write calls."""
+    versioned(model, optimizer, version)
+    report_r, report_w = os.pipe()
+    block_r, block_w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # fork beside threads
+        pid = os.fork()
+    if pid == 0:                                  # the child, which never returns
+        try:
+            os.close(report_r)
+            os.close(block_w)
+            _save_in_child(path, writer, model, optimizer, version, stop, report_w, block_r)
+        finally:
+            os._exit(1)
+    os.close(report_w)
+    os.close(block_r)
+    status = None
+    try:
+        with os.fdopen(report_r, "rb") as reader:
+            message = reader.readline()
+            if message != b"stopped\n":
+                message += reader.read()                          # up to the child's exit
+        if stop is None:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, message.decode()
+            return json.loads(message)
+        assert message == b"stopped\n", \
+            f"the save did not reach kill point {stop!r}: {message.decode()}"
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(block_w)
 
 
-@needs_sigkill
-def test_save_killed_mid_write_leaves_a_loadable_file(tmp_path):
-    versions, killed_mid_write = kill_rounds(tmp_path, "atomic")
-    assert None not in versions
-    # each file is a version saved no earlier than the previous round's
-    assert versions == sorted(versions)
-    assert all(v == 0 or v // 10**6 <= round_number
-               for round_number, v in enumerate(versions, start=1))
-    # the test means something only if kills landed inside saves
-    assert killed_mid_write >= 3
-    assert stray_temp_files(tmp_path)                  # left behind, and ignored by load
+def held_version(path):
+    """The version the checkpoint at ``path`` holds whole (header, parameters and
+    optimizer state agreeing), "mixed" when they disagree, None when it cannot be
+    loaded."""
+    try:
+        restored = checkpoint.load_checkpoint(path)
+    except (CheckpointError, OSError):
+        return None
+    version = restored.progress["version"]
+    arrays = [restored.model.params, *restored.optimizer.state.values()]
+    return version if all((array == version).all() for array in arrays) else "mixed"
 
 
-@needs_sigkill
+def kill_at_every_stage(folder, writer):
+    """Save version FIRST, then per kill point a forked save of the next version,
+    killed there. Returns per kill point (point, the version saved, the version the file
+    held after, the temporary files the kill left behind)."""
+    path = folder / "model.ckpt"
+    model, optimizer = model_with_state()
+    versioned(model, optimizer, FIRST)
+    checkpoint.save(path, model, optimizer, progress={"version": FIRST})
+    (folder / "count").mkdir()
+    lengths = save_in_a_child(folder / "count" / "model.ckpt", writer, model, optimizer,
+                              FIRST + 1, None)
+    last = len(lengths) - 1
+    points = ([(0, 0)] + [(i, length // 2) for i, length in enumerate(lengths)]
+              + [(last, lengths[last])])
+    points = list(dict.fromkeys(points)) + ([RENAMED] if writer == "atomic" else [])
+    outcomes = []
+    for version, point in enumerate(points, start=FIRST + 1):
+        before = stray_temp_files(folder)
+        save_in_a_child(path, writer, model, optimizer, version, point)
+        outcomes.append((point, version, held_version(path),
+                         stray_temp_files(folder) - before))
+    return outcomes
+
+
+def broken_promises(outcomes):
+    """The kill points after which the file did not hold the version it must: the
+    previous whole version before the rename, the new one after it."""
+    broken, previous = [], FIRST
+    for point, version, held, _ in outcomes:
+        if held != (version if point == RENAMED else previous):
+            broken.append(point)
+        if held is not None and held != "mixed":
+            previous = held
+    return broken
+
+
+needs_fork_and_sigkill = pytest.mark.skipif(
+    not hasattr(os, "fork") or not hasattr(signal, "SIGKILL"), reason="needs fork and SIGKILL")
+
+
+@needs_fork_and_sigkill
+def test_save_killed_at_any_stage_leaves_one_whole_version(tmp_path):
+    outcomes = kill_at_every_stage(tmp_path, "atomic")
+    # header, params and two optimizer buffers: a local header, data and a
+    # directory entry each, at least
+    assert len(outcomes) > 3 * 4
+    assert broken_promises(outcomes) == []
+    for point, _, _, left_behind in outcomes:
+        # a kill before the rename leaves its temporary file (which load ignores)
+        assert len(left_behind) == (0 if point == RENAMED else 1)
+    assert [held for *_, held, _ in outcomes][-2:] == [FIRST, FIRST + len(outcomes)]
+
+
+@needs_fork_and_sigkill
 def test_kill_harness_catches_a_non_atomic_writer(tmp_path):
-    """The same harness, with a writer that writes straight to the target, must see
-    a corrupt file: proof that the test above can fail."""
-    versions, _ = kill_rounds(tmp_path, "naive", stop_at_first_corrupt=True)
-    assert None in versions
+    """The same harness, with a writer that writes straight over the target, sees a
+    broken file after every kill: proof that the test above can fail."""
+    outcomes = kill_at_every_stage(tmp_path, "naive")
+    assert len(outcomes) > 3 * 4
+    assert broken_promises(outcomes) == [point for point, *_ in outcomes]
 
 
 # -------------------------------------------------------------- hostile files

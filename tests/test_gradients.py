@@ -1,10 +1,10 @@
 """Whole networks: backpropagation against central differences and the NumPy reference."""
 import numpy as np
+import numpy_reference as ref
 import pytest
+from conftest import ACTIVATIONS, layer_dicts, randomize
 
 import bpcore as bp
-from conftest import ACTIVATIONS, layer_dicts, randomize
-import numpy_reference as ref
 
 LOSSES = ["mse", "mse_sum", "cross_entropy", "cross_entropy_probs", "bce"]
 

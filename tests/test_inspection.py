@@ -2,11 +2,11 @@
 import re
 
 import numpy as np
+import numpy_reference as ref
 import pytest
+from conftest import ACTIVATIONS, layer_dicts, randomize
 
 import bpcore as bp
-from conftest import ACTIVATIONS, layer_dicts, randomize
-import numpy_reference as ref
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -23,7 +23,8 @@ def test_layer_views_equal_the_reference_and_are_views(activation, rng):
     layers = layer_dicts(model)
     a_in, zs, activations, derivatives = X, [], [], []
     for layer in layers:
-        a, d, _, z = ref.dense_forward(a_in, layer["W"], layer["b"], layer["activation"], layer["c"])
+        a, d, _, z = ref.dense_forward(a_in, layer["W"], layer["b"], layer["activation"],
+                                       layer["c"])
         zs.append(z), activations.append(a), derivatives.append(d)
         a_in = a
     _, grad_out = ref.cross_entropy(activations[-1], y)

@@ -1,11 +1,11 @@
 """Every Cython kernel against its plain NumPy reference (float64, relative 1e-12)."""
 import numpy as np
+import numpy_reference as ref
 import pytest
+from conftest import ACTIVATIONS
 
 import bpcore as bp
 from bpcore import _dense, _flat, _losses
-from conftest import ACTIVATIONS
-import numpy_reference as ref
 
 CODES = {name: code for name, (code, _) in bp.ACTIVATIONS.items()}
 TIGHT = dict(rtol=1e-12, atol=1e-13)
@@ -18,9 +18,26 @@ def close(actual, expected):
 
 
 # (rows, inputs, units): the loops special-case some widths (1, 2, 4, 8, 10, 16, 32,
-# 64) and take a generic path for the others
+# 64) and take a generic path for the others. The small shapes' products go to
+# bpcore's own loops, the last two's to BLAS, on every CPU (checked below).
 SHAPES = [(7, 5, 4), (6, 3, 5), (3, 2, 16), (5, 4, 1), (4, 3, 64), (2, 3, 10), (3, 2, 33),
-          (1, 6, 8), (3, 2, 70)]
+          (1, 6, 8), (3, 2, 70), (70, 65, 66), (64, 80, 64)]
+
+
+def products(shape):
+    """The products (trans_a, trans_b, m, n, k) of a dense layer's kernels: forward
+    X.W, backward X^T.delta and delta.W^T."""
+    n, n_in, m = shape
+    return {"forward": (False, False, n, m, n_in), "dW": (True, False, n_in, m, n),
+            "dX": (False, True, n, n_in, m)}
+
+
+@pytest.mark.parametrize("product", ["forward", "dW", "dX"])
+def test_shapes_take_both_paths_on_this_cpu(product):
+    """By this CPU's rule (_dense.takes_own_loops), SHAPES send each product of the
+    kernels to the own loops and to BLAS: the tests below check both paths here."""
+    paths = {_dense.takes_own_loops(*products(shape)[product]) for shape in SHAPES}
+    assert paths == {True, False}
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -161,7 +178,7 @@ def test_loss_kernels_equal_reference(label, kernel, reference, kind, weighted, 
                                           (_losses.bce_with_logits, "unit")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_losses_finite_for_huge_logits(kernel, kind, dtype, rng):
-    from scipy.special import log_softmax, log_expit
+    from scipy.special import log_expit, log_softmax
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0]], dtype=dtype)
     target = make_target(kind, rng, 2, 3)
     target = target if kind == "labels" else target.astype(dtype)

@@ -3,9 +3,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import randomize
 
 import bpcore as bp
-from conftest import randomize
 
 
 def small_model(rng, dtype=np.float64, activation="tanh"):

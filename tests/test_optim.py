@@ -1,10 +1,10 @@
 """Optimizer trajectories against NumPy references of PyTorch's update rules."""
 import numpy as np
+import numpy_reference as ref
 import pytest
+from conftest import layer_dicts, randomize
 
 import bpcore as bp
-from conftest import layer_dicts, randomize
-import numpy_reference as ref
 
 
 def setup(rng, dtype=np.float64):
@@ -34,7 +34,11 @@ SGD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("options", SGD_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def case_id(options):
+    return ",".join(f"{k}={v}" for k, v in options.items())
+
+
+@pytest.mark.parametrize("options", SGD_CASES, ids=case_id)
 def test_sgd_trajectory_equals_reference(options, rng):
     model, batches = setup(rng)
     p, buf = model.params.copy(), np.zeros(model.n_params)
@@ -55,7 +59,7 @@ ADAM_CASES = [dict(lr=0.01), dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6),
               dict(lr=0.01, weight_decay=0.05)]
 
 
-@pytest.mark.parametrize("options", ADAM_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("options", ADAM_CASES, ids=case_id)
 def test_adam_trajectory_equals_reference(options, rng):
     model, batches = setup(rng)
     p = model.params.copy()

@@ -3,14 +3,14 @@ their published rules, against torch.optim where torch is present, and on bad in
 import re
 
 import numpy as np
+import numpy_reference as ref
 import pytest
+from test_model import numpy_allocations_during
+from test_optim import reference_gradient, setup
 
 import bpcore as bp
 from bpcore import _flat
 from bpcore.optim import AdamW, RMSprop, Rprop, clip_grad_value
-import numpy_reference as ref
-from test_model import numpy_allocations_during
-from test_optim import reference_gradient, setup
 
 
 def _ids(options):
@@ -170,7 +170,7 @@ def test_rprop_lr_outside_the_bounds_is_clamped_at_the_first_step():
 def test_rmsprop_centered_variance_rounded_below_zero_is_clamped():
     """v - c**2 can round below 0 when the gradient is constant; torch then gives NaN,
     the kernel uses 0 (so the denominator is eps)."""
-    p = np.array([1.0]); g = np.array([1.0])
+    p, g = np.array([1.0]), np.array([1.0])
     v, c, empty = np.array([1.0]), np.array([1.0 + 1e-15]), np.empty(0)
     _flat.rmsprop(p, g, v, c, empty, 1e-3, 0.5, 1e-8, 0.0, 0.0, True)
     assert v[0] - c[0] ** 2 < 0

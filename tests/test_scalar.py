@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ACTIVATIONS, randomize
 
 import bpcore as bp
+from bpcore.scalar import Value
 from bpcore.scalar import engine as scalar
 from bpcore.scalar import nn as scalar_nn
-from bpcore.scalar import Value
-from conftest import ACTIVATIONS, randomize
 
 
 def central_difference(f, args, i, h=1e-6):
@@ -476,7 +476,7 @@ def test_seed000_network_node_by_node():
     assert x7.grad == pytest.approx(2 * (x7.data - t), rel=1e-15)          # scene 1
     inputs = [[Value(x1)]] + [[node[3] for node in nodes] for nodes in layers[:2]]
     for nodes, xin in zip(layers, inputs):
-        for unit, h, g, xk in nodes:                                        # scene 3
+        for unit, _, g, xk in nodes:                                        # scene 3
             cache = unit.c.data * g.data * (1 - g.data)
             assert unit.b.grad == pytest.approx(xk.grad * cache, rel=1e-14)
             assert unit.c.grad == pytest.approx(xk.grad * g.data, rel=1e-14)

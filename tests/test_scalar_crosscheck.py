@@ -8,11 +8,11 @@ entry for entries that cancel to almost nothing.
 """
 import numpy as np
 import pytest
+from conftest import ACTIVATIONS, randomize
 
 import bpcore as bp
-from bpcore.scalar import nn as scalar_nn
 from bpcore.scalar import Value
-from conftest import ACTIVATIONS, randomize
+from bpcore.scalar import nn as scalar_nn
 
 RTOL = 1e-12
 LOSSES = [("mse", "mean"), ("mse", "sum"), ("cross_entropy", "mean"),
@@ -65,7 +65,7 @@ def test_scalar_engine_equals_cython_core(activation, loss_name, reduction, seed
 
     assert scalar_loss.data == pytest.approx(value, rel=RTOL)
     grads = [p.grad for p in mlp.parameters()]
-    for name, layer, attr, shape, offset in model.parameter_table:
+    for name, _layer, _attr, shape, offset in model.parameter_table:
         size = int(np.prod(shape))
         assert_close(grads[offset:offset + size], model.grads[offset:offset + size], name)
     assert_close([[v.grad for v in row] for row in inputs], dX, "dL/dX")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import bpcore as bp
-from bpcore.train.callbacks import LearningRateScheduler
 from bpcore.optim.schedules import CosineLR, ExponentialLR, LambdaLR, ReduceLROnPlateau, StepLR
+from bpcore.train.callbacks import LearningRateScheduler
 
 
 def optimizer(lr=0.1):

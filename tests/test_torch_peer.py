@@ -328,7 +328,7 @@ def test_seed001_loop_equals_torch():
     xt, yt = t64(x), t64(y)
 
     losses, torch_losses, norms, torch_norms = [], [], [], []
-    for epoch in range(100):
+    for _epoch in range(100):
         value, grad = criterion(model.forward(x), y)
         optimizer.zero_grad()
         model.backward(grad)

@@ -3,15 +3,15 @@ import io
 import sys
 
 import numpy as np
+import numpy_reference as ref
 import pytest
+from conftest import layer_dicts
 
 import bpcore as bp
-from bpcore.train.callbacks import EarlyStopping, LambdaCallback, LearningRateScheduler
 from bpcore.datasets import moons
 from bpcore.nn.losses import LOSSES, CrossEntropyLoss, MSELoss
 from bpcore.train import TrainingDiverged
-from conftest import layer_dicts
-import numpy_reference as ref
+from bpcore.train.callbacks import EarlyStopping, LambdaCallback, LearningRateScheduler
 
 
 def moons_split(n=600, seed=0):
@@ -307,8 +307,10 @@ def test_metrics_agree_with_scikit_learn():
     from bpcore.train import metrics as bm
     rng = np.random.default_rng(8)
     out, target = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
-    assert bm.mean_squared_error(out, target) == pytest.approx(metrics.mean_squared_error(target, out))
-    assert bm.mean_absolute_error(out, target) == pytest.approx(metrics.mean_absolute_error(target, out))
+    assert bm.mean_squared_error(out, target) == \
+        pytest.approx(metrics.mean_squared_error(target, out))
+    assert bm.mean_absolute_error(out, target) == \
+        pytest.approx(metrics.mean_absolute_error(target, out))
     assert bm.r2_score(out, target) == pytest.approx(metrics.r2_score(target, out))
     labels = rng.integers(0, 3, 50)
     assert bm.accuracy(out, labels) == metrics.accuracy_score(labels, out.argmax(axis=1))
@@ -341,7 +343,8 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, verbose, tty, expect_bar, 
     (dict(batch_size=0), ValueError, "batch_size must be a positive integer; got 0"),
     (dict(loss="hinge"), ValueError, "loss must be one of"),
     (dict(optimizer="lbfgs"), ValueError, "optimizer must be one of"),
-    (dict(validation_split=1.5), ValueError, r"validation_split must be a finite number in \[0.0, 1.0\); got 1.5"),
+    (dict(validation_split=1.5), ValueError,
+     r"validation_split must be a finite number in \[0.0, 1.0\); got 1.5"),
     (dict(metrics=["f1"]), ValueError, "metrics must be names among"),
     (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite must be one of"),
     (dict(class_weight={5: 1.0}), ValueError, "class_weight has key 5"),

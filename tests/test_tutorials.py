@@ -171,7 +171,7 @@ def test_seed001_linear_regression_loop_equals_numpy_reference():
 
     losses, expected = [], []
     norms, expected_norms = [], []
-    for epoch in range(100):
+    for _epoch in range(100):
         y_pred = model.forward(x)
         value, grad = criterion(y_pred, y)
         optimizer.zero_grad()
