@@ -58,7 +58,8 @@ extensions = [
         [str(path.relative_to(HERE))],
         include_dirs=["src", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        depends=[str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h")],
+        depends=[str(p.relative_to(HERE)) for pattern in ("*.h", "*.pxd", "*.pxi")
+                 for p in (HERE / "src").glob(pattern)],
         extra_compile_args=COMPILE_ARGS,
         extra_link_args=LINK_ARGS,
         libraries=["m"],

@@ -1,7 +1,12 @@
-# Stub of src/_engine.pyx: the fused training step's engine and predict's forward pass.
+# Stub of src/_engine.pyx (with src/_train_step.pxi): the fused training step's engine,
+# Model.train_step's fast path and the FusedStep it runs, and predict's forward pass.
 # Arrays are C-contiguous float32 or float64 ndarrays (one dtype per engine); ``run``
 # takes anything and returns None for what it cannot use as it is.
-from ._typing import FloatArray
+from collections.abc import Sequence
+
+import numpy.typing as npt
+
+from ._typing import FloatArray, Loss, LossFunction, Model, Optimizer, Reduction
 from .nn.plan import LayerPlan, StepPlan
 
 #: loss name -> the kernel's loss code
@@ -51,3 +56,30 @@ def _adam_shared_rows(params: FloatArray, grads: FloatArray, exp_avg: FloatArray
                       exp_avg_sq: FloatArray, step_size: float,
                       beta1: float, beta2: float, eps: float, l2: float,
                       inv_root_bc2: float) -> tuple[int, int]: ...
+
+class FusedStep:
+    """A fused engine with the loss, optimizer and state buffers it was planned for."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def loss(self) -> Loss: ...
+    @property
+    def optimizer(self) -> Optimizer: ...
+    @property
+    def reduction(self) -> Reduction: ...
+    @property
+    def state_names(self) -> tuple[str, ...]: ...
+    @property
+    def state(self) -> tuple[FloatArray, ...]: ...
+    @property
+    def has_dropout(self) -> bool: ...
+    @property
+    def fused_update(self) -> bool: ...
+    def __init__(self, engine: Engine, loss: Loss, optimizer: Optimizer,
+                 state_names: tuple[str, ...], has_dropout: bool) -> None: ...
+    def current(self, optimizer_buffers: Sequence[FloatArray]) -> bool: ...
+
+# bound as the method Model.train_step
+def train_step(self: Model, X: npt.ArrayLike, target: npt.ArrayLike,
+               loss: Loss | LossFunction, optimizer: Optimizer) -> float: ...

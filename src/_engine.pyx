@@ -10,7 +10,7 @@
 # step count come from the plan's Scalars, which the optimizer keeps current. Only X
 # and the target cross per call. Whether an engine still applies to a call (same loss,
 # optimizer, reduction, state buffers; no dropout in training mode) is decided by
-# Model.train_step (src/_train_step.pyx) before it calls ``run``.
+# Model.train_step (src/_train_step.pxi, included at the end) before it calls ``run``.
 #
 # Differences from loss_and_grad + optimizer.step(), each saving a pass over memory:
 # gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
@@ -331,6 +331,10 @@ cdef class Engine:
         their step count advanced; returns the loss value. None, with nothing changed,
         when the arguments need the full validation (other dtype, layout or shape,
         NaN/inf, labels out of range, memory this step writes)."""
+        return self.run_step(X, target)
+
+    cdef object run_step(self, X, target):
+        """run, called from C (train_step)."""
         cdef Update u
         cdef long long t
         cdef Scalars s = self.scalars
@@ -682,3 +686,6 @@ def _adam_shared_rows(floating[:, ::1] params, floating[:, ::1] grads,
                                    1.0, inv_root_bc2)
                 late += bp_pool_helper_on_turn()
     return bp_pool_helper_chunks(), late
+
+
+include "_train_step.pxi"

@@ -16,7 +16,7 @@ PACKAGE = Path(bpcore.__file__).resolve().parent
 # The layer of each module (by its dotted name under bpcore, first match wins): a
 # module may import modules of a lower layer, and of its own layer without a circle.
 LAYERS = [
-    ("kernels", ("_engine", "_dense", "_losses", "_flat", "_train_step")),
+    ("kernels", ("_engine", "_dense", "_losses", "_flat")),
     ("helpers", ("_validation", "_aligned", "_typing", "threads", "inspection", "datasets",
                  "plotting")),
     ("nn", ("nn",)),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .. import _aligned, _engine, _train_step
+from .. import _aligned, _engine
 from .. import threads as _threads
 from .plan import LayerPlan, StepPlan
 
@@ -52,8 +52,8 @@ def fuses_whole_step(loss: object, optimizer: object) -> bool:
 
 def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss,
           labels: bool, scale: float, optimizer: Optimizer,
-          has_dropout: bool) -> _train_step.FusedStep:
-    """A FusedStep (src/_train_step.pyx) for ``model``: the engine of a StepPlan over
+          has_dropout: bool) -> _engine.FusedStep:
+    """A FusedStep (src/_train_step.pxi) for ``model``: the engine of a StepPlan over
     ``layers`` (LayerPlans of the workspace of ``batch_size`` rows) with ``loss``
     (``labels``: integer targets; ``scale``: its reduction factor) and ``optimizer``."""
     kind = optimizer_kind(optimizer)
@@ -66,4 +66,4 @@ def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss
         optimizer_kind=kind, state=state,
         scalars=optimizer.fused_scalars if kind else None,
         blas_parallel=_threads._blas_parallel())
-    return _train_step.FusedStep(_engine.Engine(plan), loss, optimizer, names, has_dropout)
+    return _engine.FusedStep(_engine.Engine(plan), loss, optimizer, names, has_dropout)

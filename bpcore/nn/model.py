@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
-from .. import _aligned, _dense, _engine, _train_step, _validation, inspection
+from .. import _aligned, _dense, _engine, _validation, inspection
 from . import fused
 from .layers import Dense
 from .losses import Loss, LossFunction, LossLike
@@ -187,9 +187,9 @@ class Model:
         self._empty1: FloatArray = np.empty(0, dtype=self.dtype)
         # FusedSteps (bpcore.nn.fused) by (batch size, id(loss), labels, id(optimizer)),
         # see train_step
-        self._fused_steps: OrderedDict[tuple[int, int, bool, int], _train_step.FusedStep] = \
+        self._fused_steps: OrderedDict[tuple[int, int, bool, int], _engine.FusedStep] = \
             OrderedDict()
-        self._fused: _train_step.FusedStep | None = None   # the one the last train_step used
+        self._fused: _engine.FusedStep | None = None   # the one the last train_step used
         # predict's forward passes per batch size
         self._predictors: OrderedDict[int, _engine.Predictor] = OrderedDict()
         self._predictor: _engine.Predictor | None = None
@@ -418,8 +418,9 @@ class Model:
         return value, self.grads
 
     # One training step in one call (forward, loss, backward, update): defined in
-    # src/_train_step.pyx, where the fast path costs no Python frame; see its docstring.
-    train_step = _train_step.train_step
+    # src/_train_step.pxi (part of _engine), where the fast path costs no Python frame;
+    # see its docstring.
+    train_step = _engine.train_step
 
     def _train_step_general(self, X: npt.ArrayLike, target: npt.ArrayLike,
                             loss: Loss | LossFunction, optimizer: Optimizer) -> float:

@@ -1,29 +1,32 @@
 # Model.train_step: the fast path from a Python call to the fused engine.
 #
-# bpcore/nn/model.py binds ``train_step`` from here as Model's method, so that a step
-# which the model's last fused step applies to runs without a Python frame of its own
-# (a Python method costs a few per cent of the smallest networks' step). It is Model's
-# code, written in Cython: it reads the model's ``_fused`` (a FusedStep made by
-# bpcore/nn/fused.py) and decides whether that step applies to this call. The engine
-# it then runs (src/_engine.pyx) sees only its plan, never the model, loss or optimizer.
-# Owns nothing; holds the GIL (the engine releases it).
+# Included at the end of _engine.pyx (one extension module, so that calling the
+# engine is a C call: as a module of its own, the Python-level call and its checks
+# cost W1 3% of its step). bpcore/nn/model.py binds ``train_step`` from here as
+# Model's method, so that a step which the model's last fused step applies to runs
+# without a Python frame of its own. It is Model's code, written in Cython: it reads
+# the model's ``_fused`` (a FusedStep made by bpcore/nn/fused.py) and decides whether
+# that step applies to this call. The Engine it then runs sees only its plan, never
+# the model, loss or optimizer. Owns nothing; holds the GIL (the engine releases it).
 
 
 cdef class FusedStep:
     """A fused engine with what it was planned for: the loss object and its
     reduction, the optimizer and the state buffers the plan points into, and whether
     the model has dropout (the kernel has none, so it applies in evaluation mode only)."""
-    cdef readonly object engine, loss, optimizer, reduction
+    cdef readonly Engine engine
+    cdef readonly object loss, optimizer, reduction
     cdef readonly tuple state_names, state
     cdef readonly bint has_dropout, fused_update
 
-    def __cinit__(self, engine, loss, optimizer, tuple state_names, bint has_dropout):
+    def __cinit__(self, Engine engine not None, loss, optimizer, tuple state_names,
+                  bint has_dropout):
         self.engine, self.loss, self.optimizer = engine, loss, optimizer
         self.reduction = loss.reduction
         self.state_names, self.state = state_names, engine.state
         self.has_dropout, self.fused_update = has_dropout, engine.fused_update
 
-    cpdef bint applies(self, model, loss, optimizer):
+    cdef inline bint applies(self, model, loss, optimizer):
         """Whether this step computes ``loss`` and ``optimizer``'s update for
         ``model`` as they are now (the reduction and the state buffers unchanged)."""
         if loss is not self.loss or optimizer is not self.optimizer:
@@ -73,7 +76,7 @@ def train_step(self, X, target, loss, optimizer):
     """
     cdef FusedStep step = self._fused
     if step is not None and step.applies(self, loss, optimizer):
-        value = step.engine.run(X, target)
+        value = step.engine.run_step(X, target)
         if value is not None:
             if self._cache is not None:      # the last forward's caches are overwritten
                 self._input = self._cache = self._grad_output = None
