@@ -1,9 +1,9 @@
-"""Seed 000: backpropagation node by node through a 1 -> 2 -> 3 -> 1 network.
+"""Tutorial 000: backpropagation node by node through a 1 -> 2 -> 3 -> 1 network.
 
 Every node k (2..7) computes x_k = c_k * g_k with g_k = sigmoid(h_k) and
 h_k = sum_i w_{i->k} x_i + b_k; node 1 is the input, node 7 the output, and the
 loss is (x_7 - t)^2. The walk-through uses bpcore's scalar engine, so each number
-printed is a real .grad, and it shows the seed's three scenes:
+printed is a real .grad, and it shows the tutorial's three scenes:
 
   scene 1  dloss/dx of the output node comes from the loss alone: 2 (x_7 - t);
   scene 2  dloss/dx of a hidden node is SUMMED over the nodes it feeds, each term
@@ -42,14 +42,14 @@ class Node:
 
     @property
     def cache(self):
-        """c g (1 - g) = dx/dh, the number the seed says to keep per node."""
+        """c g (1 - g) = dx/dh, the number the tutorial says to keep per node."""
         g = self.g.data
         return self.c.data * g * (1 - g)
 
 
-def output_node_with_the_seeds_numbers():
-    print("Scene 1 and 3 with the seed's own numbers: x4, x5, x6 = 4, 5, 6 and "
-          "w = b = c = 1;\nthe seed assumes x7 = 7 and t = 10, so dloss/dx7 = 2 (7 - 10) = -6.")
+def output_node_with_the_tutorials_numbers():
+    print("Scene 1 and 3 with the tutorial's own numbers: x4, x5, x6 = 4, 5, 6 and "
+          "w = b = c = 1;\nthe tutorial assumes x7 = 7 and t = 10, so dloss/dx7 = 2 (7 - 10) = -6.")
     node7 = Node(7, {4: 1.0, 5: 1.0, 6: 1.0}, b=1.0, c=1.0)
     node7.forward({4: Value(4.0), 5: Value(5.0), 6: Value(6.0)})
     node7.x.backward(-6.0)                    # start the chain at dloss/dx7 = -6
@@ -59,7 +59,7 @@ def output_node_with_the_seeds_numbers():
     print(f"  dloss/db7    = -6 * c g (1 - g)     = {node7.b.grad:.6e}")
     print(f"  dloss/dw4to7 = -6 * c g (1 - g) * 4 = {node7.w[4].grad:.6e}")
     print(f"  dloss/dc7    = -6 * g               = {node7.c.grad:.12f}")
-    print(f"  (x7 = 7 is the seed's assumption for easy arithmetic: with these weights the "
+    print(f"  (x7 = 7 is the tutorial's assumption for easy arithmetic: with these weights the "
           f"node\n   outputs c g = {node7.x.data:.7f}, hence the chain is started at -6 "
           f"by hand, x7.backward(-6.0).)")
     print()
@@ -133,7 +133,7 @@ def same_network_in_the_cython_core(nodes):
 
 
 def main():
-    output_node_with_the_seeds_numbers()
+    output_node_with_the_tutorials_numbers()
 
     nodes, x, loss = build_and_run()
     print(f"The whole 1 -> 2 -> 3 -> 1 network at x1 = {X1}, t = {TARGET}: "

@@ -1,6 +1,6 @@
-"""Seed 001: the PyTorch-style training loop, on bpcore and on the scalar engine.
+"""Tutorial 001: the PyTorch-style training loop, on bpcore and on the scalar engine.
 
-The seed fits Linear(1, 1) to x = [1, 2, 3, 4], y = 2x with SGD (lr 0.01), mean
+The tutorial fits Linear(1, 1) to x = [1, 2, 3, 4], y = 2x with SGD (lr 0.01), mean
 squared error, and each epoch: forward, loss, zero_grad, backward, clip the gradient
 norm at 1.0, step. Here the same loop runs twice from the same initial weights:
 
@@ -51,7 +51,7 @@ def main():
 
     clipped = 0
     for epoch in range(1, EPOCHS + 1):
-        # bpcore: the seed's loop line by line
+        # bpcore: the tutorial's loop line by line
         y_pred = model.forward(x)
         loss, grad_output = criterion(y_pred, y)
         optimizer.zero_grad()

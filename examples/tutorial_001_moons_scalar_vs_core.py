@@ -1,4 +1,4 @@
-"""Seed 001, micrograd style: a 2-16-16-1 ReLU MLP on two moons, two engines side by side.
+"""Tutorial 001, micrograd style: a 2-16-16-1 ReLU MLP on two moons, two engines side by side.
 
 Karpathy's micrograd trains this network with a scalar autograd engine. Here bpcore's
 scalar engine (bpcore.scalar + bpcore.scalar.nn) and its Cython core start from the

@@ -1,4 +1,4 @@
-"""Seed 002: buying apples (and oranges) with 10% tax, differentiated three ways.
+"""Tutorial 002: buying apples (and oranges) with 10% tax, differentiated three ways.
 
 1. The tutorial's layer objects — a multiply node and an add node, each with
    ``forward`` and ``backward`` — built on bpcore's scalar ``Value``.
@@ -88,7 +88,7 @@ def fruit_as_dense_model(apple=100, apple_num=2, orange=150, orange_num=3, tax=1
             "dOrange": dx[1], "dOrange_num": basket.dW[1, 0], "dTax": taxing.dW[0, 0]}
 
 
-# What the seed prints (it shows price and the count gradients through int()).
+# What the tutorial prints (it shows price and the count gradients through int()).
 SEED_APPLES = {"price": "220", "dApple": "2.2", "dApple_num": "110", "dTax": "200"}
 SEED_FRUIT = {"price": "715", "dApple": "2.2", "dApple_num": "110",
               "dOrange": "3.3000000000000003", "dOrange_num": "165", "dTax": "650"}
@@ -97,7 +97,7 @@ SEED_FRUIT = {"price": "715", "dApple": "2.2", "dApple_num": "110",
 def show(title, result, seed):
     print(title)
     for name, value in result.items():
-        print(f"  {name + ':':12s} {float(value)!r:22s}  the seed prints {seed[name]}")
+        print(f"  {name + ':':12s} {float(value)!r:22s}  the tutorial prints {seed[name]}")
     print()
 
 
@@ -110,7 +110,7 @@ def main():
     show("The same purchase as a two-layer linear Model (Cython core):",
          fruit_as_dense_model(), SEED_FRUIT)
     print("dOrange = orange_num * tax = 3 * 1.1, which binary floating point rounds to\n"
-          "3.3000000000000003, as the seed shows; its int() hides the same kind of last-digit\n"
+          "3.3000000000000003, as the tutorial shows; its int() hides the same kind of last-digit\n"
           "rounding in 220.00000000000003 and 110.00000000000001.\n")
     print("The graph in Graphviz DOT (paste into any DOT viewer, or `dot -Tsvg`):")
     print(price.to_dot())

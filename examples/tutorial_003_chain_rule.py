@@ -1,10 +1,10 @@
-"""Seed 003: the chain rule on f(x, y, z) = (x + y)(x + z), then on matrices.
+"""Tutorial 003: the chain rule on f(x, y, z) = (x + y)(x + z), then on matrices.
 
-1. f at (x, y, z) = (-3, 2, 5) by hand (the seed's program 1) and by bpcore's scalar
+1. f at (x, y, z) = (-3, 2, 5) by hand (the tutorial's program 1) and by bpcore's scalar
    engine: x feeds both p = x + y and q = x + z, so df/dx is the SUM of two paths.
-2. The matrix rule for D = W.X (the seed's program 2): dW = dD.X^T and dX = W^T.dD,
+2. The matrix rule for D = W.X (the tutorial's program 2): dW = dD.X^T and dX = W^T.dD,
    checked entry by entry against the scalar engine run on every product.
-3. The seed's two-layer ReLU net (program 3), small: its gradients from the matrix
+3. The tutorial's two-layer ReLU net (program 3), small: its gradients from the matrix
    formulas against the scalar engine.
 
 Run from the repository root:  python examples/tutorial_003_chain_rule.py
@@ -45,7 +45,7 @@ def grads(matrix):
 def matrix_rule(rng):
     W, X = rng.normal(size=(5, 10)), rng.normal(size=(10, 3))
     dD = rng.normal(size=(5, 3))              # the gradient arriving from later layers
-    dW, dX = dD.dot(X.T), W.T.dot(dD)         # the seed's rule
+    dW, dX = dD.dot(X.T), W.T.dot(dD)         # the tutorial's rule
 
     # the engine: L = sum(dD * D) has dL/dD = dD, so backward delivers dL/dW, dL/dX
     Wv, Xv = value_matrix(W), value_matrix(X)
@@ -60,7 +60,7 @@ def two_layer_net(rng, N=4, D=3, H=5, O=2):
     W1, b1 = rng.normal(size=(D, H)), rng.normal(size=H)
     W2, b2 = rng.normal(size=(H, O)), rng.normal(size=O)
 
-    # the seed's forward and backward, with dpred where the listing writes db2
+    # the tutorial's forward and backward, with dpred where the listing writes db2
     h = X.dot(W1) + b1
     h_relu = np.maximum(h, 0)
     pred = h_relu.dot(W2) + b2
@@ -91,7 +91,7 @@ def main():
           f"df/dy = q = {dy:g}, df/dz = p = {dz:g}")
     f, (ex, ey, ez) = chain_rule_by_engine(-3.0, 2.0, 5.0)
     print(f"   by engine: f = {f.data:g}, df/dx = {ex:g}, df/dy = {ey:g}, df/dz = {ez:g}")
-    print("   (the seed: f = -2, df/dx = 1, df/dy = 2, df/dz = -1)\n")
+    print("   (the tutorial: f = -2, df/dx = 1, df/dy = 2, df/dz = -1)\n")
 
     rng = np.random.default_rng(3)
     print("2. D = W.X with W (5, 10), X (10, 3); dD (5, 3) arrives from later layers")
@@ -102,11 +102,11 @@ def main():
     print("   (bpcore's Dense stores W as (n_in, n_out) and computes Z = X.W, so there the "
           "same rule\n    reads dW = X^T.dZ, dX = dZ.W^T)\n")
 
-    print("3. The seed's two-layer ReLU net, loss = sum((y - pred)^2), small sizes")
+    print("3. The tutorial's two-layer ReLU net, loss = sum((y - pred)^2), small sizes")
     formulas, engine = two_layer_net(rng)
     for name, a, b in zip(["dW1", "db1", "dW2", "db2"], formulas, engine):
         print(f"   {name}: largest difference from the engine {np.abs(a - b).max():.1e}")
-    print("   Note: the seed's listing writes dW2 = h_relu.T.dot(db2) and "
+    print("   Note: the tutorial's listing writes dW2 = h_relu.T.dot(db2) and "
           "dh_relu = db2.dot(W2.T);\n   the gradient is dpred where it writes db2 "
           "(as printed, h_relu.T.dot(db2) fails:\n   shapes (200, 32) and (10,) do not "
           "align).")

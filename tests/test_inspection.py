@@ -58,7 +58,7 @@ def numbers_after(label, text):
 
 
 def test_explain_shows_node_2_gathered_from_nodes_4_5_6(rng, capsys):
-    """Seed 000's 1-2-3-1 network of c*sigmoid(w.x+b) nodes: node 2 is layers[0] unit 0
+    """Tutorial 000's 1-2-3-1 network of c*sigmoid(w.x+b) nodes: node 2 is layers[0] unit 0
     and feeds nodes 4, 5, 6 (layers[1] units 0, 1, 2)."""
     model = bp.Model([bp.Dense(1, 2, "scaled_sigmoid"), bp.Dense(2, 3, "scaled_sigmoid"),
                       bp.Dense(3, 1, "scaled_sigmoid")], seed=0)

@@ -1,7 +1,7 @@
 """The scalar engine (bpcore.scalar) and its small nn (bpcore.scalar.nn).
 
 Oracles: central differences of the same function on plain floats, the math module,
-the seeds' hand-worked numbers, and bpcore's Cython Model.
+the tutorials' hand-worked numbers, and bpcore's Cython Model.
 """
 import math
 import sys
@@ -136,8 +136,8 @@ def test_a_value_used_twice_receives_the_sum_of_both_paths():
     assert x.grad == 3.0
 
 
-def test_seed003_f_equals_x_plus_y_times_x_plus_z():
-    """The seed's program 1: f = -2, df/dx = q + p = 1, df/dy = q = 2, df/dz = p = -1."""
+def test_tutorial003_f_equals_x_plus_y_times_x_plus_z():
+    """The tutorial's program 1: f = -2, df/dx = q + p = 1, df/dy = q = 2, df/dz = p = -1."""
     x, y, z = Value(-3.0), Value(2.0), Value(5.0)
     p, q = x + y, x + z
     f = p * q
@@ -404,7 +404,7 @@ def test_unknown_reduction_is_refused():
         scalar_nn.mse(values([[1.0]]), [[0.0]], "max")
 
 
-# --------------------------------------------------- the seeds, on the engine
+# --------------------------------------------------- the tutorials, on the engine
 def test_tutorial_002_apples():
     """100 per apple, 2 apples, tax 1.1: price 220, dApple 2.2, dApple_num 110, dTax 200."""
     apple, apple_num, tax = Value(100.0), Value(2.0), Value(1.1)
@@ -418,7 +418,7 @@ def test_tutorial_002_apples():
 
 def test_tutorial_002_apples_and_oranges():
     """Plus 3 oranges at 150: price 715, dApple 2.2, dApple_num 110, dOrange 3.3,
-    dOrange_num 165, dTax 650 (the seed prints dOrange as 3.3000000000000003)."""
+    dOrange_num 165, dTax 650 (the tutorial prints dOrange as 3.3000000000000003)."""
     apple, apple_num = Value(100.0), Value(2.0)
     orange, orange_num, tax = Value(150.0), Value(3.0), Value(1.1)
     price = (apple * apple_num + orange * orange_num) * tax
@@ -426,12 +426,12 @@ def test_tutorial_002_apples_and_oranges():
     assert price.data == pytest.approx(715, rel=1e-15)
     assert apple.grad == 2.2
     assert apple_num.grad == pytest.approx(110, rel=1e-15)
-    assert orange.grad == 3.3000000000000003      # the seed's printed value, to the bit
+    assert orange.grad == 3.3000000000000003      # the tutorial's printed value, to the bit
     assert orange_num.grad == pytest.approx(165, rel=1e-15)
     assert tax.grad == 650.0
 
 
-def test_seed003_matrix_rule_against_the_engine():
+def test_tutorial003_matrix_rule_against_the_engine():
     """D = W.X: dW = dD.X^T and dX = W^T.dD, with W (5, 10), X (10, 3)."""
     rng = np.random.default_rng(0)
     W, X, dD = rng.normal(size=(5, 10)), rng.normal(size=(10, 3)), rng.normal(size=(5, 3))
@@ -445,10 +445,10 @@ def test_seed003_matrix_rule_against_the_engine():
     np.testing.assert_allclose(grads(Xv), W.T.dot(dD), rtol=1e-13, atol=1e-15)
 
 
-def test_seed000_network_node_by_node():
+def test_tutorial000_network_node_by_node():
     """1 -> 2 -> 3 -> 1 network of c * sigmoid(w.x + b) nodes, loss (x7 - t)^2.
 
-    The engine's per-node gradients obey the seed's three scenes, and its parameter
+    The engine's per-node gradients obey the tutorial's three scenes, and its parameter
     gradients equal the Cython Model's.
     """
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """bpcore against PyTorch as an independent oracle (float64 throughout in torch).
 
 Losses, whole-network forward/backward for every activation, SGD/Adam trajectories,
-gradient clipping and the seed 001 training loop. Skipped where torch is absent.
+gradient clipping and the tutorial 001 training loop. Skipped where torch is absent.
 """
 import numpy as np
 import pytest
@@ -310,8 +310,8 @@ def test_clip_grad_norm_equals_torch(factor):
                                    rtol=1e-12)
 
 
-# ============================================================== seed 001 loop
-def test_seed001_loop_equals_torch():
+# ============================================================== tutorial 001 loop
+def test_tutorial001_loop_equals_torch():
     """nn.Linear(1, 1) on x = [1..4], y = 2x, SGD(lr=0.01), MSELoss, zero_grad / backward /
     clip_grad_norm_(max_norm=1.0) / step for 100 epochs, from bpcore's initial weights."""
     x = np.array([[1.0], [2.0], [3.0], [4.0]])

@@ -1,4 +1,4 @@
-"""The seed walk-throughs in examples/ run from the repository root and print their key results."""
+"""The tutorial walk-throughs in examples/ run and print their key results."""
 import math
 import re
 import subprocess
@@ -27,7 +27,7 @@ def sigmoid(x):
 
 def test_tutorial_000_node_walkthrough():
     out = run("tutorial_000_node_walkthrough.py")
-    g = sigmoid(16)                       # node 7 with the seed's numbers: h = 4 + 5 + 6 + 1
+    g = sigmoid(16)                       # node 7 with the tutorial's numbers: h = 4 + 5 + 6 + 1
     assert f"dloss/db7    = -6 * c g (1 - g)     = {-6 * g * (1 - g):.6e}" in out
     gathered = re.search(r"sum = (\S+)\s+the engine's dloss/dx2 = (\S+)", out)
     assert gathered.group(1) == gathered.group(2)

@@ -6,8 +6,8 @@ import numpy as np
 import bpcore as bp
 
 
-# --------------------------------------------------------------------- seed 003
-def test_seed003_two_layer_relu_net_gradients_equal_matrix_formulas():
+# --------------------------------------------------------------------- tutorial 003
+def test_tutorial003_two_layer_relu_net_gradients_equal_matrix_formulas():
     """N=32, D=100, H=200, O=10, loss = sum((y - pred)^2), the tutorial's net.
 
     The tutorial's listing writes dW2 = h_relu.T.dot(db2); the true gradient is
@@ -61,12 +61,12 @@ def test_tutorial_003_chain_rule_of_f_equals_x_plus_y_times_x_plus_z():
     assert (dfdx, dfdy, dfdz) == (1.0, 2.0, -1.0)
 
 
-# --------------------------------------------------------------------- seed 000
+# --------------------------------------------------------------------- tutorial 000
 def sigmoid(v):
     return 1.0 / (1.0 + math.exp(-v))
 
 
-def test_seed000_output_node_derivatives():
+def test_tutorial000_output_node_derivatives():
     """Node 7 with inputs x4, x5, x6 = 4, 5, 6 and w = b = c = 1; given dloss/dx = -6
     (the tutorial's x = 7, t = 10 under loss (x - t)^2):
     dx/db = c g (1 - g), dx/dw = c g (1 - g) x_in, dx/dc = g."""
@@ -121,7 +121,7 @@ def chain_rule_by_nodes(x1, t, params):
     return xs, dx, grads
 
 
-def test_seed000_network_1_2_3_1_matches_node_by_node_chain_rule():
+def test_tutorial000_network_1_2_3_1_matches_node_by_node_chain_rule():
     rng = np.random.default_rng(0)
     sizes = [1, 2, 3, 1]
     params = [[(list(rng.normal(size=sizes[l])), rng.normal(), rng.uniform(0.5, 2.0))
@@ -158,8 +158,8 @@ def test_seed000_network_1_2_3_1_matches_node_by_node_chain_rule():
                                    err_msg=nodes)
 
 
-# --------------------------------------------------------------------- seed 001
-def test_seed001_linear_regression_loop_equals_numpy_reference():
+# --------------------------------------------------------------------- tutorial 001
+def test_tutorial001_linear_regression_loop_equals_numpy_reference():
     """Linear(1, 1) on x = [1, 2, 3, 4], y = 2x: SGD lr 0.01, mean MSE, zero_grad,
     backward, clip_grad_norm(max_norm=1.0), step — for 100 epochs."""
     x = np.array([[1.0], [2.0], [3.0], [4.0]])
