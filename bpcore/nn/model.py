@@ -226,6 +226,33 @@ class Model:
         inner = ", ".join(map(repr, self.layers))
         return f"Model([{inner}], dtype={self.dtype.name})"
 
+    # ------------------------------------------------------------ copy, pickle
+    # A copy (pickle, copy.copy, copy.deepcopy) is an independent, working model: new
+    # aligned flat buffers holding the same numbers, the layers' views bound to them,
+    # and no workspace, fused step or cache (they are rebuilt on first use). The state
+    # is the layer specs and the buffers' values, so a copy never points into another
+    # model's memory. An optimizer copied together with its model (deepcopy of both in
+    # one call, or one pickle) is bound to the copy: see Optimizer.__getstate__.
+    def __getstate__(self) -> dict[str, Any]:
+        extra = {name: value for name, value in vars(self).items()
+                 if name not in _REBUILT and not name.startswith("_")}
+        return {
+            "layers": [(layer.n_in, layer.n_out, layer.activation, layer.negative_slope,
+                        layer.dropout) for layer in self.layers],
+            "dtype": self.dtype.str,
+            "params": np.array(self.params), "grads": np.array(self.grads),
+            "extra": extra,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        layers = [Dense(n_in, n_out, activation, negative_slope=slope, dropout=dropout)
+                  for n_in, n_out, activation, slope, dropout in state["layers"]]
+        Model.__init__(self, layers, dtype=np.dtype(state["dtype"]), seed=0)
+        self.params[...] = state["params"]
+        self.grads[...] = state["grads"]
+        for name, value in state["extra"].items():
+            setattr(self, name, value)
+
     # ------------------------------------------------------------- workspace
     def _reset_passes(self) -> None:
         """Forget every workspace, fused step and predictor (a layer's activation
@@ -570,6 +597,10 @@ class Model:
         return _convenience("evaluate")(self, X, y, loss=loss, metrics=metrics,
                                         sample_weight=sample_weight, batch_size=batch_size)
 
+
+#: what Model.__init__ builds afresh in a copy (the rest of the public attributes,
+#: such as training, epochs_trained and dropout_rng, are copied)
+_REBUILT = frozenset({"layers", "dtype", "params", "grads", "parameter_table"})
 
 _CONVENIENCES: dict[str, Callable[..., Any]] = {}
 

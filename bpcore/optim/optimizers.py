@@ -102,6 +102,31 @@ class Optimizer(Hyperparameters):
             raise ValueError(f"steps must be a non-negative integer; got {value!r}")
         self._scalars.steps = int(value)
 
+    # A copy (pickle, copy.deepcopy) holds its own state buffers (aligned afresh) and
+    # its own Scalars. Its ``model`` is copied the way the caller copies: deepcopy of
+    # (model, optimizer) in one call, or one pickle of both, binds the copy to the
+    # copied model (the memo sees the same model); an optimizer copied alone brings
+    # a copy of its model with it.
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: value for name, value in vars(self).items() if name != "_scalars"}
+        state["steps"] = self.steps
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        steps = state.pop("steps")
+        object.__setattr__(self, "_scalars", _engine.Scalars())
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        params = self.model.params
+        buffers = {}
+        for name, buf in self.state.items():
+            buffers[name] = _aligned.empty(params.shape, params.dtype)
+            buffers[name][...] = buf
+        self.state = buffers
+        self._sync_scalars()
+        self.steps = steps
+
     @property
     def fused_scalars(self) -> _engine.Scalars:
         """The ``bpcore._engine.Scalars`` this optimizer keeps current for the fused
