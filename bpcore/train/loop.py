@@ -22,7 +22,7 @@ from ..nn.model import Model, register_convenience
 from ..optim import Optimizer, optimizer_by_name
 from .callbacks import Callback, LambdaCallback
 from .guard import NONFINITE, DivergenceGuard
-from .metrics import METRICS, MetricFunction, MetricName, accuracy
+from .metrics import METRICS, MetricFunction, MetricName, accuracy, user_metric
 from .progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction],
     resolved: dict[str, Callable[[Any, Any], Any]] = {}
     for metric in metrics:
         if callable(metric):
-            resolved[getattr(metric, "__name__", "metric")] = metric
+            resolved[getattr(metric, "__name__", "metric")] = user_metric(metric, loss)
         elif metric in METRICS:
             fn = METRICS[metric]
             if metric == "accuracy" and isinstance(loss, MSELoss):
@@ -90,7 +90,7 @@ def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction],
             resolved[metric] = fn
         else:
             raise ValueError(f"metrics must be names among {sorted(METRICS)} or callables "
-                             f"metric(output, target); got {metric!r}")
+                             f"metric(y_true, y_pred); got {metric!r}")
     return resolved
 
 
@@ -366,8 +366,10 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         the fraction of samples taken from the end of X, before shuffling.
     sample_weight, class_weight : per-sample weights, and per-class weights (a dict
         {label: weight} or "balanced"); they multiply.
-    metrics : names ("accuracy", "mse", "mae", "r2") or callables metric(output,
-        target), computed after each epoch on the training (and validation) data.
+    metrics : names ("accuracy", "mse", "mae", "r2") or callables ``metric(y_true,
+        y_pred)`` as scikit-learn's (``y_pred``: the predicted labels for a
+        classifier's loss, else the output; see ``bpcore.train.metrics``), computed
+        after each epoch on the training (and validation) data.
     callbacks : Callback objects, or callables ``fn(epoch, logs)`` returning True to stop.
     verbose : 0 silent; 1 a progress bar on a terminal; 2 one line per epoch.
     l2 : adds ``l2/2 * sum(W**2)`` over weight matrices (not biases) to the loss.

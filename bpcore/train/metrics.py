@@ -1,8 +1,15 @@
-"""Metrics on a model's raw output: accuracy, MSE, MAE, R².
+"""Metrics: the built-in ones on a model's raw output, and the adapter for yours.
 
-Each takes ``(output, target)`` as numpy arrays — the model's output (logits for
-classifiers) and the target in any form the losses accept — and returns a float.
-``METRICS`` maps the names the fit loop accepts to these functions.
+The built-ins (accuracy, MSE, MAE, R²) take ``(output, target)`` as numpy arrays —
+the model's output (logits for classifiers) and the target in any form the losses
+accept — and return a float. ``METRICS`` maps the names the fit loop accepts to them.
+
+A metric of your own is called the way scikit-learn and Keras call theirs,
+``metric(y_true, y_pred)``, so ``sklearn.metrics.r2_score`` or ``f1_score`` can be
+passed as they are (``user_metric``). For a classifier, ``y_pred`` is the predicted
+labels; for probabilities, compute them from the model's logits yourself
+(``scipy.special.softmax(model.predict(X), axis=1)``, or ``scipy.special.expit`` for
+one BCE output).
 """
 from __future__ import annotations
 
@@ -12,11 +19,14 @@ from typing import Any, Literal, SupportsFloat, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
+
 #: a metric's name: the keys of METRICS (change both together)
 MetricName: TypeAlias = Literal["accuracy", "mse", "mae", "r2"]
 
-#: a metric of your own: ``metric(output, target) -> number``
-MetricFunction: TypeAlias = Callable[[npt.NDArray[np.floating[Any]], Any], SupportsFloat]
+#: a metric of your own, called as scikit-learn's and Keras's are:
+#: ``metric(y_true, y_pred) -> number`` (see ``user_metric``)
+MetricFunction: TypeAlias = Callable[[Any, Any], SupportsFloat]
 
 
 def _as_columns(target: npt.ArrayLike, output: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
@@ -74,3 +84,41 @@ METRICS: dict[str, Callable[[Any, Any], float]] = {
     "mae": mean_absolute_error,
     "r2": r2_score,
 }
+
+
+def predicted_labels(output: npt.ArrayLike, loss: object) -> npt.NDArray[Any] | None:
+    """The class labels a classifier's ``loss`` reads off its logits ``output`` (the
+    arg-max for cross-entropy; ``output > 0`` per column for BCE), or None when the
+    loss is not a classifier's."""
+    output = np.asarray(output)
+    if isinstance(loss, CrossEntropyLoss):
+        return output.argmax(axis=1)
+    if isinstance(loss, BCEWithLogitsLoss):
+        labels = (output > 0).astype(np.int64)
+        return labels[:, 0] if labels.shape[1] == 1 else labels
+    return None
+
+
+def user_metric(metric: MetricFunction, loss: object) -> Callable[[Any, Any], SupportsFloat]:
+    """``metric(y_true, y_pred)`` as the fit loop calls its metrics, ``(output,
+    target)``: ``y_true`` is the target (a single column as a 1-D array), ``y_pred``
+    the predicted labels for a classifier's loss (``predicted_labels``) and the
+    output otherwise (a single column as a 1-D array when the target is 1-D)."""
+    def adapted(output: Any, target: Any) -> SupportsFloat:
+        y_true = np.asarray(target)
+        if y_true.ndim == 2 and y_true.shape[1] == 1:
+            y_true = y_true[:, 0]
+        labels = predicted_labels(output, loss)
+        if labels is not None:
+            if y_true.ndim == 2 and labels.ndim == 1:      # class probabilities
+                y_true = y_true.argmax(axis=1)
+            elif y_true.dtype.kind == "f" and np.all(y_true == np.round(y_true)):
+                y_true = y_true.astype(np.int64)           # 0/1 BCE targets as labels
+            return metric(y_true, labels)
+        y_pred = np.asarray(output)
+        if y_true.ndim == 1 and y_pred.ndim == 2 and y_pred.shape[1] == 1:
+            y_pred = y_pred[:, 0]
+        return metric(y_true, y_pred)
+
+    adapted.__name__ = getattr(metric, "__name__", "metric")
+    return adapted
