@@ -36,6 +36,7 @@ from ..datasets import DATASETS
 from ..nn import ACTIVATIONS, LOSSES, Dense, Model
 from ..optim import SGD, Adam
 from ..train import Callback, EarlyStopping, LambdaCallback, TrainingDiverged
+from ..train.loop import split_indices
 from .data import (
     MAX_AUTO_CLASSES,
     TASKS,
@@ -221,8 +222,7 @@ def _split(X: npt.NDArray[Any], y: npt.NDArray[Any], fraction: float, seed: int
     if n_val < 1 or n_val >= len(X):
         raise UsageError(f"--validation-split {fraction} leaves {n_val} validation samples of "
                          f"{len(X)}; each side needs at least one")
-    order = np.random.default_rng([seed, 2]).permutation(len(X))
-    train, val = order[n_val:], order[:n_val]
+    train, val = split_indices(len(X), n_val, seed)
     return (X[train], y[train]), (X[val], y[val])
 
 

@@ -183,6 +183,8 @@ class Model:
         self.training = True
         #: epochs completed by fit/partial_fit
         self.epochs_trained = 0
+        #: the loss of the last fit/partial_fit: evaluate's default (None before one)
+        self.fit_loss: LossLike | None = None
 
         self._empty1: FloatArray = np.empty(0, dtype=self.dtype)
         # FusedSteps (bpcore.nn.fused) by (batch size, id(loss), labels, id(optimizer)),
@@ -561,7 +563,8 @@ class Model:
             callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 1,
             l2: float = 0.0, accumulate: int = 1,
             on_nonfinite: Literal["raise", "skip"] = "raise",
-            initial_epoch: int = 0) -> History:
+            initial_epoch: int = 0,
+            validation_order: Literal["random", "last"] = "random") -> History:
         """Train on (X, y); return a ``History``. See ``bpcore.train.fit``."""
         return _convenience("fit")(
             self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
@@ -569,7 +572,7 @@ class Model:
             validation_split=validation_split, sample_weight=sample_weight,
             class_weight=class_weight, metrics=metrics, callbacks=callbacks, verbose=verbose,
             l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
-            initial_epoch=initial_epoch)
+            initial_epoch=initial_epoch, validation_order=validation_order)
 
     def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
                     optimizer: Optimizer | str, batch_size: int = 32, shuffle: bool = True,

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _flat, _validation
-from ..nn import LOSSES, Loss, MSELoss, fused
+from ..nn import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, fused
 from ..nn.losses import LossFunction, LossLike
 from ..nn.model import Model, register_convenience
 from ..optim import Optimizer, optimizer_by_name
@@ -92,6 +92,39 @@ def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction],
             raise ValueError(f"metrics must be names among {sorted(METRICS)} or callables "
                              f"metric(y_true, y_pred); got {metric!r}")
     return resolved
+
+
+#: what ``fit(validation_order=...)`` accepts
+VALIDATION_ORDERS = ("random", "last")
+
+
+def split_indices(n: int, n_val: int, seed: int, labels: npt.ArrayLike | None = None
+                  ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(train, validation) row indices: ``n_val`` of ``n`` rows drawn at random with a
+    generator seeded by ``(seed, 2)``. With ``labels``, stratified: each class keeps
+    its share of the validation rows (largest remainders round them to ``n_val``)."""
+    order = np.random.default_rng([seed, 2]).permutation(n)
+    if labels is None:
+        return order[n_val:], order[:n_val]
+    labels = np.asarray(labels)[order]
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = n_val * counts / n
+    take = np.floor(quotas).astype(np.intp)
+    short = n_val - int(take.sum())
+    take[np.argsort(take - quotas, kind="stable")[:short]] += 1
+    held = np.zeros(n, dtype=bool)
+    for label, count in zip(classes, take):
+        held[np.flatnonzero(labels == label)[:count]] = True
+    return order[~held], order[held]
+
+
+def _class_labels(loss: object, y: Any) -> npt.NDArray[Any] | None:
+    """The class label of each row for a classifier's loss and target, else None."""
+    if isinstance(loss, CrossEntropyLoss):
+        return y if y.ndim == 1 else y.argmax(axis=1)
+    if isinstance(loss, BCEWithLogitsLoss) and y.shape[1] == 1:
+        return y[:, 0]
+    return None
 
 
 def _class_weights(class_weight: object, y: Any, n_classes: int) -> FloatArray:
@@ -213,7 +246,8 @@ class Trainer:
             logs["skipped_steps"] = float(skipped)
         if self.metrics:
             logs.update(evaluate(model, X, y, metrics=self.metrics.values(),
-                                 _names=list(self.metrics), sample_weight=weight))
+                                 _names=list(self.metrics), sample_weight=weight,
+                                 _fit_loss=False))
         if self.validation is not None:
             Xv, yv, wv = self.validation
             scores = evaluate(model, Xv, yv, loss=self.loss, metrics=self.metrics.values(),
@@ -283,7 +317,7 @@ class Trainer:
 
 def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validation_data,
              validation_split, sample_weight, class_weight, metrics, callbacks, verbose,
-             l2, accumulate, on_nonfinite, epochs):
+             l2, accumulate, on_nonfinite, epochs, validation_order="random"):
     loss = _resolve_loss(loss)
     optimizer = _resolve_optimizer(model, optimizer)
     batch_size = _validation.positive_int(batch_size, "batch_size")
@@ -311,15 +345,22 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         raise ValueError("give validation_data or validation_split, not both")
     X, y, weight = _check_data(model, X, y, loss, sample_weight)
     validation = None
+    if validation_order not in VALIDATION_ORDERS:
+        raise ValueError(f"validation_order must be one of {VALIDATION_ORDERS}; got "
+                         f"{validation_order!r}")
     if validation_split:
         n_val = int(math.floor(X.shape[0] * validation_split))
         if n_val < 1 or n_val >= X.shape[0]:
             raise ValueError(f"validation_split={validation_split} leaves {n_val} validation "
                              f"samples of {X.shape[0]}; each side needs at least one")
-        cut = X.shape[0] - n_val           # the last samples, before any shuffling
-        validation = (X[cut:], y[cut:], None if weight is None else weight[cut:])
-        X, y = X[:cut], y[:cut]
-        weight = None if weight is None else weight[:cut]
+        if validation_order == "last":
+            train = np.arange(X.shape[0] - n_val)      # the last samples, as given
+            held = np.arange(X.shape[0] - n_val, X.shape[0])
+        else:
+            train, held = split_indices(X.shape[0], n_val, int(seed), _class_labels(loss, y))
+        validation = (X[held], y[held], None if weight is None else weight[held])
+        X, y = X[train], y[train]
+        weight = None if weight is None else weight[train]
     elif validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, "
@@ -327,6 +368,7 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         Xv, yv, *wv = validation_data
         validation = _check_data(model, Xv, yv, loss, wv[0] if wv else None,
                                  "validation_data X", "validation_data y")
+    model.fit_loss = loss
     trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=bool(shuffle),
                       seed=int(seed), metrics=metrics, callbacks=callbacks, verbose=verbose,
                       l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
@@ -349,7 +391,8 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         metrics: Iterable[MetricName | MetricFunction] = (),
         callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 1, l2: float = 0.0,
         accumulate: int = 1, on_nonfinite: Literal["raise", "skip"] = "raise",
-        initial_epoch: int = 0) -> History:
+        initial_epoch: int = 0,
+        validation_order: Literal["random", "last"] = "random") -> History:
     """Train ``model`` on (X, y) with mini-batches; return a ``History``.
 
     Parameters
@@ -363,7 +406,10 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     shuffle, seed : reshuffle each epoch; ``seed`` (drawn when None, recorded in
         ``History.seed``) makes shuffling and dropout reproducible.
     validation_data : (X_val, y_val[, sample_weight_val]); or ``validation_split``,
-        the fraction of samples taken from the end of X, before shuffling.
+        the fraction of samples held out for validation.
+    validation_order : how ``validation_split`` picks its samples: "random" (drawn
+        with ``seed``, stratified by class for a classifier's loss, as the CLI's
+        split) or "last" (the last samples of X, as given).
     sample_weight, class_weight : per-sample weights, and per-class weights (a dict
         {label: weight} or "balanced"); they multiply.
     metrics : names ("accuracy", "mse", "mae", "r2") or callables ``metric(y_true,
@@ -396,7 +442,7 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         seed=seed, validation_data=validation_data, validation_split=validation_split,
         sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
         callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
-        on_nonfinite=on_nonfinite, epochs=epochs)
+        on_nonfinite=on_nonfinite, epochs=epochs, validation_order=validation_order)
     for callback in trainer.callbacks:
         callback.on_train_begin(trainer)
     for epoch in range(int(initial_epoch), epochs):
@@ -437,12 +483,15 @@ def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
              loss: LossLike | None = None,
              metrics: Iterable[MetricName | MetricFunction] = (),
              sample_weight: npt.ArrayLike | None = None, batch_size: int | None = None,
-             _names: Sequence[str] | None = None) -> Logs:
+             _names: Sequence[str] | None = None, _fit_loss: bool = True) -> Logs:
     """Return ``{"loss": ..., metric: ...}`` for (X, y) without training (no dropout).
 
-    ``loss`` and ``metrics`` as in ``fit``; ``batch_size`` bounds memory (default: all
-    samples at once).
+    ``loss`` and ``metrics`` as in ``fit``; without ``loss``, the loss of the model's
+    last ``fit``/``partial_fit`` (``model.fit_loss``), if any. ``batch_size`` bounds
+    memory (default: all samples at once).
     """
+    if loss is None and _fit_loss:
+        loss = model.fit_loss
     X = _validation.float_matrix(X, "X", model.dtype, model.n_in)
     n = X.shape[0]
     _check_length(y, n)
