@@ -70,14 +70,16 @@ def native(array: npt.NDArray[Any], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
 
 def float_matrix(value: Any, name: str, dtype: npt.DTypeLike, n_columns: int | None = None,
                  column_word: str = "features", expected_by: str = "the model") -> FloatArray:
-    """Validate a 2-D float array and return it C-contiguous in ``dtype``.
+    """Validate a 2-D real array and return it C-contiguous in ``dtype``.
 
-    Integer, boolean, complex and object arrays are rejected (TypeError); float input
-    of another precision or layout is converted. NaN/inf raise ValueError.
+    Float input of another precision or layout, and integer, boolean or nested-list
+    input, is converted to ``dtype``; complex, string and object arrays are rejected
+    (TypeError). NaN/inf raise ValueError.
     """
     array = as_array(value, name)
-    if array.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating-point array; got dtype {array.dtype}")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a real numeric array (float, integer or bool); got "
+                        f"dtype {array.dtype}")
     if array.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_{column_word}); got {array.ndim}-D "
