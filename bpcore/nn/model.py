@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from .. import _aligned, _dense, _engine, _validation, inspection
 from . import fused
 from .layers import Dense
-from .losses import Loss, LossFunction, LossLike
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, LossFunction, LossLike
 from .plan import LayerPlan
 
 if TYPE_CHECKING:
@@ -364,6 +365,24 @@ class Model:
             for i, layer in enumerate(self.layers))
 
     __call__ = predict
+
+    def predict_proba(self, X: npt.ArrayLike, loss: Loss | None = None) -> FloatArray:
+        """Class probabilities for X, as a new array: the softmax of the output under a
+        ``CrossEntropyLoss``, its sigmoid under a ``BCEWithLogitsLoss`` (for one output,
+        two columns: P(0) and P(1), as scikit-learn's classifiers give). ``loss``
+        defaults to the loss of the last ``fit`` (``fit_loss``)."""
+        chosen: object = self.fit_loss if loss is None else loss
+        logits = self.predict(X)
+        if isinstance(chosen, CrossEntropyLoss):
+            return special.softmax(logits, axis=1)
+        if isinstance(chosen, BCEWithLogitsLoss):
+            positive = special.expit(logits)
+            if positive.shape[1] == 1:
+                return np.hstack([1 - positive, positive])
+            return positive
+        raise ValueError("predict_proba needs a classifier's loss: fit with cross_entropy or "
+                         "bce, or pass loss=CrossEntropyLoss() or BCEWithLogitsLoss(); got "
+                         f"{_validation.describe(chosen)}")
 
     def backward(self, grad_output: npt.ArrayLike) -> FloatArray:
         """Accumulate parameter gradients from dL/doutput and return dL/dX.
