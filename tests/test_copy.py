@@ -144,3 +144,35 @@ def test_shallow_copy_is_independent_too():
     assert_independent(model, copied)
     copied.params[...] = 0
     assert np.any(model.params != 0)
+
+
+def test_a_model_fitted_with_a_custom_loss_pickles():
+    X, y = data()
+    model = build()
+
+    def custom(output, target):
+        return bp.CrossEntropyLoss()(output, target)
+
+    model.fit(X, y, loss=lambda output, target: custom(output, target), verbose=0)
+    copied = pickle.loads(pickle.dumps(model))
+    assert copied.fit_loss is None
+    np.testing.assert_array_equal(copied.params, model.params)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_model_that_refers_to_its_optimizer_copies(how):
+    X, y = data()
+    model = build()
+    model.optimizer = bp.Adam(model, lr=0.01)
+    used(model, model.optimizer, X, y)
+    copied = copy_by(how, model)
+    assert copied.optimizer.model is copied
+    assert_independent(model, copied, model.optimizer, copied.optimizer)
+
+
+def test_a_shallow_copy_draws_its_own_dropout_masks():
+    model = build(dropout=0.5)
+    copied = copy.copy(model)
+    assert copied.dropout_rng is not model.dropout_rng
+    X, _ = data()
+    np.testing.assert_array_equal(copied.forward(X), model.forward(X))

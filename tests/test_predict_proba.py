@@ -42,3 +42,10 @@ def test_a_regression_model_is_refused():
     model.fit(np.ones((3, 2)), np.ones(3), loss="mse", verbose=0)
     with pytest.raises(ValueError, match="got MSELoss"):
         model.predict_proba(np.ones((3, 2)))
+
+
+def test_a_loss_name_is_accepted():
+    model = bp.Model([bp.Dense(2, 1)], seed=0)
+    X = np.ones((2, 2))
+    np.testing.assert_allclose(model.predict_proba(X, loss="bce")[:, 1],
+                               special.expit(model.predict(X)[:, 0]), rtol=1e-14)

@@ -82,3 +82,48 @@ def test_validation_order_is_checked():
     with pytest.raises(ValueError, match="validation_order must be one of"):
         model.fit(X, y, loss="cross_entropy", validation_split=0.2, verbose=0,
                   validation_order="first")
+
+
+def test_soft_bce_targets_are_split_at_random_not_by_value():
+    rng = np.random.default_rng(0)
+    X, t = rng.normal(size=(100, 3)), rng.uniform(size=100)
+    lowest = set(np.argsort(t)[:20].tolist())
+    seen = []
+    for seed in (1, 2, 3):
+        model = bp.Model([bp.Dense(3, 1)], seed=0)
+        rows = []
+
+        def record(y_true, y_pred, rows=rows):
+            rows.append(np.asarray(y_true))
+            return 0.0
+
+        model.fit(X, t, loss="bce", optimizer=bp.SGD(model, lr=0.0), validation_split=0.2,
+                  verbose=0, seed=seed, metrics=[record])
+        validation = rows[1]
+        seen.append(tuple(sorted(validation.tolist())))
+        assert set(np.flatnonzero(np.isin(t, validation)).tolist()) != lowest
+    assert len(set(seen)) == 3
+
+
+def test_equal_remainders_are_shared_at_random():
+    labels = np.repeat(np.arange(10), 3)
+    chosen = {tuple(sorted(set(labels[split_indices(30, 3, seed, labels)[1]].tolist())))
+              for seed in range(20)}
+    assert len(chosen) > 1
+
+
+def test_a_custom_loss_with_a_list_target_splits():
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    y = [[float(i)] for i in range(8)]
+    seen = []
+
+    def loss(output, target):
+        target = np.asarray(target, dtype=float)
+        seen.append(len(target))
+        return float(np.mean((output - target) ** 2)), 2 * (output - target) / output.size
+
+    for order in ("random", "last"):
+        model = bp.Model([bp.Dense(2, 1)], seed=0)
+        model.fit(X, y, loss=loss, optimizer="sgd", validation_split=0.25, verbose=0,
+                  shuffle=False, batch_size=8, validation_order=order)
+    assert seen[:2] == [6, 2]

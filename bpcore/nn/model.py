@@ -9,6 +9,7 @@ clipping and user code (scipy.optimize, MPI all-reduce) write into them in place
 """
 from __future__ import annotations
 
+import copy
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ from scipy import special
 from .. import _aligned, _dense, _engine, _validation, inspection
 from . import fused
 from .layers import Dense
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, LossFunction, LossLike
+from .losses import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, LossFunction, LossLike
 from .plan import LayerPlan
 
 if TYPE_CHECKING:
@@ -239,6 +240,8 @@ class Model:
     def __getstate__(self) -> dict[str, Any]:
         extra = {name: value for name, value in vars(self).items()
                  if name not in _REBUILT and not name.startswith("_")}
+        if not isinstance(extra.get("fit_loss"), Loss):
+            extra["fit_loss"] = None     # a custom loss callable may not pickle
         return {
             "layers": [(layer.n_in, layer.n_out, layer.activation, layer.negative_slope,
                         layer.dropout) for layer in self.layers],
@@ -254,6 +257,8 @@ class Model:
         self.params[...] = state["params"]
         self.grads[...] = state["grads"]
         for name, value in state["extra"].items():
+            if isinstance(value, np.random.Generator):
+                value = copy.deepcopy(value)     # a shallow copy must not share its draws
             setattr(self, name, value)
 
     # ------------------------------------------------------------- workspace
@@ -366,12 +371,15 @@ class Model:
 
     __call__ = predict
 
-    def predict_proba(self, X: npt.ArrayLike, loss: Loss | None = None) -> FloatArray:
+    def predict_proba(self, X: npt.ArrayLike,
+                      loss: Loss | Literal["cross_entropy", "bce"] | None = None) -> FloatArray:
         """Class probabilities for X, as a new array: the softmax of the output under a
         ``CrossEntropyLoss``, its sigmoid under a ``BCEWithLogitsLoss`` (for one output,
         two columns: P(0) and P(1), as scikit-learn's classifiers give). ``loss``
         defaults to the loss of the last ``fit`` (``fit_loss``)."""
         chosen: object = self.fit_loss if loss is None else loss
+        if isinstance(chosen, str) and chosen in LOSSES:
+            chosen = LOSSES[chosen]()
         logits = self.predict(X)
         if isinstance(chosen, CrossEntropyLoss):
             return special.softmax(logits, axis=1)

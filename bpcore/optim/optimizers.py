@@ -118,10 +118,11 @@ class Optimizer(Hyperparameters):
         object.__setattr__(self, "_scalars", _engine.Scalars())
         for name, value in state.items():
             object.__setattr__(self, name, value)
-        params = self.model.params
+        # (the buffers' own shape and dtype: the model may not be restored yet when it
+        # refers back to this optimizer)
         buffers = {}
         for name, buf in self.state.items():
-            buffers[name] = _aligned.empty(params.shape, params.dtype)
+            buffers[name] = _aligned.empty(buf.shape, buf.dtype)
             buffers[name][...] = buf
         self.state = buffers
         self._sync_scalars()

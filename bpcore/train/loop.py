@@ -102,8 +102,10 @@ def split_indices(n: int, n_val: int, seed: int, labels: npt.ArrayLike | None = 
                   ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """(train, validation) row indices: ``n_val`` of ``n`` rows drawn at random with a
     generator seeded by ``(seed, 2)``. With ``labels``, stratified: each class keeps
-    its share of the validation rows (largest remainders round them to ``n_val``)."""
-    order = np.random.default_rng([seed, 2]).permutation(n)
+    its share of the validation rows (largest remainders round them to ``n_val``;
+    equal remainders are ordered at random)."""
+    rng = np.random.default_rng([seed, 2])
+    order = rng.permutation(n)
     if labels is None:
         return order[n_val:], order[:n_val]
     labels = np.asarray(labels)[order]
@@ -111,7 +113,9 @@ def split_indices(n: int, n_val: int, seed: int, labels: npt.ArrayLike | None = 
     quotas = n_val * counts / n
     take = np.floor(quotas).astype(np.intp)
     short = n_val - int(take.sum())
-    take[np.argsort(take - quotas, kind="stable")[:short]] += 1
+    shuffled = rng.permutation(classes.size)
+    largest = shuffled[np.argsort((take - quotas)[shuffled], kind="stable")]
+    take[largest[:short]] += 1
     held = np.zeros(n, dtype=bool)
     for label, count in zip(classes, take):
         held[np.flatnonzero(labels == label)[:count]] = True
@@ -122,9 +126,17 @@ def _class_labels(loss: object, y: Any) -> npt.NDArray[Any] | None:
     """The class label of each row for a classifier's loss and target, else None."""
     if isinstance(loss, CrossEntropyLoss):
         return y if y.ndim == 1 else y.argmax(axis=1)
-    if isinstance(loss, BCEWithLogitsLoss) and y.shape[1] == 1:
-        return y[:, 0]
+    if isinstance(loss, BCEWithLogitsLoss) and y.shape[1] == 1 \
+            and np.all((y == 0) | (y == 1)):
+        return y[:, 0]                   # 0/1 labels; soft targets are not classes
     return None
+
+
+def _rows(values: Any, index: npt.NDArray[np.intp]) -> Any:
+    """The rows ``index`` of an array, or of a sequence (a custom loss's target)."""
+    if isinstance(values, np.ndarray):
+        return values[index]
+    return [values[i] for i in index]
 
 
 def _class_weights(class_weight: object, y: Any, n_classes: int) -> FloatArray:
@@ -358,8 +370,8 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
             held = np.arange(X.shape[0] - n_val, X.shape[0])
         else:
             train, held = split_indices(X.shape[0], n_val, int(seed), _class_labels(loss, y))
-        validation = (X[held], y[held], None if weight is None else weight[held])
-        X, y = X[train], y[train]
+        validation = (X[held], _rows(y, held), None if weight is None else weight[held])
+        X, y = X[train], _rows(y, train)
         weight = None if weight is None else weight[train]
     elif validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -408,8 +420,9 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     validation_data : (X_val, y_val[, sample_weight_val]); or ``validation_split``,
         the fraction of samples held out for validation.
     validation_order : how ``validation_split`` picks its samples: "random" (drawn
-        with ``seed``, stratified by class for a classifier's loss, as the CLI's
-        split) or "last" (the last samples of X, as given).
+        with ``seed``, stratified by class for a classifier's loss with label targets;
+        the CLI draws its split from the same generator, unstratified) or "last" (the
+        last samples of X, as given).
     sample_weight, class_weight : per-sample weights, and per-class weights (a dict
         {label: weight} or "balanced"); they multiply.
     metrics : names ("accuracy", "mse", "mae", "r2") or callables ``metric(y_true,
