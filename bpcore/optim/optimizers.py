@@ -324,6 +324,8 @@ class Adam(Optimizer):
               "weight_decay": _non_negative}
     _buffers = ("exp_avg", "exp_avg_sq")
     fused_kind = "adam"
+    #: the pass over the flat buffers (AdamW: the decoupled-decay variant)
+    _kernel = staticmethod(_flat.adam)
 
     betas: tuple[float, float]
     eps: float
@@ -342,9 +344,10 @@ class Adam(Optimizer):
     def _update(self) -> None:
         beta1, beta2 = self.betas
         model = self.model
-        _flat.adam(model.params, model.grads, self.state["exp_avg"],
-                    self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
-                    self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
+        type(self)._kernel(model.params, model.grads, self.state["exp_avg"],
+                           self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
+                           self.weight_decay, 1.0 - beta1 ** self.steps,
+                           1.0 - beta2 ** self.steps)
 
 
 class AdamW(Adam):
@@ -359,12 +362,7 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2) -> None:
         super().__init__(model, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _update(self) -> None:
-        beta1, beta2 = self.betas
-        model = self.model
-        _flat.adamw(model.params, model.grads, self.state["exp_avg"],
-                     self.state["exp_avg_sq"], self.lr, beta1, beta2, self.eps,
-                     self.weight_decay, 1.0 - beta1 ** self.steps, 1.0 - beta2 ** self.steps)
+    _kernel = staticmethod(_flat.adamw)
 
 
 class RMSprop(Optimizer):
