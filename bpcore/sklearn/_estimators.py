@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as _SkClassifier
 from sklearn.neural_network import MLPRegressor as _SkRegressor
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, gen_batches, shuffle
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
@@ -346,9 +346,13 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # what sklearn.utils.shuffle draws, without its per-call checks
+                    order = np.arange(n_samples)
+                    self._random_state.shuffle(order)
+                    sample_idx = sample_idx[order]
                 accumulated = 0.0
-                for batch in gen_batches(n_samples, batch_size):
+                for start in range(0, n_samples, batch_size):
+                    batch = slice(start, min(start + batch_size, n_samples))
                     size = batch.stop - batch.start
                     if self.shuffle:
                         index = sample_idx[batch]
