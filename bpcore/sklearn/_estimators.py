@@ -53,7 +53,7 @@ _EXTRA_CONSTRAINTS: dict[str, list[Any]] = {
 }
 
 
-class _ParameterList(list):  # type: ignore[type-arg]
+class _ParameterList(list):
     """``coefs_``/``intercepts_``: views into the model's flat parameter buffer.
 
     Editing an array in place changes the model; assigning an item copies the new
@@ -84,7 +84,10 @@ class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: fitting, the solvers, the
     fitted attributes as views into ``model_``."""
 
-    _estimator_type_name: str
+    model_: Model
+    _optimizer: Any
+    _best_params: np.ndarray
+    _random_state: np.random.RandomState
 
     def __init__(self, hidden_layer_sizes: Any, activation: str, *, solver: str,
                  alpha: float, batch_size: Any, learning_rate: str,
@@ -256,7 +259,7 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.n_layers_ = len(units)
         self.out_activation_ = self._output_activation()
-        activation = _ACTIVATIONS[self.activation]
+        activation: Any = _ACTIVATIONS[self.activation]
         layers = [Dense(n_in, n_out, activation, dropout=self.dropout)
                   for n_in, n_out in zip(units[:-2], units[1:-1])]
         layers.append(Dense(units[-2], units[-1], "identity"))
@@ -310,6 +313,9 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
+        X_val: Any
+        y_val: Any
+        weight_val: Any
         if early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
             arrays = [X, target] if sample_weight is None else [X, target, sample_weight]
@@ -335,6 +341,7 @@ class _BaseMLP(BaseEstimator):
                               "is going to be clipped", stacklevel=3)
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         loss = self._bp_loss()
+        index: Any
         constant = 0.0 if weight_train is not None else \
             self._loss_constant(target_train, None) * n_samples
         alpha = float(self.alpha)
