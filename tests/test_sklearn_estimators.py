@@ -426,3 +426,21 @@ def test_import_bpcore_does_not_import_sklearn(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=tmp_path).stdout.strip()
     assert out == "False"
+
+
+def test_dropout_keeps_sklearns_initial_weights_and_is_reproducible(blobs):
+    X, y = blobs
+    tiny = dict(hidden_layer_sizes=(6,), max_iter=1, learning_rate_init=1e-300,
+                random_state=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = sk_nn.MLPClassifier(**tiny).fit(X, y)
+        dropped = MLPClassifier(dropout=0.5, **tiny).fit(X, y)
+        np.testing.assert_array_equal(dropped.coefs_[0], plain.coefs_[0])
+        first = MLPClassifier(dropout=0.3, hidden_layer_sizes=(6,), max_iter=5,
+                              random_state=1).fit(X, y)
+        again = clone(first).fit(X, y)
+        no_dropout = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5,
+                                   random_state=1).fit(X, y)
+    np.testing.assert_array_equal(first.model_.params, again.model_.params)
+    assert not np.allclose(first.model_.params, no_dropout.model_.params)

@@ -263,9 +263,7 @@ class _BaseMLP(BaseEstimator):
         layers = [Dense(n_in, n_out, activation, dropout=self.dropout)
                   for n_in, n_out in zip(units[:-2], units[1:-1])]
         layers.append(Dense(units[-2], units[-1], "identity"))
-        seed = int(self._random_state.randint(np.iinfo(np.int32).max)) \
-            if self.dropout else 0
-        model = Model(layers, dtype=dtype, seed=seed)
+        model = Model(layers, dtype=dtype, seed=0)
         # scikit-learn's initialisation (Glorot uniform; factor 2 for logistic units),
         # drawn in float64 in its order (weights, then biases, layer by layer)
         factor = 2.0 if self.activation == "logistic" else 6.0
@@ -274,6 +272,9 @@ class _BaseMLP(BaseEstimator):
             layer.W[...] = self._random_state.uniform(-bound, bound, (layer.n_in, layer.n_out))
             layer.b[...] = self._random_state.uniform(-bound, bound, layer.n_out)
         model.grads.fill(0)
+        if self.dropout:   # drawn after the weights: they stay scikit-learn's
+            model.dropout_rng = np.random.default_rng(
+                self._random_state.randint(np.iinfo(np.int32).max))
         self.model_ = model
         self._best_params = model.params.copy()
         self._optimizer = None
