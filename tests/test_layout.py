@@ -2,7 +2,7 @@
 
 Every import in bpcore/ is read from the source, module-level and function-level
 alike, and checked against the layer order: kernels, then the helpers, then nn,
-optim, checkpoint, train and cli; the scalar engine imports nothing of the rest.
+optim, checkpoint, train, the scikit-learn estimators and cli; the scalar engine imports nothing of the rest.
 """
 import ast
 from pathlib import Path
@@ -23,6 +23,7 @@ LAYERS = [
     ("optim", ("optim",)),
     ("checkpoint", ("checkpoint", "gradcheck")),
     ("train", ("train",)),
+    ("estimators", ("sklearn",)),
     ("cli", ("cli", "__main__")),
 ]
 STANDALONE = "scalar"
