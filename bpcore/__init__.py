@@ -8,7 +8,16 @@ from importlib.metadata import version as _version
 from . import datasets  # noqa: F401  (bp.datasets.moons, ...)
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
-from .nn import ACTIVATIONS, BCEWithLogitsLoss, CrossEntropyLoss, Dense, Loss, Model, MSELoss
+from .nn import (
+                 ACTIVATIONS,
+                 BCEWithLogitsLoss,
+                 CrossEntropyLoss,
+                 Dense,
+                 Loss,
+                 Model,
+                 MSELoss,
+                 PoissonLoss,
+)
 from .optim import (
                     SGD,
                     Adam,
@@ -62,6 +71,7 @@ __all__ = [
     "Model",
     "ModelCheckpoint",
     "Optimizer",
+    "PoissonLoss",
     "RMSprop",
     "ReduceLROnPlateau",
     "Rprop",

@@ -44,9 +44,9 @@ from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_up
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
                     unit_mse_fits)
-from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, bce_kernel,
-                            cross_entropy_labels_kernel, cross_entropy_probs_kernel,
-                            mse_kernel)
+from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, LOSS_POISSON,
+                            bce_kernel, cross_entropy_labels_kernel,
+                            cross_entropy_probs_kernel, mse_kernel, poisson_kernel)
 
 cnp.import_array()
 
@@ -63,7 +63,8 @@ cdef enum:
 #: The losses and the optimizer updates this engine computes in its kernel, by the
 #: name a plan gives them (bpcore/nn/fused.py decides which a call may use).
 LOSS_KINDS = {"mse": LOSS_MSE, "cross_entropy_labels": LOSS_CE_LABELS,
-              "cross_entropy_probs": LOSS_CE_PROBS, "bce": LOSS_BCE}
+              "cross_entropy_probs": LOSS_CE_PROBS, "bce": LOSS_BCE,
+              "poisson": LOSS_POISSON}
 OPTIMIZER_KINDS = {"sgd": OPT_SGD, "adam": OPT_ADAM}
 
 
@@ -407,7 +408,8 @@ cdef object acquire_and_run(Engine e, X, target, const Update* u, floating* dtyp
                     break
         elif ok:
             ok = all_finite(t, n * k)
-            if ok and (e.loss_code == LOSS_BCE or e.loss_code == LOSS_CE_PROBS):
+            if ok and (e.loss_code == LOSS_BCE or e.loss_code == LOSS_CE_PROBS
+                       or e.loss_code == LOSS_POISSON):
                 for i in range(n * k):
                     if t[i] < 0 or (e.loss_code == LOSS_BCE and t[i] > 1):
                         ok = False
@@ -542,9 +544,12 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     elif e.loss_code == LOSS_CE_PROBS:
         value = cross_entropy_probs_kernel(n, L.n_out, output, target, <floating*> NULL,
                                            <floating*> e.grad_output, e.scale)
-    else:
+    elif e.loss_code == LOSS_BCE:
         value = bce_kernel(n, L.n_out, output, target, <floating*> NULL,
                            <floating*> e.grad_output, e.scale)
+    else:
+        value = poisson_kernel(n, L.n_out, output, target, <floating*> NULL,
+                               <floating*> e.grad_output, e.scale)
     # backward: gradients overwritten (beta = 0), no dL/dX for the input
     # Plain SGD (no momentum, no weight decay) folds its update into the products:
     # W += -lr * X^T.delta straight into W after dX has been taken from the old W,

@@ -17,8 +17,16 @@
 # Log-sum-exp subtracts the row maximum and the binary form uses
 # max(z, 0) - z*t + log1p(exp(-|z|)), so logits of any size give finite values;
 # the sigmoid is evaluated by the sign of z, so exp never overflows.
+#
+# The Poisson loss takes log-rates z (a log link) and has no bounded form: exp(z)
+# is taken in the buffer's precision and overflows to +inf above z ~ 88.72 (float32)
+# or ~ 709.78 (float64). There the element's loss and gradient are +inf, as in
+# PyTorch's PoissonNLLLoss(log_input=True); the kernel never forms inf - inf, so a
+# finite input never gives NaN (short of a target whose product with a log-rate
+# itself overflows double, |t * z| > 1.8e308, outside any count).
 from cython cimport floating
 from libc.stdint cimport int64_t
+from libc.float cimport DBL_MAX
 from libc.math cimport exp, expf, log, log1p, log1pf, fabs
 
 # the loss codes of the fused training step
@@ -27,6 +35,7 @@ cdef enum:
     LOSS_CE_LABELS = 1
     LOSS_CE_PROBS = 2
     LOSS_BCE = 3
+    LOSS_POISSON = 4
 
 
 cdef inline floating fexp(floating x) noexcept nogil:
@@ -152,5 +161,36 @@ cdef inline double bce_kernel(long n, long k, const floating* logits, const floa
             t = target[i * k + j]
             row += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
             grad[i * k + j] = <floating> (scale * w * (sigmoid(logits[i * k + j]) - t))
+        total += w * row
+    return scale * total
+
+
+cdef inline double poisson_kernel(long n, long k, const floating* logrates,
+                                  const floating* target, const floating* weight,
+                                  floating* grad, double scale) noexcept nogil:
+    """l_i = sum_k exp(z) - t*z; grad = scale * w_i * (exp(z) - t), z the log-rate.
+
+    Where exp(z) overflows, the element's loss and gradient are +inf (see the top of
+    this file). A sample whose factor scale * w_i is 0 (weight 0) adds nothing to the
+    value and gets a zero gradient, even where exp(z) overflows (no 0 * inf)."""
+    cdef long i, j
+    cdef double total = 0.0, w, c, row, z, t, rate
+    for i in range(n):
+        w = weight[i] if weight != NULL else 1.0
+        c = scale * w
+        if c == 0:
+            for j in range(k):
+                grad[i * k + j] = 0
+            continue
+        row = 0.0
+        for j in range(k):
+            z = logrates[i * k + j]
+            t = target[i * k + j]
+            rate = fexp(logrates[i * k + j])     # in the buffer's precision
+            if rate <= DBL_MAX:
+                row += rate - t * z
+            else:
+                row += rate                      # +inf: never inf - inf
+            grad[i * k + j] = <floating> (c * (rate - t))
         total += w * row
     return scale * total

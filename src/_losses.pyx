@@ -7,7 +7,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from _loss_kernels cimport (bce_kernel, cross_entropy_labels_kernel,
-                            cross_entropy_probs_kernel, mse_kernel)
+                            cross_entropy_probs_kernel, mse_kernel, poisson_kernel)
 
 
 cdef inline const floating* weights_or_null(const floating[::1] weight) noexcept nogil:
@@ -60,4 +60,17 @@ def bce_with_logits(const floating[:, ::1] logits not None,
     with nogil:
         value = bce_kernel(logits.shape[0], logits.shape[1], &logits[0, 0], &target[0, 0],
                            weights_or_null(weight), &grad[0, 0], scale)
+    return value
+
+
+def poisson(const floating[:, ::1] logrates not None,
+            const floating[:, ::1] target not None,
+            const floating[::1] weight not None,
+            floating[:, ::1] grad not None, double scale):
+    """Poisson negative log-likelihood of log-rates against counts: l = exp(z) - t*z,
+    grad = scale * w * (exp(z) - t); +inf where exp(z) overflows. Returns the value."""
+    cdef double value
+    with nogil:
+        value = poisson_kernel(logrates.shape[0], logrates.shape[1], &logrates[0, 0],
+                               &target[0, 0], weights_or_null(weight), &grad[0, 0], scale)
     return value

@@ -57,10 +57,10 @@ def train_step(self, X, target, loss, optimizer):
 
     The same numbers as ``loss_and_grad(X, target, loss)`` followed by
     ``optimizer.step()``, computed by one fused kernel without the GIL for a
-    built-in ``MSELoss``, ``CrossEntropyLoss`` or ``BCEWithLogitsLoss`` (SGD and
-    Adam update inside it; other optimizers step right after; custom losses, Loss
-    subclasses that do not declare ``fused_kind`` and dropout in training mode take
-    the two-call path; see ``bpcore.nn.fused``).
+    built-in ``MSELoss``, ``CrossEntropyLoss``, ``BCEWithLogitsLoss`` or
+    ``PoissonLoss`` (SGD and Adam update inside it; other optimizers step right
+    after; custom losses, Loss subclasses that do not declare ``fused_kind`` and
+    dropout in training mode take the two-call path; see ``bpcore.nn.fused``).
     ``grads`` holds this batch's gradient afterwards — except that the weight
     matrices' may be left unwritten with plain SGD (no momentum or weight decay),
     whose update is folded into the weight-gradient product; with any SGD at

@@ -103,6 +103,17 @@ def bce_with_logits(logits, target, weight=None, reduction="mean"):
     return value, scale * w[:, None] * (sigmoid(logits) - target)
 
 
+def poisson_nll(log_rates, target, weight=None, reduction="mean"):
+    """PyTorch's PoissonNLLLoss(log_input=True, full=False): exp(z) - t z per element."""
+    n, k = log_rates.shape
+    w = _weights(n, weight)
+    rate = np.exp(log_rates)
+    per_element = rate - target * log_rates
+    scale = 1.0 / (w.sum() * k) if reduction == "mean" else 1.0
+    value = scale * (w * per_element.sum(axis=1)).sum()
+    return value, scale * w[:, None] * (rate - target)
+
+
 def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     """PyTorch's SGD (dampening 0). Returns new (p, buf)."""
     g = g + weight_decay * p

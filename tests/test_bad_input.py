@@ -17,7 +17,7 @@ import bpcore as bp
 N, N_IN, N_HIDDEN, N_OUT = 6, 3, 5, 2
 N_PARAMS = N_IN * N_HIDDEN + N_HIDDEN + N_HIDDEN * N_OUT + N_OUT
 NAN, INF = float("nan"), float("inf")
-MSE, BCE, CE = bp.MSELoss, bp.BCEWithLogitsLoss, bp.CrossEntropyLoss
+MSE, BCE, CE, POIS = bp.MSELoss, bp.BCEWithLogitsLoss, bp.CrossEntropyLoss, bp.PoissonLoss
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -91,6 +91,7 @@ def d():
         probs=rng.dirichlet(np.ones(N_OUT), size=N),
         w=rng.uniform(0.5, 2.0, size=N),
         G=rng.normal(size=(N, N_OUT)),
+        counts=rng.poisson(2.0, size=(N, N_OUT)),
     )
 
 
@@ -335,7 +336,7 @@ def test_bad_grad_output_is_rejected(make_grad, exc, match, trained, d, unchange
 
 # ---------------------------------------------------------------- targets and weights
 def _targets(d):
-    return {MSE: d.y, BCE: d.probs, CE: d.labels}
+    return {MSE: d.y, BCE: d.probs, CE: d.labels, POIS: d.counts}
 
 
 TARGET_SHAPE = "must have shape (6, 2) like the output"
@@ -388,6 +389,26 @@ BAD_TARGETS = [
                  msg("target", *FINITE), id="ce-probs-nan"),
     pytest.param(CE, lambda d: np.full((N, 3), 1 / 3), None, ValueError,
                  msg("target", TARGET_SHAPE, "got shape (6, 3)"), id="ce-probs-shape"),
+    pytest.param(POIS, lambda d: with_value(d.counts, (3, 1), -2), None, ValueError,
+                 msg("target", "must be non-negative counts", "got a minimum of -2"),
+                 id="poisson-negative"),
+    pytest.param(POIS, lambda d: with_value(d.counts.astype(float), (0, 0), -0.5), None,
+                 ValueError, msg("target", "must be non-negative counts",
+                                 "got a minimum of -0.5"), id="poisson-negative-float"),
+    pytest.param(POIS, lambda d: with_value(d.counts.astype(float), (4, 0), NAN), None,
+                 ValueError, msg("target", *FINITE), id="poisson-nan"),
+    pytest.param(POIS, lambda d: with_value(d.counts.astype(float), (4, 0), INF), None,
+                 ValueError, msg("target", *FINITE), id="poisson-inf"),
+    pytest.param(POIS, lambda d: d.counts[:, 0], None, ValueError,
+                 msg("target", TARGET_SHAPE, "got shape (6,)"), id="poisson-1-D-for-two"),
+    pytest.param(POIS, lambda d: d.counts.T, None, ValueError,
+                 msg("target", TARGET_SHAPE, "got shape (2, 6)"), id="poisson-transposed"),
+    pytest.param(POIS, lambda d: d.counts.astype(complex), None, TypeError,
+                 msg("target", "real numeric array", "got dtype complex128"),
+                 id="poisson-complex"),
+    pytest.param(POIS, None, lambda d: with_value(d.w, 1, -1.0), ValueError,
+                 msg("sample_weight", "must be non-negative", "got a negative weight"),
+                 id="poisson-weight-negative"),
     pytest.param(MSE, None, lambda d: with_value(d.w, 2, -1.0), ValueError,
                  msg("sample_weight", "must be non-negative", "got a negative weight"),
                  id="weight-negative"),
@@ -451,7 +472,7 @@ def test_bad_target_in_loss_call(loss_cls, make_target, make_weight, exc, match,
     pytest.param(lambda o: with_value(o, (0, 1), NAN), ValueError,
                  msg("output", *FINITE), id="nan"),
 ])
-@pytest.mark.parametrize("loss_cls", [MSE, BCE, CE])
+@pytest.mark.parametrize("loss_cls", [MSE, BCE, CE, POIS])
 def test_bad_output_in_loss_call(loss_cls, make_output, exc, match, trained, d):
     output = trained.model.predict(d.X)
     with pytest.raises(exc, match=match):

@@ -10,17 +10,25 @@ import sys
 import numpy as np
 import pytest
 
+import bpcore as _bpcore_package
 from bpcore import checkpoint
 from bpcore.cli import main
 from bpcore.datasets import moons, sine
 
+# the folder that holds the bpcore this process imported: the subprocesses import the
+# same one, whichever copy the environment has installed
+_IMPORTED_FROM = os.path.dirname(os.path.dirname(os.path.abspath(_bpcore_package.__file__)))
+
 
 def bpcore(*args, cwd, code=None):
-    """Run ``python -m bpcore ARGS`` (or ``code`` under ``python -c``) in ``cwd``."""
+    """Run ``python -m bpcore ARGS`` (or ``code`` under ``python -c``) in ``cwd``, on the
+    bpcore under test."""
     command = [sys.executable, "-c", code, *args] if code else \
         [sys.executable, "-m", "bpcore", *args]
+    path = os.pathsep.join(p for p in (_IMPORTED_FROM, os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning"})
+                          env={**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning",
+                               "PYTHONPATH": path})
 
 
 def read_predictions(path):
@@ -118,6 +126,45 @@ def test_regression_on_sine_from_npz(tmp_path):
     assert np.mean((outputs - y) ** 2) < 0.05
 
 
+def test_poisson_regression_of_counts_saves_its_loss_and_predicts_rates(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(400, 2))
+    rate = np.exp(0.5 + X @ np.array([0.4, -0.3]))
+    y = rng.poisson(rate)
+    np.savez(tmp_path / "counts.npz", X=X, y=y)
+    trained = bpcore("train", "--data", "counts.npz", "--loss", "poisson", "--layers", "2,1",
+                     "--epochs", "40", "--verbose", "0", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "r2" in trained.stdout and "accuracy" not in trained.stdout
+    saved = checkpoint.load_checkpoint(tmp_path / "model.bpc")
+    assert saved.progress["task"]["kind"] == "regression"
+    assert saved.progress["task"]["loss"] == "poisson"
+    model = saved.model
+
+    evaluated = bpcore("evaluate", "model.bpc", "--data", "counts.npz", "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = json.loads(evaluated.stdout)
+    z = model.predict(X)[:, 0]
+    np.testing.assert_allclose(scores["loss"], np.mean(np.exp(z) - y * z), rtol=1e-12)
+    np.testing.assert_allclose(scores["mae"], np.mean(np.abs(np.exp(z) - y)), rtol=1e-12)
+
+    predicted = bpcore("predict", "model.bpc", "--data", "counts.npz", "-o", "p.csv",
+                       cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    header, rows = read_predictions(tmp_path / "p.csv")
+    assert header == ["output_0", "rate_0"]
+    columns = np.array(rows, dtype=float)
+    np.testing.assert_array_equal(columns[:, 0], z)
+    np.testing.assert_allclose(columns[:, 1], np.exp(z), rtol=1e-15)
+    assert np.mean(np.abs(columns[:, 1] - rate) / rate) < 0.2
+    as_npz = bpcore("predict", "model.bpc", "--data", "counts.npz", "-o", "p.npz",
+                    cwd=tmp_path)
+    assert as_npz.returncode == 0, as_npz.stderr
+    with np.load(tmp_path / "p.npz") as arrays:
+        assert sorted(arrays.files) == ["outputs", "rates"]
+        np.testing.assert_allclose(arrays["rates"][:, 0], np.exp(z), rtol=1e-15)
+
+
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     trained = bpcore("train", "--epochs", "5", "--plot", "curves.png", "--verbose", "0",
@@ -149,6 +196,8 @@ def test_plot_without_matplotlib_names_the_extra_before_training(tmp_path):
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--dataset", "sine", "--loss", "cross_entropy"], "class labels"),
     (["train", "--loss", "nll"], "--loss"),
+    (["train", "--loss", "poisson", "--task", "classification"], "is for regression"),
+    (["train", "--dataset", "sine", "--loss", "poisson"], "non-negative counts"),
     (["train", "--data", "missing.csv"], "no such file"),
     (["train", "--data", "data.json"], ".csv"),
     (["train", "--data", "bad.csv"], "bad.csv"),

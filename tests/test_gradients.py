@@ -6,7 +6,7 @@ from conftest import ACTIVATIONS, layer_dicts, randomize
 
 import bpcore as bp
 
-LOSSES = ["mse", "mse_sum", "cross_entropy", "cross_entropy_probs", "bce"]
+LOSSES = ["mse", "mse_sum", "cross_entropy", "cross_entropy_probs", "bce", "poisson"]
 
 
 def make_loss_and_target(name, rng, n, k):
@@ -18,6 +18,8 @@ def make_loss_and_target(name, rng, n, k):
         return bp.CrossEntropyLoss(), rng.integers(0, k, size=n)
     if name == "cross_entropy_probs":
         return bp.CrossEntropyLoss(), rng.dirichlet(np.ones(k), size=n)
+    if name == "poisson":
+        return bp.PoissonLoss(), rng.poisson(2.0, size=(n, k))
     return bp.BCEWithLogitsLoss(), rng.uniform(size=(n, k))
 
 
@@ -90,7 +92,8 @@ def test_model_equals_numpy_reference(activation, loss_name, rng):
     X = rng.normal(size=(11, 6))
     loss, target = make_loss_and_target(loss_name, rng, 11, 4)
     reference_loss = {"mse": ref.mse, "mse_sum": ref.mse, "cross_entropy": ref.cross_entropy,
-                      "cross_entropy_probs": ref.cross_entropy, "bce": ref.bce_with_logits}
+                      "cross_entropy_probs": ref.cross_entropy, "bce": ref.bce_with_logits,
+                      "poisson": ref.poisson_nll}
     layers = layer_dicts(model)
     out, caches = ref.network_forward(layers, X)
     value, grad_out = reference_loss[loss_name](out, target, None, loss.reduction)

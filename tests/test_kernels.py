@@ -141,6 +141,7 @@ LOSSES = [
     ("bce", _losses.bce_with_logits, ref.bce_with_logits, "unit"),
     ("ce_probs", _losses.cross_entropy_probs, ref.cross_entropy, "probs"),
     ("ce_labels", _losses.cross_entropy_labels, ref.cross_entropy, "labels"),
+    ("poisson", _losses.poisson, ref.poisson_nll, "counts"),
 ]
 
 
@@ -151,6 +152,8 @@ def make_target(kind, rng, n, k):
         return rng.uniform(size=(n, k))
     if kind == "probs":
         return rng.dirichlet(np.ones(k), size=n)
+    if kind == "counts":
+        return rng.poisson(3.0, size=(n, k)).astype(np.float64)
     return rng.integers(0, k, size=n).astype(np.int64)
 
 
@@ -165,7 +168,7 @@ def test_loss_kernels_equal_reference(label, kernel, reference, kind, weighted, 
     value, grad = reference(logits, target, weight, reduction)
     # the scale a loss object passes for each reduction
     total = n if weight is None else weight.sum()
-    per_output = k if label in ("mse", "bce") else 1
+    per_output = k if label in ("mse", "bce", "poisson") else 1
     scale = 1.0 / (total * per_output) if reduction == "mean" else 1.0
     out = np.empty((n, k))
     got = kernel(logits, target, EMPTY1 if weight is None else weight, out, scale)

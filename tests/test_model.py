@@ -189,7 +189,7 @@ def numpy_allocations_during(fn, repeat):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("loss_name", ["mse", "ce", "bce"])
+@pytest.mark.parametrize("loss_name", ["mse", "ce", "bce", "poisson"])
 def test_training_step_allocates_no_arrays_after_the_first_batch(optimizer, loss_name, rng):
     # every array a step could create is >= 256 * 8 * 8 bytes = 16 KiB, far above the
     # few hundred bytes of Python objects (memoryview handles) a step does create
@@ -199,7 +199,9 @@ def test_training_step_allocates_no_arrays_after_the_first_batch(optimizer, loss
     X = rng.normal(size=(n, 64))
     loss, y = {"mse": (bp.MSELoss(), rng.normal(size=(n, k))),
                "ce": (bp.CrossEntropyLoss(), rng.integers(0, k, n)),
-               "bce": (bp.BCEWithLogitsLoss(), rng.uniform(size=(n, k)))}[loss_name]
+               "bce": (bp.BCEWithLogitsLoss(), rng.uniform(size=(n, k))),
+               "poisson": (bp.PoissonLoss(), rng.poisson(2.0, size=(n, k)).astype(float)),
+               }[loss_name]
     opt = {"sgd": lambda: bp.SGD(model, lr=0.01),
            "momentum": lambda: bp.SGD(model, lr=0.01, momentum=0.9, nesterov=True),
            "adam": lambda: bp.Adam(model, lr=1e-3)}[optimizer]()

@@ -346,6 +346,8 @@ LOSS_CASES = [
      lambda rng: rng.integers(0, 3, size=4)),
     ("bce", "mean", bp.BCEWithLogitsLoss(), lambda rng: rng.uniform(size=(4, 3))),
     ("bce", "sum", bp.BCEWithLogitsLoss(reduction="sum"), lambda rng: rng.uniform(size=(4, 3))),
+    ("poisson", "mean", bp.PoissonLoss(), lambda rng: rng.poisson(2.0, size=(4, 3))),
+    ("poisson", "sum", bp.PoissonLoss(reduction="sum"), lambda rng: rng.poisson(2.0, size=(4, 3))),
 ]
 
 

@@ -16,7 +16,8 @@ from bpcore.scalar import nn as scalar_nn
 
 RTOL = 1e-12
 LOSSES = [("mse", "mean"), ("mse", "sum"), ("cross_entropy", "mean"),
-          ("cross_entropy", "sum"), ("bce", "mean"), ("bce", "sum")]
+          ("cross_entropy", "sum"), ("bce", "mean"), ("bce", "sum"), ("poisson", "mean"),
+          ("poisson", "sum")]
 
 
 def assert_close(got, want, what):
@@ -39,6 +40,8 @@ def random_problem(activation, loss_name, seed, n=5, sizes=(3, 4, 4, 3)):
         target = rng.normal(size=(n, k))
     elif loss_name == "cross_entropy":
         target = rng.integers(0, k, size=n)
+    elif loss_name == "poisson":
+        target = rng.poisson(2.0, size=(n, k)).astype(float)
     else:
         target = rng.uniform(size=(n, k))
     return model, X, target

@@ -65,6 +65,14 @@ def _loss_case(name, rng, extreme, dtype):
         tt = t64(target)
         return (bp.BCEWithLogitsLoss, out, target,
                 lambda o, r: F.binary_cross_entropy_with_logits(o, tt, reduction=r))
+    if name == "poisson":
+        counts = rng.poisson(3.0, size=(N, K))
+        counts[0, :] = 0                         # a row of zero counts
+        counts = counts.astype(dtype)
+        tt = t64(counts)
+        return (bp.PoissonLoss, out, counts,
+                lambda o, r: F.poisson_nll_loss(o, tt, log_input=True, full=False,
+                                                reduction=r))
     raise AssertionError(name)
 
 
@@ -76,7 +84,7 @@ def _torch_loss(fn, out, reduction):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("name", ["mse", "ce_labels", "ce_probs", "bce"])
+@pytest.mark.parametrize("name", ["mse", "ce_labels", "ce_probs", "bce", "poisson"])
 def test_loss_value_and_gradient_equal_torch_float64(name, reduction):
     rng = np.random.default_rng(11)
     cls, out, target, fn = _loss_case(name, rng, extreme=False, dtype=np.float64)

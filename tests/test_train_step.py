@@ -27,6 +27,7 @@ LOSSES = {
     "ce-labels": (bp.CrossEntropyLoss, lambda rng, n, k: rng.integers(0, k, n)),
     "ce-probs": (bp.CrossEntropyLoss, lambda rng, n, k: rng.dirichlet(np.ones(k), n)),
     "bce": (bp.BCEWithLogitsLoss, lambda rng, n, k: rng.uniform(size=(n, k))),
+    "poisson": (bp.PoissonLoss, lambda rng, n, k: rng.poisson(2.0, size=(n, k)).astype(float)),
 }
 
 
@@ -615,6 +616,8 @@ def test_fused_step_on_tiny_and_wide_layers(width, batch, momentum, second, dtyp
     ("bce", 1.5, r"target of BCEWithLogitsLoss must lie in \[0, 1\]"),
     ("bce", -0.25, r"target of BCEWithLogitsLoss must lie in \[0, 1\]"),
     ("bce", np.inf, "target contains NaN or infinity"),
+    ("poisson", -1.0, "target of PoissonLoss must be non-negative counts"),
+    ("poisson", np.nan, "target contains NaN or infinity"),
 ])
 @pytest.mark.parametrize("position", [0, 13, 39])     # the vectorised check's edges
 def test_bad_target_to_the_built_fused_step_changes_nothing(loss_name, bad, match,

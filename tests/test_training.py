@@ -459,13 +459,14 @@ def test_undone_step_restores_existing_optimizer_buffers_in_place():
 @pytest.mark.parametrize("make_optimizer", [
     lambda m: bp.SGD(m, lr=0.1), lambda m: bp.SGD(m, lr=0.05, momentum=0.9),
     lambda m: bp.Adam(m, lr=0.01)], ids=["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("loss_name", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("loss_name", ["mse", "cross_entropy", "poisson"])
 def test_fit_on_the_fused_step_equals_fit_on_loss_and_grad(make_optimizer, loss_name):
     # a bpcore Loss takes the fused train_step; the same Loss wrapped in a callable
     # takes loss_and_grad + optimizer.step()
     rng = np.random.default_rng(9)
     X = rng.normal(size=(50, 3))
-    y = rng.normal(size=(50, 2)) if loss_name == "mse" else rng.integers(0, 2, 50)
+    y = {"mse": rng.normal(size=(50, 2)), "cross_entropy": rng.integers(0, 2, 50),
+         "poisson": rng.poisson(1.5, size=(50, 2)).astype(float)}[loss_name]
     loss = LOSSES[loss_name]()
     histories, models = [], []
     for wrapped in (False, True):

@@ -5,8 +5,9 @@ train     builds a network from ``--layers``/``--activation``, fits it on a CSV 
           metrics and saves a checkpoint; ``--plot`` draws the loss curves (and, for
           2-D inputs, the decision boundary).
 evaluate  prints the loss and metrics of a saved model on data with targets.
-predict   writes a saved model's outputs, and class labels for a classifier, as
-          CSV (to stdout by default), NPY or NPZ.
+predict   writes a saved model's outputs, and class labels for a classifier (the
+          rates exp(output) for a Poisson regression), as CSV (to stdout by default),
+          NPY or NPZ.
 
 The task travels with the model: ``train`` stores it (classification or regression,
 the loss, the class labels, the target columns) in the checkpoint's ``progress``
@@ -39,6 +40,7 @@ from ..train import Callback, EarlyStopping, LambdaCallback, TrainingDiverged
 from ..train.loop import split_indices
 from .data import (
     MAX_AUTO_CLASSES,
+    REGRESSION_LOSSES,
     TASKS,
     Data,
     Task,
@@ -159,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "class labels")
     net.add_argument("--loss", choices=sorted(LOSSES),
                      help="default: bce for two classes and one output, cross_entropy for "
-                          "one output per class, mse for regression")
+                          "one output per class, mse for regression (poisson: a regression "
+                          "of counts, the output being the log of the rate)")
     net.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     net.add_argument("--lr", type=_non_negative_float, default=0.01,
                      help="learning rate (default 0.01)")
@@ -199,13 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict", help="write a saved model's predictions",
-        description="Write the model's outputs (logits for classifiers), and each "
-                    "sample's class label for a classifier.")
+        description="Write the model's outputs (logits for classifiers, log-rates for a "
+                    "Poisson regression), and each sample's class label for a "
+                    "classifier or its rates for a Poisson regression.")
     predict.add_argument("model", help="a model file written by 'bpcore train'")
     _add_data_arguments(predict)
     predict.add_argument("--output", "-o", default="-", metavar="FILE",
-                         help="a .csv (columns output_0.. and label), .npy (the outputs) or "
-                              ".npz (arrays outputs and labels) file; default: CSV on stdout")
+                         help="a .csv (columns output_0.. and label, or rate_0.. for a "
+                              "Poisson regression), .npy (the outputs) or .npz (arrays "
+                              "outputs and labels, or rates) file; default: CSV on stdout")
     predict.add_argument("--probabilities", action="store_true",
                          help="write probabilities (softmax or sigmoid of the logits) "
                               "instead of logits for a classifier")
@@ -345,7 +350,7 @@ def run_evaluate(args, log):
     if task is None:
         if args.loss is None:
             raise UsageError(f"{args.model} was saved without its task; pass --loss")
-        kind = "regression" if args.loss == "mse" else "classification"
+        kind = "regression" if args.loss in REGRESSION_LOSSES else "classification"
         task = Task(kind, args.loss, list(range(max(2, model.n_out))) if kind ==
                     "classification" else None)
     elif args.loss is not None and args.loss != task.loss:
@@ -381,6 +386,10 @@ def run_predict(args, log):
     output = model.predict(data.X)
     classifier = task is not None and task.kind == "classification"
     labels = task.labels(output) if classifier else None
+    rates = None
+    if task is not None and task.loss == "poisson":
+        with np.errstate(over="ignore"):
+            rates = np.exp(output)          # +inf where exp overflows
     if args.probabilities:
         if not classifier:
             raise UsageError("--probabilities needs a classifier; this model is a regression"
@@ -389,13 +398,17 @@ def run_predict(args, log):
     if extension == ".npy":
         np.save(args.output, output)
     elif extension == ".npz":
-        arrays = {"outputs": output} if labels is None else {"outputs": output, "labels": labels}
+        arrays = {"outputs": output}
+        if labels is not None:
+            arrays["labels"] = labels
+        if rates is not None:
+            arrays["rates"] = rates
         np.savez(args.output, **arrays)
     elif args.output == "-":
-        _write_csv(sys.stdout, output, labels)
+        _write_csv(sys.stdout, output, labels, rates)
     else:
         with open(args.output, "w", encoding="utf-8", newline="") as file:
-            _write_csv(file, output, labels)
+            _write_csv(file, output, labels, rates)
     if args.output != "-":
         log(f"wrote {len(output)} predictions to {args.output}")
     return 0
@@ -408,8 +421,8 @@ def _probabilities(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _write_csv(file: TextIO, output: npt.NDArray[Any],
-               labels: npt.NDArray[Any] | None) -> None:
+def _write_csv(file: TextIO, output: npt.NDArray[Any], labels: npt.NDArray[Any] | None,
+               rates: npt.NDArray[Any] | None = None) -> None:
     names = [f"output_{i}" for i in range(output.shape[1])]
     # 17 significant digits read back to the same float64 (9 do for float32)
     digits = 9 if output.dtype == np.float32 else 17
@@ -417,6 +430,9 @@ def _write_csv(file: TextIO, output: npt.NDArray[Any],
     if labels is not None:
         names.append("label")
         columns.append(labels.tolist())
+    if rates is not None:
+        names += [f"rate_{i}" for i in range(rates.shape[1])]
+        columns += [rates[:, i].tolist() for i in range(rates.shape[1])]
     file.write(",".join(names) + "\n")
     for row in zip(*columns):
         file.write(",".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v)

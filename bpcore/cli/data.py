@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .._typing import LossName, MetricName
 
 TASKS = ("auto", "classification", "regression")
+#: the losses of a regression (the first is the default); the others are classifiers'
+REGRESSION_LOSSES: tuple[LossName, ...] = ("mse", "poisson")
 REGRESSION_SETS = {"sine"}
 # "auto" calls a single integer-valued target column with at most this many distinct
 # values class labels; anything else is a regression target
@@ -47,7 +49,8 @@ class Task:
 
     @property
     def metrics(self) -> list[MetricName]:
-        # a regression's loss is already the MSE
+        # a regression's loss is already the MSE (or, for Poisson, the deviance up to
+        # a constant); under Poisson the metrics score the rate exp(output)
         return ["accuracy"] if self.kind == "classification" else ["mae", "r2"]
 
     def to_json(self) -> dict[str, Any]:
@@ -116,7 +119,7 @@ def choose_task(args: argparse.Namespace, y: npt.NDArray[Any],
     kind, reason = args.task, "--task"
     if kind == "auto":
         if args.loss is not None:
-            kind = "regression" if args.loss == "mse" else "classification"
+            kind = "regression" if args.loss in REGRESSION_LOSSES else "classification"
             reason = f"--loss {args.loss}"
         elif source in DATASETS:
             kind = "regression" if source in REGRESSION_SETS else "classification"
@@ -134,17 +137,17 @@ def choose_task(args: argparse.Namespace, y: npt.NDArray[Any],
                 reason = "real-valued targets; --task classification to override"
     wanted_out = args.layers[-1] if args.layers else None
     if kind == "regression":
-        if args.loss not in (None, "mse"):
+        if args.loss is not None and args.loss not in REGRESSION_LOSSES:
             raise UsageError(f"--loss {args.loss} is for classification; a regression "
-                             "trains with --loss mse")
+                             "trains with --loss mse (or poisson for counts)")
         n_targets = y.reshape(len(y), -1).shape[1]
         if wanted_out is not None and wanted_out != n_targets:
             raise UsageError(f"--layers ends with {wanted_out} outputs but the data has "
                              f"{n_targets} target column(s); a regression needs one output "
                              "per target column")
-        return Task("regression", "mse"), n_targets, reason
-    if args.loss == "mse":
-        raise UsageError("--loss mse is for regression; a classifier trains with "
+        return Task("regression", args.loss or REGRESSION_LOSSES[0]), n_targets, reason
+    if args.loss in REGRESSION_LOSSES:
+        raise UsageError(f"--loss {args.loss} is for regression; a classifier trains with "
                          "--loss cross_entropy or bce")
     labels = _single_column(y, "the target")
     if args.task == "auto" and not _integer_valued(labels):

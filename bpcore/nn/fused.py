@@ -2,7 +2,7 @@
 
 ``Model.train_step`` runs forward, loss, backward and the optimizer's update as one
 kernel (src/_engine.pyx) when the loss declares a ``fused_kind`` the engine computes
-("mse", "cross_entropy", "bce") and the model has no dropout active. When the
+("mse", "cross_entropy", "bce", "poisson") and the model has no dropout active. When the
 optimizer also declares one ("sgd", "adam"), its update runs inside the kernel;
 otherwise the optimizer's own ``step()`` follows the kernel.
 

@@ -6,7 +6,8 @@ every call with the same shape. Reductions follow PyTorch's defaults.
 
 With ``sample_weight`` w, "mean" is the weighted mean of per-sample losses
 (``sum_i w_i l_i / sum_i w_i``, with l_i averaged over the outputs of sample i for
-MSE and BCE) and "sum" is ``sum_i w_i l_i``; unit weights give PyTorch's results.
+MSE, BCE and Poisson) and "sum" is ``sum_i w_i l_i``; unit weights give PyTorch's
+results.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ Reduction: TypeAlias = Literal["mean", "sum"]
 REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum")
 
 #: a loss's name: the keys of LOSSES (change both together)
-LossName: TypeAlias = Literal["mse", "cross_entropy", "bce"]
+LossName: TypeAlias = Literal["mse", "cross_entropy", "bce", "poisson"]
 
 #: a custom loss: ``loss(output, target) -> (value, grad_output)``; ``output`` is the
 #: model's read-only output, ``target`` whatever was passed as the target
@@ -41,7 +42,7 @@ class Loss:
     mean_over_outputs: ClassVar[bool] = True
 
     #: The loss the fused training step computes in its own kernel for this class
-    #: ("mse", "cross_entropy", "bce"), or None. Read from the class's own body only
+    #: ("mse", "cross_entropy", "bce", "poisson"), or None. Read from the class's own body only
     #: (bpcore.nn.fused.declared_kind): a subclass that changes the math is not fused
     #: unless it declares the kind again, knowingly.
     fused_kind: ClassVar[str | None] = None
@@ -205,12 +206,42 @@ class CrossEntropyLoss(Loss):
         return _losses.cross_entropy_probs
 
 
+class PoissonLoss(Loss):
+    """Poisson negative log-likelihood of counts under a log link: the output z is the
+    log of the rate, and each element's loss is ``exp(z) - target * z``, with
+    gradient ``exp(z) - target`` (PyTorch's ``PoissonNLLLoss(log_input=True,
+    full=False)``: the ``log(target!)`` term, constant in z, is left out). "mean"
+    averages over all elements, like PyTorch; ``exp(model.predict(X))`` is the
+    predicted rate.
+
+    Targets are finite non-negative numbers (counts, integer or float) of the output's
+    shape (or 1-D for one output). Where exp(z) overflows (z above about 88.7 in
+    float32, 709.7 in float64) the loss and that element's gradient are +inf, as in
+    PyTorch, never NaN; ``fit`` then stops (or skips the step) as for any non-finite
+    loss.
+    """
+
+    fused_kind = "poisson"
+
+    def _check_target(self, target: npt.NDArray[Any], shape: tuple[int, int],
+                      dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+        target = self._float_target(target, shape, dtype)
+        if target.size and target.min() < 0:
+            raise ValueError("target of PoissonLoss must be non-negative counts; got a "
+                             f"minimum of {target.min()}")
+        return target
+
+    def _kernel_for(self, target: npt.NDArray[Any]) -> Callable[..., float]:
+        return _losses.poisson
+
+
 #: names accepted wherever a loss is asked for (e.g. ``fit(loss="cross_entropy")``);
 #: the names are also the type ``LossName`` (above): change both together
 LOSSES: dict[str, type[Loss]] = {
     "mse": MSELoss,
     "cross_entropy": CrossEntropyLoss,
     "bce": BCEWithLogitsLoss,
+    "poisson": PoissonLoss,
 }
 
 #: what ``fit``, ``evaluate`` and ``train_step`` take as a loss: a name of ``LOSSES``, a

@@ -4,8 +4,9 @@
 learnable ``c`` — with the activation names of ``bpcore.nn.layers.ACTIVATIONS``. ``Layer``
 and ``MLP`` stack them; ``MLP.from_model(model)`` copies a Cython ``Model``'s weights
 and ``MLP.parameters()`` lists the Values in the order of ``model.params``, so the two
-engines can be compared number for number. The losses take logits and follow
-``bpcore.nn.losses``' reductions, in forms that never overflow. Plain Python: no numpy.
+engines can be compared number for number. The losses take logits (Poisson's:
+log-rates) and follow ``bpcore.nn.losses``' reductions; the classifiers' losses in forms
+that never overflow. Plain Python: no numpy.
 """
 from __future__ import annotations
 
@@ -207,6 +208,19 @@ def bce_with_logits(logits: Sequence[Sequence[Value]], targets: Targets,
     return _reduce(total, count, reduction)
 
 
+def poisson(log_rates: Sequence[Sequence[Value]], targets: Targets,
+            reduction: Reduction = "mean") -> Value:
+    """Poisson negative log-likelihood of counts from log-rates z, averaged over all
+    elements: exp(z) - z t, whose derivative is exp(z) - t (no bounded form: exp
+    overflows for z above about 709)."""
+    total, count = Value(0.0), 0
+    for row, target_row in zip(log_rates, _target_rows(targets)):
+        for z, t in zip(row, target_row):
+            total = total + (z.exp() - z * t)
+            count += 1
+    return _reduce(total, count, reduction)
+
+
 #: the same keys as bpcore.losses.LOSSES
 LOSSES: dict[str, Callable[..., Value]] = {"mse": mse, "cross_entropy": cross_entropy,
-                                           "bce": bce_with_logits}
+                                           "bce": bce_with_logits, "poisson": poisson}

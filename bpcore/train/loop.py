@@ -16,13 +16,20 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _flat, _validation
-from ..nn import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, fused
+from ..nn import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, PoissonLoss, fused
 from ..nn.losses import LossFunction, LossLike
 from ..nn.model import Model, register_convenience
 from ..optim import Optimizer, optimizer_by_name
 from .callbacks import Callback, LambdaCallback
 from .guard import NONFINITE, DivergenceGuard
-from .metrics import METRICS, MetricFunction, MetricName, accuracy, user_metric
+from .metrics import (
+                      METRICS,
+                      MetricFunction,
+                      MetricName,
+                      accuracy,
+                      on_predicted_values,
+                      user_metric,
+)
 from .progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -85,9 +92,13 @@ def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction],
             resolved[getattr(metric, "__name__", "metric")] = user_metric(metric, loss)
         elif metric in METRICS:
             fn = METRICS[metric]
+            if metric == "accuracy" and isinstance(loss, PoissonLoss):
+                raise ValueError("metrics: 'accuracy' scores classes, but PoissonLoss "
+                                 "predicts rates; use 'mse', 'mae' or 'r2' (on the rate "
+                                 "exp(output))")
             if metric == "accuracy" and isinstance(loss, MSELoss):
                 fn = lambda output, target: accuracy(output, target, threshold=0.5)  # noqa: E731
-            resolved[metric] = fn
+            resolved[metric] = on_predicted_values(fn, loss)
         else:
             raise ValueError(f"metrics must be names among {sorted(METRICS)} or callables "
                              f"metric(y_true, y_pred); got {metric!r}")
@@ -409,7 +420,7 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
 
     Parameters
     ----------
-    loss : "mse", "cross_entropy", "bce", a bpcore Loss, or a callable
+    loss : "mse", "cross_entropy", "bce", "poisson", a bpcore Loss, or a callable
         ``loss(output, target) -> (value, grad_output)`` on numpy arrays.
     optimizer : Optimizer bound to ``model``, or a name ("sgd", "adam", ...) for
         one with default hyper-parameters.
@@ -427,8 +438,9 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         {label: weight} or "balanced"); they multiply.
     metrics : names ("accuracy", "mse", "mae", "r2") or callables ``metric(y_true,
         y_pred)`` as scikit-learn's (``y_pred``: the predicted labels for a
-        classifier's loss, else the output; see ``bpcore.train.metrics``), computed
-        after each epoch on the training (and validation) data.
+        classifier's loss, the rate exp(output) for a Poisson loss, else the output;
+        see ``bpcore.train.metrics``), computed after each epoch on the training (and
+        validation) data.
     callbacks : Callback objects, or callables ``fn(epoch, logs)`` returning True to stop.
     verbose : 0 silent; 1 a progress bar on a terminal; 2 one line per epoch.
     l2 : adds ``l2/2 * sum(W**2)`` over weight matrices (not biases) to the loss.
@@ -437,13 +449,14 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         or a gradient is NaN/inf; either way the parameters (and the optimizer's
         state) keep their last finite values.
 
-    With a built-in loss (MSELoss, CrossEntropyLoss, BCEWithLogitsLoss), SGD or Adam,
-    and no sample weights, L2, accumulation or dropout, each batch is one fused
-    ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``. The
-    two give the same numbers (to rounding), and a batch whose fused step comes out
-    non-finite is undone and run again the other way. After the fused step, SGD may
-    leave the weight matrices' gradients unwritten (plain SGD, any SGD at batch sizes
-    up to 4, SGD with momentum on several BLAS threads: see ``Model.train_step``).
+    With a built-in loss (MSELoss, CrossEntropyLoss, BCEWithLogitsLoss, PoissonLoss),
+    SGD or Adam, and no sample weights, L2, accumulation or dropout, each batch is one
+    fused ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``.
+    The two give the same numbers (to rounding), and a batch whose fused step comes
+    out non-finite is undone and run again the other way. After the fused step, SGD
+    may leave the weight matrices' gradients unwritten (plain SGD, any SGD at batch
+    sizes up to 4, SGD with momentum on several BLAS threads: see
+    ``Model.train_step``).
     """
     epochs = _validation.positive_int(epochs, "epochs")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \

@@ -9,7 +9,9 @@ A metric of your own is called the way scikit-learn and Keras call theirs,
 passed as they are (``user_metric``). For a classifier, ``y_pred`` is the predicted
 labels; for probabilities, compute them from the model's logits yourself
 (``scipy.special.softmax(model.predict(X), axis=1)``, or ``scipy.special.expit`` for
-one BCE output).
+one BCE output). Under a ``PoissonLoss`` the output is a log-rate, so the regression
+metrics (built-in and yours, e.g. ``sklearn.metrics.mean_poisson_deviance``) compare
+the target with the predicted rate ``exp(output)`` (``predicted_values``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any, Literal, SupportsFloat, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
+from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, PoissonLoss
 
 #: a metric's name: the keys of METRICS (change both together)
 MetricName: TypeAlias = Literal["accuracy", "mse", "mae", "r2"]
@@ -89,7 +91,7 @@ METRICS: dict[str, Callable[[Any, Any], float]] = {
 def predicted_labels(output: npt.ArrayLike, loss: object) -> npt.NDArray[Any] | None:
     """The class labels a classifier's ``loss`` reads off its logits ``output`` (the
     arg-max for cross-entropy; ``output > 0`` per column for BCE), or None when the
-    loss is not a classifier's."""
+    loss is not a classifier's (MSE, Poisson, a custom loss)."""
     output = np.asarray(output)
     if isinstance(loss, CrossEntropyLoss):
         return output.argmax(axis=1)
@@ -99,11 +101,37 @@ def predicted_labels(output: npt.ArrayLike, loss: object) -> npt.NDArray[Any] | 
     return None
 
 
+def predicted_values(output: npt.ArrayLike, loss: object) -> npt.NDArray[Any]:
+    """What a regression metric compares with the target: the predicted rate
+    ``exp(output)`` under a ``PoissonLoss`` (whose output is the log-rate; +inf where
+    exp overflows), else the output itself."""
+    output = np.asarray(output)
+    if isinstance(loss, PoissonLoss):
+        with np.errstate(over="ignore"):
+            return np.exp(output)
+    return output
+
+
+def on_predicted_values(metric: Callable[[Any, Any], float],
+                        loss: object) -> Callable[[Any, Any], float]:
+    """A built-in regression metric ``metric(output, target)`` applied to
+    ``predicted_values(output, loss)`` (the metric itself for any loss but Poisson)."""
+    if not isinstance(loss, PoissonLoss):
+        return metric
+
+    def on_rates(output: Any, target: Any) -> float:
+        return metric(predicted_values(output, loss), target)
+
+    on_rates.__name__ = getattr(metric, "__name__", "metric")
+    return on_rates
+
+
 def user_metric(metric: MetricFunction, loss: object) -> Callable[[Any, Any], SupportsFloat]:
     """``metric(y_true, y_pred)`` as the fit loop calls its metrics, ``(output,
     target)``: ``y_true`` is the target (a single column as a 1-D array), ``y_pred``
-    the predicted labels for a classifier's loss (``predicted_labels``) and the
-    output otherwise (a single column as a 1-D array when the target is 1-D)."""
+    the predicted labels for a classifier's loss (``predicted_labels``), the
+    predicted rate for a Poisson loss and the output otherwise
+    (``predicted_values``; a single column as a 1-D array when the target is 1-D)."""
     def adapted(output: Any, target: Any) -> SupportsFloat:
         y_true = np.asarray(target)
         if y_true.ndim == 2 and y_true.shape[1] == 1:
@@ -115,7 +143,7 @@ def user_metric(metric: MetricFunction, loss: object) -> Callable[[Any, Any], Su
             elif y_true.dtype.kind == "f" and np.all(y_true == np.round(y_true)):
                 y_true = y_true.astype(np.int64)           # 0/1 BCE targets as labels
             return metric(y_true, labels)
-        y_pred = np.asarray(output)
+        y_pred = predicted_values(output, loss)
         if y_true.ndim == 1 and y_pred.ndim == 2 and y_pred.shape[1] == 1:
             y_pred = y_pred[:, 0]
         return metric(y_true, y_pred)
