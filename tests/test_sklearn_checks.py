@@ -31,7 +31,7 @@ ESTIMATORS = [
     MLPClassifier(solver="sgd", max_iter=100, random_state=0),
     MLPClassifier(solver="lbfgs", max_iter=100, random_state=0),
     MLPRegressor(solver="lbfgs", max_iter=100, random_state=0),
-    MLPRegressor(loss="poisson", max_iter=100, random_state=0),
+    MLPRegressor(loss="poisson", max_iter=200, learning_rate_init=0.01, random_state=0),
 ]
 
 

@@ -444,3 +444,10 @@ def test_dropout_keeps_sklearns_initial_weights_and_is_reproducible(blobs):
                                    random_state=1).fit(X, y)
     np.testing.assert_array_equal(first.model_.params, again.model_.params)
     assert not np.allclose(first.model_.params, no_dropout.model_.params)
+
+
+def test_poisson_declares_positive_targets():
+    from sklearn.linear_model import PoissonRegressor
+    from sklearn.utils import get_tags
+    assert get_tags(MLPRegressor(loss="poisson")).target_tags.positive_only \
+        == get_tags(PoissonRegressor()).target_tags.positive_only

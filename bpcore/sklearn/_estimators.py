@@ -887,6 +887,13 @@ feature_names_in_
     def _score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         return self._score_with_function(X, y, sample_weight, r2_score)
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # Poisson needs y >= 0 (scikit-learn's own MLPRegressor fits negative targets to
+        # a NaN loss; bpcore refuses them, and says so here as PoissonRegressor does)
+        tags.target_tags.positive_only = self.loss == "poisson"
+        return tags
+
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Update the model with a single iteration over the given data.
