@@ -91,7 +91,7 @@ def label_array(values: Any, name: str, hint: str = "") -> npt.NDArray[Any]:
     if kind == "f":
         finite = np.isfinite(array)
         if not finite.all():
-            raise ValueError(f"{name} holds {array[~finite][0]!r} (NaN or infinity); class "
+            raise ValueError(f"{name} holds {array[~finite][0].item()!r} (NaN or infinity); class "
                              f"labels must be finite{hint}")
         fractional = array != np.round(array)
         if fractional.any():
@@ -115,7 +115,8 @@ def check_classes(classes: Any, k: int, what: str) -> npt.NDArray[Any]:
     found = np.unique(array)
     if found.size != array.size:
         values, counts = np.unique(array, return_counts=True)
-        raise ValueError(f"classes must list distinct labels; got {values[counts > 1][0]!r} "
+        raise ValueError("classes must list distinct labels; got "
+                         f"{values[counts > 1][0].item()!r} "
                          f"{int(counts[counts > 1][0])} times")
     if found.size != k:
         raise ValueError(f"classes must list the {k} labels of {what}; got {found.size} "
