@@ -312,3 +312,18 @@ def test_evaluate_refuses_labels_outside_the_classes():
     model, _ = train(labels, X3, 3, "cross_entropy", epochs=1)
     with pytest.raises(ValueError, match=r"y holds the labels \[0, 1, 2\]"):
         model.evaluate(X3, Y3)
+
+
+def test_predict_labels_of_a_multi_label_bce_model_is_a_zero_one_matrix():
+    targets = np.stack([Y3 == 0, Y3 == 2], axis=1).astype(float)      # two yes/no columns
+    model, _ = train(targets, X3, 2, "bce", epochs=1)
+    assert model.classes is None
+    np.testing.assert_array_equal(model.predict_labels(X3),
+                                  (model.predict(X3) > 0).astype(int))
+
+
+def test_one_output_under_cross_entropy_has_one_class():
+    model, _ = train(np.zeros(len(X3), dtype=int), X3, 1, "cross_entropy", epochs=1)
+    np.testing.assert_array_equal(model.classes, [0])
+    assert np.any(model.predict(X3) > 0)     # a sign would say 1; there is one class
+    np.testing.assert_array_equal(model.predict_labels(X3), np.zeros(len(X3)))

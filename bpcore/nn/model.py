@@ -403,10 +403,11 @@ class Model:
         output = self.predict(X)
         if isinstance(self.fit_loss, BCEWithLogitsLoss) and self.n_out > 1:
             return (output > 0).astype(np.int64)
-        if self.n_out == 1:
+        if self.n_out == 1 and not isinstance(self.fit_loss, CrossEntropyLoss) and (
+                self.classes is None or len(self.classes) == 2):
             index = (output[:, 0] > 0).astype(np.int64)
         else:
-            index = output.argmax(axis=1)
+            index = output.argmax(axis=1)      # (one output under cross-entropy: 0)
         if self.classes is None:
             return index
         return np.asarray(self.classes)[index]
