@@ -45,4 +45,4 @@ ValidationData: TypeAlias = (tuple[npt.ArrayLike, npt.ArrayLike]
                              | tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike | None])
 
 #: ``fit``'s class_weight: {class label: weight} or "balanced"
-ClassWeight: TypeAlias = Mapping[int, float] | Literal["balanced"]
+ClassWeight: TypeAlias = Mapping[Any, float] | Literal["balanced"]

@@ -10,7 +10,16 @@ uncompressed, no pickle anywhere:
     optimizer.<buffer>.npy   one per optimizer state buffer (e.g. ``exp_avg``)
 
 ``model_state`` holds what a resumed run needs beyond the weights: the state of the
-model's dropout generator, ``epochs_trained`` and the training flag.
+model's dropout generator, ``epochs_trained`` and the training flag; and what the
+model's last fit recorded: ``classes`` (``{"dtype", "values"}``: the class labels,
+strings, integers, floats or bools, or null) and ``fit_loss`` (``{"name",
+"reduction"}`` of a built-in loss, or null: a custom loss is not saved, and loads as
+None).
+
+Versions: a field added later is optional, and a file without it loads with the
+field's default (``classes`` and ``fit_loss`` None, a layer's ``dropout`` 0), so
+files written before it still load as version 1. The version changes only when a
+field changes meaning or becomes required.
 
 Writing is atomic: the archive goes to a temporary file beside the target, is
 fsynced, renamed over the target, and the folder is fsynced. A save killed half-way
@@ -39,7 +48,8 @@ from typing import IO, Any, NoReturn
 import numpy as np
 
 from . import _validation
-from .nn import Dense, Model
+from .nn import LOSSES, Dense, Model
+from .nn.losses import REDUCTIONS
 from .nn.model import register_convenience
 from .optim import Optimizer
 
@@ -58,6 +68,9 @@ _BIT_GENERATORS = {cls.__name__: cls for cls in (
     np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
     np.random.SFC64)}
 _LAYER_KEYS = {"n_in", "n_out", "activation", "negative_slope"}
+# the dtype kinds of class labels a checkpoint keeps (JSON strings, numbers, booleans)
+_CLASS_KINDS = {"U": str, "b": bool, "i": int, "u": int, "f": float}
+_MAX_LABEL_CHARS = 4096
 
 
 class CheckpointError(ValueError):
@@ -134,6 +147,7 @@ def _describe(model: object, optimizer: object, progress: object
         raise TypeError("model.dropout_rng must be a numpy Generator over one of "
                         f"{sorted(_BIT_GENERATORS)} to be saved; got {_validation.describe(rng)}")
 
+    classes = _classes_header(model)
     little = model.dtype.newbyteorder("<")
     arrays = [(_PARAMS, model.params.astype(little, copy=False))]
     optimizer_header = None
@@ -162,13 +176,50 @@ def _describe(model: object, optimizer: object, progress: object
         "model_state": {"epochs_trained": int(model.epochs_trained),
                         "training": bool(model.training),
                         "dropout_rng": {"bit_generator": type(rng.bit_generator).__name__,
-                                        "state": _plain(rng.bit_generator.state)}},
+                                        "state": _plain(rng.bit_generator.state)},
+                        "classes": classes,
+                        "fit_loss": _loss_header(model.fit_loss)},
         "optimizer": optimizer_header,
         "progress": progress,
         "arrays": [{"name": name, "shape": list(array.shape), "dtype": array.dtype.str}
                    for name, array in arrays],
     }
     return header, arrays
+
+
+def _classes_header(model: Model) -> dict[str, Any] | None:
+    """``model.classes`` as JSON (dtype and values), or None; a TypeError/ValueError
+    for labels a checkpoint cannot keep."""
+    classes = model.classes
+    if classes is None:
+        return None
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1 \
+            or classes.dtype.kind not in _CLASS_KINDS:
+        raise TypeError("model.classes must be a 1-D array of strings, integers, floats or "
+                        "bools to be saved; got " + _validation.describe(classes))
+    if classes.size not in _class_counts(model.n_out):
+        raise ValueError(f"model.classes must hold one label per output ({model.n_out}"
+                         f"{', or 2 for one output' if model.n_out == 1 else ''}) to be saved; "
+                         f"got {classes.size} labels")
+    if classes.dtype.kind == "f" and not np.all(np.isfinite(classes)):
+        raise ValueError("model.classes must be finite to be saved; got "
+                         f"{classes.tolist()!r:.200}")
+    return {"dtype": classes.dtype.newbyteorder("<").str, "values": classes.tolist()}
+
+
+def _class_counts(n_out: int) -> tuple[int, ...]:
+    """How many class labels a model with ``n_out`` outputs may have."""
+    return (1, 2) if n_out == 1 else (n_out,)
+
+
+def _loss_header(loss: object) -> dict[str, Any] | None:
+    """A built-in loss as its name and reduction; None for anything else."""
+    if isinstance(loss, str) and loss in LOSSES:
+        return {"name": loss, "reduction": "mean"}
+    for name, cls in LOSSES.items():
+        if type(loss) is cls:
+            return {"name": name, "reduction": loss.reduction}
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -297,6 +348,8 @@ class _Reader:
                            for _, shape in layer.parameter_shapes())
             optimizer_class, optimizer_spec = self.optimizer_spec(header)
             epochs, training, dropout_rng = self.model_state(header)
+            classes = self.classes(header, layers[-1].n_out)
+            fit_loss = self.fit_loss(header)
             progress = header.get("progress")
             if progress is not None and not isinstance(progress, dict):
                 self.fail(f"{_HEADER} field 'progress' must be an object or null")
@@ -311,6 +364,7 @@ class _Reader:
             self.read_array(members[_PARAMS], (n_params,), little, out=model.params)
             model.epochs_trained, model.training = epochs, training
             model.dropout_rng = dropout_rng
+            model.classes, model.fit_loss = classes, fit_loss
             optimizer = None
             if optimizer_class is not None:
                 buffers = {name: self.read_array(members[f"optimizer.{name}.npy"],
@@ -510,6 +564,49 @@ class _Reader:
         except (TypeError, ValueError, KeyError, OverflowError) as error:
             self.fail(f"{where} dropout_rng state is invalid ({error})")
         return epochs, training, np.random.Generator(bit_generator)
+
+    def classes(self, header, n_out):
+        """``model.classes`` from the header (None when absent: an older file)."""
+        where = f"{_HEADER} model_state classes"
+        spec = header["model_state"].get("classes")
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or set(spec) != {"dtype", "values"}:
+            self.fail(f"{where} must be null or an object with the keys dtype and values")
+        try:
+            dtype = np.dtype(spec["dtype"]) if isinstance(spec["dtype"], str) else None
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind not in _CLASS_KINDS or dtype.hasobject or \
+                (dtype.kind == "U" and dtype.itemsize > 4 * _MAX_LABEL_CHARS):
+            self.fail(f"{where} dtype must name strings, integers, floats or bools; got "
+                      f"{spec['dtype']!r:.80}")
+        values = spec["values"]
+        kind = _CLASS_KINDS[dtype.kind]
+        if not isinstance(values, list) or len(values) not in _class_counts(n_out) or \
+                not all(type(value) is kind for value in values):
+            self.fail(f"{where} values must be a list of {_class_counts(n_out)} "
+                      f"{kind.__name__} labels for {n_out} outputs; got {values!r:.200}")
+        try:
+            classes = np.array(values, dtype=dtype)
+        except (OverflowError, ValueError) as error:
+            self.fail(f"{where} values do not fit dtype {dtype} ({error})")
+        if classes.tolist() != values or np.unique(classes).tolist() != values:
+            self.fail(f"{where} values must be distinct and sorted, and fit dtype {dtype}; "
+                      f"got {values!r:.200}")
+        return classes
+
+    def fit_loss(self, header):
+        """``model.fit_loss`` from the header (None when absent or not built in)."""
+        spec = header["model_state"].get("fit_loss")
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or spec.get("name") not in LOSSES or \
+                spec.get("reduction") not in REDUCTIONS or len(spec) != 2:
+            self.fail(f"{_HEADER} model_state fit_loss must be null or name one of "
+                      f"{sorted(LOSSES)} with a reduction among {REDUCTIONS}; got "
+                      f"{spec!r:.200}")
+        return LOSSES[spec["name"]](reduction=spec["reduction"])
 
     def optimizer(self, cls, spec, buffers, model):
         where = f"{_HEADER} optimizer"

@@ -195,6 +195,112 @@ def test_optimizer_subclass_is_found_by_name(tmp_path, rng):
     assert type(restored) is TunedSGD and restored.steps == 1
 
 
+# ------------------------------------------------- class labels and the fit's loss
+def spirals_labels(kind):
+    X, y = bp.datasets.spirals(60, n_classes=2 if kind == "bools" else 3, seed=0)
+    labels = {"strings": np.array(["cat", "dog", "émeu"])[y] if kind == "strings" else None,
+              "one-to-k": y + 1, "floats": (y + 1).astype(float),
+              "uint8": y.astype(np.uint8), "float32": (2 * y).astype(np.float32),
+              "bools": y.astype(bool)}[kind]
+    return X, labels
+
+
+@pytest.mark.parametrize("kind", ["strings", "one-to-k", "floats", "uint8", "float32",
+                                  "bools"])
+def test_classes_and_fit_loss_round_trip(tmp_path, kind):
+    X, labels = spirals_labels(kind)
+    classes, codes = np.unique(labels, return_inverse=True)
+    model = bp.Model([bp.Dense(2, 6, "tanh"), bp.Dense(6, classes.size)], seed=0)
+    model.fit(X, labels, loss=bp.CrossEntropyLoss(reduction="sum"), epochs=2, verbose=0,
+              seed=0)
+    path = tmp_path / "model.ckpt"
+    checkpoint.save(path, model)
+    loaded = checkpoint.load(path)
+
+    assert loaded.classes.dtype == classes.dtype
+    np.testing.assert_array_equal(loaded.classes, classes)
+    assert type(loaded.fit_loss) is bp.CrossEntropyLoss
+    assert loaded.fit_loss.reduction == "sum"
+    # the oracles: the saved classes by the arg-max, and the loss of the codes
+    np.testing.assert_array_equal(loaded.predict_labels(X),
+                                  classes[model.predict(X).argmax(axis=1)])
+    value, _ = bp.CrossEntropyLoss(reduction="sum")(model.predict(X), codes)
+    assert loaded.evaluate(X, labels) == {"loss": pytest.approx(value, rel=1e-12)}
+
+
+def test_a_bce_model_keeps_its_two_labels(tmp_path):
+    X, y = bp.datasets.moons(50, seed=0)
+    labels = np.array(["no", "yes"])[y]
+    model = bp.Model([bp.Dense(2, 1)], seed=0)
+    model.fit(X, labels, loss="bce", epochs=2, verbose=0, seed=0)
+    checkpoint.save(tmp_path / "model.ckpt", model)
+    loaded = checkpoint.load(tmp_path / "model.ckpt")
+    np.testing.assert_array_equal(loaded.classes, ["no", "yes"])
+    assert type(loaded.fit_loss) is bp.BCEWithLogitsLoss and loaded.fit_loss.reduction == "mean"
+    np.testing.assert_array_equal(loaded.predict_labels(X),
+                                  np.where(model.predict(X)[:, 0] > 0, "yes", "no"))
+
+
+def test_a_custom_loss_is_not_saved(tmp_path):
+    class OwnCrossEntropy(bp.CrossEntropyLoss):
+        pass
+
+    X, labels = spirals_labels("one-to-k")
+    model = bp.Model([bp.Dense(2, 3)], seed=0)
+    model.fit(X, labels, loss=OwnCrossEntropy(), epochs=1, verbose=0)
+    checkpoint.save(tmp_path / "model.ckpt", model)
+    loaded = checkpoint.load(tmp_path / "model.ckpt")
+    assert loaded.fit_loss is None
+    np.testing.assert_array_equal(loaded.classes, [1, 2, 3])
+
+
+def test_a_file_written_without_classes_and_fit_loss_still_loads(tmp_path):
+    X, labels = spirals_labels("strings")
+    model = bp.Model([bp.Dense(2, 3)], seed=0)
+    model.fit(X, labels, loss="cross_entropy", epochs=1, verbose=0)
+    path = tmp_path / "model.ckpt"
+    checkpoint.save(path, model)
+
+    def as_the_old_code_wrote_it(header):
+        assert header["version"] == 1
+        del header["model_state"]["classes"], header["model_state"]["fit_loss"]
+
+    edit(path, header=as_the_old_code_wrote_it)
+    loaded = checkpoint.load(path)
+    assert loaded.classes is None and loaded.fit_loss is None
+    assert loaded.params.tobytes() == model.params.tobytes()
+    np.testing.assert_array_equal(loaded.predict_labels(X), model.predict(X).argmax(axis=1))
+
+
+def object_labels():
+    labels = np.empty(3, dtype=object)
+    labels[:] = [(0, 1), (0, 2), (1, 0)]
+    return labels
+
+
+@pytest.mark.parametrize("classes, error, match", [
+    (object_labels(), TypeError, "model.classes must be a 1-D array of strings, integers"),
+    (np.array(["2020-01-01", "2021-01-01", "2022-01-01"], dtype="datetime64[D]"), TypeError,
+     "got an array of shape"),
+    (np.array([b"a", b"b", b"c"]), TypeError, r"dtype \|S1"),
+    (np.array([1, 2]), ValueError, "one label per output"),
+    (np.array([0.0, 1.0, np.inf]), ValueError, "must be finite"),
+], ids=["tuples", "dates", "bytes", "count", "inf"])
+def test_classes_a_checkpoint_cannot_keep_are_refused_before_writing(tmp_path, classes, error,
+                                                                     match):
+    model = bp.Model([bp.Dense(2, 3)], seed=0)
+    path = tmp_path / "model.ckpt"
+    checkpoint.save(path, model)
+    old = path.read_bytes()
+    model.classes = classes
+    with pytest.raises(error, match=match):
+        checkpoint.save(path, model)
+    with pytest.raises(error, match=match):
+        checkpoint.save(tmp_path / "new.ckpt", model)
+    assert sorted(os.listdir(tmp_path)) == ["model.ckpt"]
+    assert path.read_bytes() == old
+
+
 # ---------------------------------------------------------------- save checks
 def test_save_checks_arguments_before_creating_anything(tmp_path, rng):
     model, other = small_model(rng), small_model(rng)
@@ -620,6 +726,22 @@ HEADER_CASES = {
                       "dropout_rng state is invalid"),
     "bad-epochs": (lambda h: h["model_state"].update(epochs_trained=-3), "epochs_trained"),
     "bad-progress": (lambda h: h.update(progress=[1, 2]), "'progress' must be an object"),
+    "classes-object-dtype": (lambda h: h["model_state"].update(
+        classes={"dtype": "|O", "values": ["a", "b", "c"]}), "classes dtype must name"),
+    "classes-wrong-count": (lambda h: h["model_state"].update(
+        classes={"dtype": "<i8", "values": [1, 2]}), "classes values must be a list"),
+    "classes-wrong-type": (lambda h: h["model_state"].update(
+        classes={"dtype": "<i8", "values": ["1", "2", "3"]}), "classes values must be a list"),
+    "classes-unsorted": (lambda h: h["model_state"].update(
+        classes={"dtype": "<U1", "values": ["b", "a", "c"]}), "distinct and sorted"),
+    "classes-overflow": (lambda h: h["model_state"].update(
+        classes={"dtype": "|u1", "values": [1, 2, 300]}), "do not fit dtype|distinct and sorted"),
+    "classes-extra-key": (lambda h: h["model_state"].update(
+        classes={"dtype": "<i8", "values": [0, 1, 2], "code": "x"}), "must be null or an object"),
+    "fit-loss-unknown": (lambda h: h["model_state"].update(
+        fit_loss={"name": "hinge", "reduction": "mean"}), "fit_loss must be null or name"),
+    "fit-loss-reduction": (lambda h: h["model_state"].update(
+        fit_loss={"name": "mse", "reduction": "max"}), "fit_loss must be null or name"),
 }
 
 

@@ -238,3 +238,37 @@ def test_a_saved_classification_task_without_classes_is_one_line_and_status_2(tm
     assert "Traceback" not in result.stderr
     assert "without its class labels" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.3])
+def test_the_validation_split_is_stratified_by_class(tmp_path, monkeypatch, fraction):
+    import bpcore as bp
+    # a file sorted by class, with unequal classes: 60 of 5, 30 of 7, 10 of 9
+    rng = np.random.default_rng(3)
+    y = np.repeat([5, 7, 9], [60, 30, 10])
+    X = rng.normal(size=(y.size, 2)) + y[:, None]
+    data = tmp_path / "sorted.csv"
+    data.write_text("".join(f"{a!r},{b!r},{label}\n" for (a, b), label in zip(X.tolist(), y)))
+    seen = {}
+    fit = bp.Model.fit
+
+    def recording_fit(model, X_train, y_train, **options):
+        seen["train"], seen["validation"] = (X_train, y_train), options["validation_data"]
+        return fit(model, X_train, y_train, **options)
+
+    monkeypatch.setattr(bp.Model, "fit", recording_fit)
+    status = main(["train", "--data", str(data), "--epochs", "1", "--verbose", "0",
+                   "--validation-split", str(fraction), "--out", str(tmp_path / "m.bpc")])
+    assert status == 0
+    X_val, codes_val = seen["validation"]
+    X_train, codes_train = seen["train"]
+    n_val = int(y.size * fraction)
+    assert len(X_val) == n_val and len(X_train) == y.size - n_val
+    # every row is held once, on one side; the rows' labels are read back from X
+    rows = np.concatenate([X_train, X_val])
+    assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, X.tolist()))
+    position = {tuple(row): i for i, row in enumerate(X.tolist())}
+    held = y[[position[tuple(row)] for row in X_val.tolist()]]
+    np.testing.assert_array_equal(np.array([5, 7, 9])[codes_val], held)
+    for label, count in zip(*np.unique(y, return_counts=True)):
+        assert abs(np.sum(held == label) - n_val * count / y.size) < 1

@@ -2,7 +2,8 @@
 
 Every import in bpcore/ is read from the source, module-level and function-level
 alike, and checked against the layer order: kernels, then the helpers, then nn,
-optim, checkpoint, train, the scikit-learn estimators and cli; the scalar engine imports nothing of the rest.
+optim, checkpoint, train, the scikit-learn estimators and cli; the scalar engine
+imports nothing of the rest.
 """
 import ast
 from pathlib import Path

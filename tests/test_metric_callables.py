@@ -63,15 +63,28 @@ def test_classifier_metrics_get_labels():
     np.testing.assert_array_equal(calls[0][1], labels)
 
 
-def test_bce_metrics_get_zero_one_labels():
+@pytest.mark.parametrize("dtype", [float, int, bool])
+def test_bce_metrics_get_zero_one_labels_of_the_fitted_kind(dtype):
     X, y = bp.datasets.moons(100, noise=0.2, seed=1)
     model = bp.Model([bp.Dense(2, 8, "relu"), bp.Dense(8, 1)], seed=0)
-    model.fit(X, y.astype(float), loss="bce", epochs=10, verbose=0, seed=0)
+    model.fit(X, y.astype(dtype), loss="bce", epochs=10, verbose=0, seed=0)
+    seen, calls = recorder()
+    model.evaluate(X, y.astype(dtype), loss="bce", metrics=[seen])
+    y_true, y_pred = calls[0]
+    # the labels as the user gave them: 0/1 floats, ints or False/True
+    np.testing.assert_array_equal(y_true, y.astype(dtype))
+    assert y_true.dtype.kind == y_pred.dtype.kind == np.dtype(dtype).kind
+    np.testing.assert_array_equal(y_pred, (model.predict(X)[:, 0] > 0).astype(dtype))
+
+
+def test_bce_metrics_of_an_unfitted_model_get_integer_labels():
+    X, y = bp.datasets.moons(40, noise=0.2, seed=1)
+    model = bp.Model([bp.Dense(2, 1)], seed=0)
     seen, calls = recorder()
     model.evaluate(X, y.astype(float), loss="bce", metrics=[seen])
     y_true, y_pred = calls[0]
     np.testing.assert_array_equal(y_true, y)
-    assert y_true.dtype.kind == "i"
+    assert y_true.dtype.kind == y_pred.dtype.kind == "i"
     np.testing.assert_array_equal(y_pred, (model.predict(X)[:, 0] > 0).astype(int))
 
 

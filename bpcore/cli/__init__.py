@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--seed", type=_seed, default=0,
                      help="seeds the weights, the shuffling and the validation split")
     net.add_argument("--validation-split", type=_fraction, default=0.2, metavar="FRACTION",
-                     help="fraction of the samples, drawn at random, held out for "
-                          "validation (default 0.2; 0 for none)")
+                     help="fraction of the samples, drawn at random (stratified by class "
+                          "for a classifier), held out for validation (default 0.2; 0 for "
+                          "none)")
     net.add_argument("--patience", type=_positive_int,
                      help="stop when the validation loss has not improved for this many "
                           "epochs, keeping the best weights")
@@ -217,17 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split(X: npt.NDArray[Any], y: npt.NDArray[Any], fraction: float, seed: int
+def _split(X: npt.NDArray[Any], y: npt.NDArray[Any], fraction: float, seed: int,
+           labels: npt.NDArray[Any] | None = None
            ) -> tuple[tuple[npt.NDArray[Any], npt.NDArray[Any]],
                       tuple[npt.NDArray[Any], npt.NDArray[Any]] | None]:
-    """A random train/validation split (files are often sorted by class)."""
+    """A random train/validation split (files are often sorted by class), stratified
+    by ``labels`` (each row's class) when given, as ``fit(validation_split=...)``
+    splits for a classifier."""
     if not fraction:
         return (X, y), None
     n_val = int(len(X) * fraction)
     if n_val < 1 or n_val >= len(X):
         raise UsageError(f"--validation-split {fraction} leaves {n_val} validation samples of "
                          f"{len(X)}; each side needs at least one")
-    train, val = split_indices(len(X), n_val, seed)
+    train, val = split_indices(len(X), n_val, seed, labels)
     return (X[train], y[train]), (X[val], y[val])
 
 
@@ -275,7 +279,9 @@ def run_train(args, log):
         raise UsageError(f"--layers starts with {sizes[0]} inputs but the data has "
                          f"{X.shape[1]} feature(s)")
     target = task.encode(y)
-    (X_train, y_train), validation = _split(X, target, args.validation_split, args.seed)
+    classes = np.asarray(target).reshape(-1) if task.kind == "classification" else None
+    (X_train, y_train), validation = _split(X, target, args.validation_split, args.seed,
+                                            classes)
 
     layers = [Dense(n_in, width, args.activation) for n_in, width in zip(sizes, sizes[1:-1])]
     layers.append(Dense(sizes[-2], sizes[-1]))          # identity: logits or values

@@ -133,6 +133,16 @@ class Model:
         The flat parameter and gradient buffers; every layer's ``W``, ``b``, ``dW``,
         ``db`` is a view into them. Write into them in place, never rebind them.
     layers : list of Dense
+    classes : 1-D ndarray or None
+        The class labels of the last classifier fit, sorted: output column ``i``
+        (for a one-output BCE model, the output's sign: 0 negative, 1 positive)
+        means label ``classes[i]``. ``fit``/``partial_fit`` record them from the
+        labels they are given (strings, 1..K, ...; integer labels 0..K-1 give
+        ``0..K-1``); ``predict_labels`` and the metrics read them; checkpoints and
+        copies keep them. None before a classifier fit on labels.
+    fit_loss : Loss, callable or None
+        The loss of the last ``fit``/``partial_fit``: ``evaluate``'s and
+        ``predict_proba``'s default.
     """
 
     def __init__(self, layers: Dense | Iterable[Dense], *,
@@ -187,6 +197,8 @@ class Model:
         self.epochs_trained = 0
         #: the loss of the last fit/partial_fit: evaluate's default (None before one)
         self.fit_loss: LossLike | None = None
+        #: the class labels of the last classifier fit, sorted (None before one)
+        self.classes: npt.NDArray[Any] | None = None
 
         self._empty1: FloatArray = np.empty(0, dtype=self.dtype)
         # FusedSteps (bpcore.nn.fused) by (batch size, id(loss), labels, id(optimizer)),
@@ -242,6 +254,8 @@ class Model:
                  if name not in _REBUILT and not name.startswith("_")}
         if not isinstance(extra.get("fit_loss"), Loss):
             extra["fit_loss"] = None     # a custom loss callable may not pickle
+        if extra.get("classes") is not None:
+            extra["classes"] = np.array(extra["classes"])    # a copy's own labels
         return {
             "layers": [(layer.n_in, layer.n_out, layer.activation, layer.negative_slope,
                         layer.dropout) for layer in self.layers],
@@ -337,7 +351,11 @@ class Model:
 
     def predict(self, X: npt.ArrayLike) -> FloatArray:
         """Return the network's output for X as a new array; keeps no caches (and
-        never applies dropout)."""
+        never applies dropout).
+
+        The output is raw: logits for a classifier (one column per class, in the
+        order of ``classes``). ``predict_labels`` reads class labels off it,
+        ``predict_proba`` probabilities."""
         predictor = self._predictor
         if predictor is not None:
             output = predictor.run(X)
@@ -371,12 +389,36 @@ class Model:
 
     __call__ = predict
 
+    def predict_labels(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
+        """The predicted class label of each row of X, a 1-D array.
+
+        The output is read as a classifier's logits: the arg-max column with several
+        outputs, ``output > 0`` with one. After a classifier fit on labels (``classes``
+        recorded) the result is those labels, ``classes[column]`` (one output:
+        ``classes[output > 0]``), say ``"setosa"`` or 1..K. Without recorded classes
+        it is the column index (one output: 0 or 1) as an integer. A model whose last
+        fit was BCE on several outputs (one yes/no per column) gets the 0/1 matrix
+        (n_samples, n_outputs). ``predict`` returns the raw output instead.
+        """
+        output = self.predict(X)
+        if isinstance(self.fit_loss, BCEWithLogitsLoss) and self.n_out > 1:
+            return (output > 0).astype(np.int64)
+        if self.n_out == 1 and not isinstance(self.fit_loss, CrossEntropyLoss) and (
+                self.classes is None or len(self.classes) == 2):
+            index = (output[:, 0] > 0).astype(np.int64)
+        else:
+            index = output.argmax(axis=1)      # (one output under cross-entropy: 0)
+        if self.classes is None:
+            return index
+        return np.asarray(self.classes)[index]
+
     def predict_proba(self, X: npt.ArrayLike,
                       loss: Loss | Literal["cross_entropy", "bce"] | None = None) -> FloatArray:
         """Class probabilities for X, as a new array: the softmax of the output under a
         ``CrossEntropyLoss``, its sigmoid under a ``BCEWithLogitsLoss`` (for one output,
         two columns: P(0) and P(1), as scikit-learn's classifiers give). ``loss``
-        defaults to the loss of the last ``fit`` (``fit_loss``)."""
+        defaults to the loss of the last ``fit`` (``fit_loss``). Column ``i`` is the
+        probability of ``classes[i]`` after a fit on labels."""
         chosen: object = self.fit_loss if loss is None else loss
         if isinstance(chosen, str) and chosen in LOSSES:
             chosen = LOSSES[chosen]()
@@ -591,7 +633,8 @@ class Model:
             l2: float = 0.0, accumulate: int = 1,
             on_nonfinite: Literal["raise", "skip"] = "raise",
             initial_epoch: int = 0,
-            validation_order: Literal["random", "last"] = "random") -> History:
+            validation_order: Literal["random", "last"] = "random",
+            classes: npt.ArrayLike | None = None) -> History:
         """Train on (X, y); return a ``History``. See ``bpcore.train.fit``."""
         return _convenience("fit")(
             self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
@@ -599,7 +642,7 @@ class Model:
             validation_split=validation_split, sample_weight=sample_weight,
             class_weight=class_weight, metrics=metrics, callbacks=callbacks, verbose=verbose,
             l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
-            initial_epoch=initial_epoch, validation_order=validation_order)
+            initial_epoch=initial_epoch, validation_order=validation_order, classes=classes)
 
     def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
                     optimizer: Optimizer | str, batch_size: int = 32, shuffle: bool = True,
@@ -610,14 +653,15 @@ class Model:
                     metrics: Iterable[MetricName | MetricFunction] = (),
                     callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 0,
                     l2: float = 0.0, accumulate: int = 1,
-                    on_nonfinite: Literal["raise", "skip"] = "raise") -> Logs:
+                    on_nonfinite: Literal["raise", "skip"] = "raise",
+                    classes: npt.ArrayLike | None = None) -> Logs:
         """One pass over (X, y); return that epoch's logs. See ``bpcore.train.partial_fit``."""
         return _convenience("partial_fit")(
             self, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
             shuffle=shuffle, seed=seed, validation_data=validation_data,
             sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
             callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
-            on_nonfinite=on_nonfinite)
+            on_nonfinite=on_nonfinite, classes=classes)
 
     def evaluate(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike | None = None,
                  metrics: Iterable[MetricName | MetricFunction] = (),

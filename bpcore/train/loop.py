@@ -20,6 +20,7 @@ from ..nn import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, Poi
 from ..nn.losses import LossFunction, LossLike
 from ..nn.model import Model, register_convenience
 from ..optim import Optimizer, optimizer_by_name
+from . import labels as _labels
 from .callbacks import Callback, LambdaCallback
 from .guard import NONFINITE, DivergenceGuard
 from .metrics import (
@@ -84,12 +85,13 @@ def _resolve_optimizer(model: Model, optimizer: Optimizer | str) -> Optimizer:
     return optimizer
 
 
-def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction],
-                     loss: object) -> dict[str, Callable[[Any, Any], Any]]:
+def _resolve_metrics(metrics: Iterable[MetricName | MetricFunction], loss: object,
+                     classes: npt.NDArray[Any] | None = None
+                     ) -> dict[str, Callable[[Any, Any], Any]]:
     resolved: dict[str, Callable[[Any, Any], Any]] = {}
     for metric in metrics:
         if callable(metric):
-            resolved[getattr(metric, "__name__", "metric")] = user_metric(metric, loss)
+            resolved[getattr(metric, "__name__", "metric")] = user_metric(metric, loss, classes)
         elif metric in METRICS:
             fn = METRICS[metric]
             if metric == "accuracy" and isinstance(loss, PoissonLoss):
@@ -150,13 +152,19 @@ def _rows(values: Any, index: npt.NDArray[np.intp]) -> Any:
     return [values[i] for i in index]
 
 
-def _class_weights(class_weight: object, y: Any, n_classes: int) -> FloatArray:
-    """Per-sample weights from a {class: weight} dict or "balanced"."""
+def _class_weights(class_weight: object, y: Any, n_classes: int,
+                   classes: npt.NDArray[Any] | None = None) -> FloatArray:
+    """Per-sample weights from a {class: weight} dict or "balanced". ``y`` is the
+    encoded target (codes); with ``classes`` the dict is keyed by the user's labels."""
     labels = np.asarray(y).reshape(-1) if np.ndim(y) <= 2 and np.size(y) == len(y) else None
     if labels is None or labels.dtype.kind not in "biuf" or not np.all(labels == np.round(labels)):
         raise ValueError("class_weight needs integer class labels (or 0/1 binary targets) as y")
     labels = labels.astype(np.int64)
     k = max(n_classes, int(labels.max()) + 1)
+    codes: dict[Any, int] = {}
+    if classes is not None:
+        k = classes.size
+        codes = {label: i for i, label in enumerate(classes.tolist())}
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be a dict or 'balanced'; got {class_weight!r}")
@@ -166,10 +174,21 @@ def _class_weights(class_weight: object, y: Any, n_classes: int) -> FloatArray:
     elif isinstance(class_weight, dict):
         table = np.ones(k)
         for label, weight in class_weight.items():
-            if not isinstance(label, (int, np.integer)) or not 0 <= label < k:
+            code: int | None
+            if classes is not None:
+                try:
+                    code = codes.get(label)
+                except TypeError:            # an unhashable key
+                    code = None
+                if code is None:
+                    raise ValueError(f"class_weight has key {label!r}; keys must be class "
+                                     f"labels among {_labels.short(classes)}")
+            elif not isinstance(label, (int, np.integer)) or not 0 <= label < k:
                 raise ValueError(f"class_weight has key {label!r}; keys must be class labels "
                                  f"in [0, {k - 1}]")
-            table[label] = _validation.real(weight, f"class_weight[{label}]", low=0.0)
+            else:
+                code = int(label)
+            table[code] = _validation.real(weight, f"class_weight[{label!r}]", low=0.0)
     else:
         raise TypeError(f"class_weight must be a dict or 'balanced'; got "
                         f"{type(class_weight).__name__}")
@@ -270,11 +289,11 @@ class Trainer:
         if self.metrics:
             logs.update(evaluate(model, X, y, metrics=self.metrics.values(),
                                  _names=list(self.metrics), sample_weight=weight,
-                                 _fit_loss=False))
+                                 _fit_loss=False, _encoded=True))
         if self.validation is not None:
             Xv, yv, wv = self.validation
             scores = evaluate(model, Xv, yv, loss=self.loss, metrics=self.metrics.values(),
-                              _names=list(self.metrics), sample_weight=wv)
+                              _names=list(self.metrics), sample_weight=wv, _encoded=True)
             logs.update({"val_" + k: v for k, v in scores.items()})
         self.history.append(epoch, logs)
         model.epochs_trained += 1
@@ -338,9 +357,32 @@ class Trainer:
         return done, value
 
 
+def _fit_classes(model: Model, loss: Loss | LossFunction, classes: npt.ArrayLike | None,
+                 keep: bool) -> npt.NDArray[Any] | None:
+    """The classes that fix this fit's encoding, or None to find them from ``y``:
+    ``classes=`` checked, or (``keep``, for ``partial_fit``) the model's own."""
+    kept = model.classes if keep and _labels.compatible(model.classes, model, loss) else None
+    if classes is None:
+        return kept
+    k = _labels.n_classes(model, loss)
+    if k is None:
+        raise ValueError("classes names the labels of a classifier: it needs loss "
+                         "cross_entropy, or bce on a model with one output; got "
+                         f"{_validation.describe(loss)} on a model with {model.n_out} outputs")
+    what = ("a one-output bce model" if isinstance(loss, BCEWithLogitsLoss)
+            else f"a model with {k} outputs")
+    found = _labels.check_classes(classes, k, what)
+    if kept is not None and not _labels.same_classes(found, kept):
+        raise ValueError(f"classes {_labels.short(found)} differ from the classes "
+                         f"{_labels.short(kept)} of the earlier fit (model.classes); "
+                         "partial_fit keeps its encoding: call fit to start over")
+    return found
+
+
 def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validation_data,
              validation_split, sample_weight, class_weight, metrics, callbacks, verbose,
-             l2, accumulate, on_nonfinite, epochs, validation_order="random"):
+             l2, accumulate, on_nonfinite, epochs, validation_order="random", classes=None,
+             keep_classes=False):
     loss = _resolve_loss(loss)
     optimizer = _resolve_optimizer(model, optimizer)
     batch_size = _validation.positive_int(batch_size, "batch_size")
@@ -354,11 +396,23 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
-    metrics = _resolve_metrics(metrics, loss)
     callbacks = [c if isinstance(c, Callback) else _wrap_callable(c) for c in callbacks]
 
+    # class labels of any kind become codes; the classes are recorded at the end
+    classes = _fit_classes(model, loss, classes, keep_classes)
+    y, classes = _labels.encode_target(model, loss, y, classes)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, "
+                             "sample_weight_val)")
+        if classes is not None:
+            validation_data = list(validation_data)
+            validation_data[1], _ = _labels.encode_target(model, loss, validation_data[1],
+                                                          classes, "validation_data y")
+    metrics = _resolve_metrics(metrics, loss, classes)
+
     if class_weight is not None:
-        weights = _class_weights(class_weight, y, model.n_out)
+        weights = _class_weights(class_weight, y, model.n_out, classes)
         if sample_weight is not None:
             weights = weights * _validation.sample_weight(sample_weight, len(weights), np.float64)
         sample_weight = weights
@@ -385,13 +439,12 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         X, y = X[train], _rows(y, train)
         weight = None if weight is None else weight[train]
     elif validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, "
-                             "sample_weight_val)")
         Xv, yv, *wv = validation_data
         validation = _check_data(model, Xv, yv, loss, wv[0] if wv else None,
                                  "validation_data X", "validation_data y")
     model.fit_loss = loss
+    if not keep_classes or classes is not None:
+        model.classes = classes          # fit starts over; partial_fit keeps them
     trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=bool(shuffle),
                       seed=int(seed), metrics=metrics, callbacks=callbacks, verbose=verbose,
                       l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
@@ -415,11 +468,22 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 1, l2: float = 0.0,
         accumulate: int = 1, on_nonfinite: Literal["raise", "skip"] = "raise",
         initial_epoch: int = 0,
-        validation_order: Literal["random", "last"] = "random") -> History:
+        validation_order: Literal["random", "last"] = "random",
+        classes: npt.ArrayLike | None = None) -> History:
     """Train ``model`` on (X, y) with mini-batches; return a ``History``.
 
     Parameters
     ----------
+    y : the target. For a classifier's loss (cross_entropy; bce on a one-output
+        model), 1-D class labels of any one kind: strings, integers (0..K-1 are
+        column indices, as the loss takes them; other integers such as 1..K are
+        encoded), integer-valued floats, bools. The classes, sorted, are recorded as
+        ``model.classes`` (label ``classes[i]`` is output column ``i``; for bce,
+        ``classes[1]`` is the positive class), and ``predict_labels``, metrics,
+        ``class_weight`` and ``validation_data`` speak in these labels. Non-integer
+        floats, NaN, None and mixed kinds are refused; so are more classes than the
+        loss reads off the outputs (K outputs for cross_entropy, 2 for bce), and
+        fewer, unless ``classes`` names them all.
     loss : "mse", "cross_entropy", "bce", "poisson", a bpcore Loss, or a callable
         ``loss(output, target) -> (value, grad_output)`` on numpy arrays.
     optimizer : Optimizer bound to ``model``, or a name ("sgd", "adam", ...) for
@@ -432,14 +496,15 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         the fraction of samples held out for validation.
     validation_order : how ``validation_split`` picks its samples: "random" (drawn
         with ``seed``, stratified by class for a classifier's loss with label targets;
-        the CLI draws its split from the same generator, unstratified) or "last" (the
-        last samples of X, as given).
+        the CLI draws its split the same way) or "last" (the last samples of X, as
+        given).
     sample_weight, class_weight : per-sample weights, and per-class weights (a dict
-        {label: weight} or "balanced"); they multiply.
+        {label: weight} keyed by the labels of ``y``, or "balanced"); they multiply.
     metrics : names ("accuracy", "mse", "mae", "r2") or callables ``metric(y_true,
-        y_pred)`` as scikit-learn's (``y_pred``: the predicted labels for a
-        classifier's loss, the rate exp(output) for a Poisson loss, else the output;
-        see ``bpcore.train.metrics``), computed after each epoch on the training (and
+        y_pred)`` as scikit-learn's (for a classifier's loss both are labels, the
+        user's own as in ``y``; for a Poisson loss the target and the rate
+        exp(output); else the target and the output; see ``bpcore.train.metrics``),
+        computed after each epoch on the training (and
         validation) data.
     callbacks : Callback objects, or callables ``fn(epoch, logs)`` returning True to stop.
     verbose : 0 silent; 1 a progress bar on a terminal; 2 one line per epoch.
@@ -448,6 +513,10 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     on_nonfinite : "raise" (``TrainingDiverged``) or "skip" the step, when the loss
         or a gradient is NaN/inf; either way the parameters (and the optimizer's
         state) keep their last finite values.
+    classes : every class label, fixing the encoding (needed when ``y`` lacks some
+        labels that are not column indices); sorted as ``model.classes``. A ``fit``
+        finds the classes anew; a fit whose target is not labels (probabilities, a
+        regression) records ``classes`` or None.
 
     With a built-in loss (MSELoss, CrossEntropyLoss, BCEWithLogitsLoss, PoissonLoss),
     SGD or Adam, and no sample weights, L2, accumulation or dropout, each batch is one
@@ -468,7 +537,8 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         seed=seed, validation_data=validation_data, validation_split=validation_split,
         sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
         callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
-        on_nonfinite=on_nonfinite, epochs=epochs, validation_order=validation_order)
+        on_nonfinite=on_nonfinite, epochs=epochs, validation_order=validation_order,
+        classes=classes)
     for callback in trainer.callbacks:
         callback.on_train_begin(trainer)
     for epoch in range(int(initial_epoch), epochs):
@@ -489,18 +559,26 @@ def partial_fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossL
                 metrics: Iterable[MetricName | MetricFunction] = (),
                 callbacks: Iterable[Callback | LogsFunction] = (), verbose: int = 0,
                 l2: float = 0.0, accumulate: int = 1,
-                on_nonfinite: Literal["raise", "skip"] = "raise") -> Logs:
+                on_nonfinite: Literal["raise", "skip"] = "raise",
+                classes: npt.ArrayLike | None = None) -> Logs:
     """One pass over (X, y): the data given is one epoch. Returns that epoch's logs,
     with ``logs["stop_training"]`` True when a callback (e.g. ``EarlyStopping`` on
     ``validation_data``) asks to stop. Callback state carries over between calls;
     epochs are counted in ``model.epochs_trained``.
+
+    Class labels are encoded as in ``fit``, but the encoding is kept: the first call
+    that sees labels records ``model.classes``, and later calls use them (a label
+    outside them is a ValueError naming it). A batch may lack classes, so labels
+    that are not column indices need ``classes=`` (every label) on the first call;
+    given again, it must name the same classes.
     """
     trainer, X, y, weight = _prepare(
         model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
         seed=seed, validation_data=validation_data, validation_split=0.0,
         sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
         callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
-        on_nonfinite=on_nonfinite, epochs=model.epochs_trained + 1)
+        on_nonfinite=on_nonfinite, epochs=model.epochs_trained + 1, classes=classes,
+        keep_classes=True)
     logs = trainer.run_epoch(model.epochs_trained, X, y, weight)
     return dict(logs, stop_training=trainer.stop_training)
 
@@ -509,18 +587,26 @@ def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
              loss: LossLike | None = None,
              metrics: Iterable[MetricName | MetricFunction] = (),
              sample_weight: npt.ArrayLike | None = None, batch_size: int | None = None,
-             _names: Sequence[str] | None = None, _fit_loss: bool = True) -> Logs:
+             _names: Sequence[str] | None = None, _fit_loss: bool = True,
+             _encoded: bool = False) -> Logs:
     """Return ``{"loss": ..., metric: ...}`` for (X, y) without training (no dropout).
 
     ``loss`` and ``metrics`` as in ``fit``; without ``loss``, the loss of the model's
-    last ``fit``/``partial_fit`` (``model.fit_loss``), if any. ``batch_size`` bounds
-    memory (default: all samples at once).
+    last ``fit``/``partial_fit`` (``model.fit_loss``), if any. After a fit on class
+    labels, ``y`` holds labels of ``model.classes`` (encoded as ``fit`` does; others
+    are a ValueError naming them). ``batch_size`` bounds memory (default: all samples
+    at once).
     """
     if loss is None and _fit_loss:
         loss = model.fit_loss
     X = _validation.float_matrix(X, "X", model.dtype, model.n_in)
     n = X.shape[0]
     _check_length(y, n)
+    if loss is not None:
+        loss = _resolve_loss(loss)
+    classes = model.classes if _labels.compatible(model.classes, model, loss) else None
+    if classes is not None and not _encoded:
+        y, _ = _labels.encode_target(model, loss, y, classes)
     if batch_size is None:
         output = model.predict(X)
     else:
@@ -529,7 +615,6 @@ def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
                                  for i in range(0, n, batch_size)])
     logs = {}
     if loss is not None:
-        loss = _resolve_loss(loss)
         if isinstance(loss, Loss):
             logs["loss"] = float(loss(output, y, sample_weight)[0])
         else:
@@ -537,7 +622,7 @@ def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
     names: Sequence[str]
     functions: list[Any]     # (given _names: the resolved metrics of fit's Trainer)
     if _names is None:
-        resolved = _resolve_metrics(metrics, loss)
+        resolved = _resolve_metrics(metrics, loss, classes)
         names, functions = list(resolved), list(resolved.values())
     else:
         names, functions = _names, list(metrics)

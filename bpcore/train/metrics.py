@@ -6,8 +6,9 @@ accept — and return a float. ``METRICS`` maps the names the fit loop accepts t
 
 A metric of your own is called the way scikit-learn and Keras call theirs,
 ``metric(y_true, y_pred)``, so ``sklearn.metrics.r2_score`` or ``f1_score`` can be
-passed as they are (``user_metric``). For a classifier, ``y_pred`` is the predicted
-labels; for probabilities, compute them from the model's logits yourself
+passed as they are (``user_metric``). For a classifier, ``y_true`` and ``y_pred``
+are labels: the user's own (``model.classes``: strings, 1..K, ...) after a fit on
+them, else column indices or 0/1. For probabilities, compute them from the model's logits yourself
 (``scipy.special.softmax(model.predict(X), axis=1)``, or ``scipy.special.expit`` for
 one BCE output). Under a ``PoissonLoss`` the output is a log-rate, so the regression
 metrics (built-in and yours, e.g. ``sklearn.metrics.mean_poisson_deviance``) compare
@@ -126,12 +127,18 @@ def on_predicted_values(metric: Callable[[Any, Any], float],
     return on_rates
 
 
-def user_metric(metric: MetricFunction, loss: object) -> Callable[[Any, Any], SupportsFloat]:
+def user_metric(metric: MetricFunction, loss: object,
+                classes: npt.NDArray[Any] | None = None) -> Callable[[Any, Any], SupportsFloat]:
     """``metric(y_true, y_pred)`` as the fit loop calls its metrics, ``(output,
     target)``: ``y_true`` is the target (a single column as a 1-D array), ``y_pred``
     the predicted labels for a classifier's loss (``predicted_labels``), the
     predicted rate for a Poisson loss and the output otherwise
-    (``predicted_values``; a single column as a 1-D array when the target is 1-D)."""
+    (``predicted_values``; a single column as a 1-D array when the target is 1-D).
+
+    ``classes`` (``model.classes``, the user's labels in code order) decodes both:
+    the target's codes and the predicted codes become the user's labels, so
+    ``sklearn.metrics.f1_score(..., pos_label="yes")`` sees what was fitted. Without
+    them, labels are the codes themselves (column indices, 0/1)."""
     def adapted(output: Any, target: Any) -> SupportsFloat:
         y_true = np.asarray(target)
         if y_true.ndim == 2 and y_true.shape[1] == 1:
@@ -140,8 +147,10 @@ def user_metric(metric: MetricFunction, loss: object) -> Callable[[Any, Any], Su
         if labels is not None:
             if y_true.ndim == 2 and labels.ndim == 1:      # class probabilities
                 y_true = y_true.argmax(axis=1)
-            elif y_true.dtype.kind == "f" and np.all(y_true == np.round(y_true)):
+            elif y_true.dtype.kind in "fb" and np.all(y_true == np.round(y_true)):
                 y_true = y_true.astype(np.int64)           # 0/1 BCE targets as labels
+            if classes is not None and labels.ndim == 1 and y_true.dtype.kind in "iu":
+                y_true, labels = classes[y_true], classes[labels]
             return metric(y_true, labels)
         y_pred = predicted_values(output, loss)
         if y_true.ndim == 1 and y_pred.ndim == 2 and y_pred.shape[1] == 1:
