@@ -1,19 +1,22 @@
-"""benches/compare.py runs end to end, and its warm-up keeps every block's state.
+"""benches/compare.py and benches/compare_sklearn.py run end to end, and
+compare.py's warm-up keeps every block's state.
 
 No test here asserts a timing: the subprocess run checks that compare.py's own
 correctness gate (bpcore's weights against the NumPy step's after 5 steps, 1e-10 in
-float64) passes and that it prints a row for bpcore.
+float64) passes and that it prints a row for bpcore; compare_sklearn.py's quick run
+must print every row, with bpcore's adam fits matching scikit-learn's.
 """
 import os
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from . import compare
+from . import compare, compare_sklearn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,3 +145,133 @@ def test_matmul_only_adds_weight_products_into_a_buffer(workload, blas_parallel,
         assert (alpha_, beta_) == (alpha, beta)
         _close(c.T, beta * old + alpha * (X.T @ delta),
                np.abs(old) + np.abs(X.T) @ np.abs(delta))
+
+
+# ------------------------------------------------------------ compare_sklearn.py
+def _cells(line):
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_compare_sklearn_quick_prints_every_row_and_adam_matches_scikit_learn():
+    pytest.importorskip("sklearn")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "compare_sklearn.py"), "--quick",
+         "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [_cells(line) for line in result.stdout.splitlines()
+            if line.startswith(("| moons", "| digits", "| diabetes"))]
+    expected = ([(task, solver, activation) for task in ("moons", "digits")
+                 for solver, activation in compare_sklearn.CLASSIFIER_ROWS]
+                + [("diabetes", solver, activation)
+                   for solver, activation in compare_sklearn.REGRESSOR_ROWS])
+    assert [(r[0].split()[0], r[2], r[3]) for r in rows] == expected, result.stdout
+    for (task, solver, activation), row in zip(expected, rows):
+        max_iter = int(row[4])
+        n_ours, n_theirs = row[5].split(" / ")
+        assert 1 <= float(n_theirs) <= max_iter, row
+        if solver == "adam":
+            # same parameters, same random_state: scikit-learn's own fit is the
+            # oracle for bpcore's epoch count, weights and score (float64)
+            assert n_ours == n_theirs, row
+            assert float(row[8]) < 1e-8, row
+            assert row[6] == row[7], row
+        elif row[6] != "not available":           # lbfgs, where bpcore has it
+            assert 1 <= float(n_ours) <= max_iter, row
+            assert np.isfinite(float(row[8])), row
+        float32 = (task, solver, activation) == compare_sklearn.FLOAT32_ROW
+        assert (row[12] != "–") == float32, row
+
+
+class _MissingSolver:
+    """An estimator whose fit raises ImportError, as bpcore's lbfgs does where
+    bpcore.optim.minimize is missing."""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def fit(self, X, y):
+        raise ImportError("No module named 'somewhere.minimize'")
+
+
+def test_measure_reports_a_missing_solver_and_still_measures_scikit_learn(monkeypatch):
+    sk = pytest.importorskip("sklearn.neural_network")
+    task = compare_sklearn.moons_task()
+    monkeypatch.setattr(compare_sklearn, "estimators",
+                        lambda kind: (_MissingSolver, sk.MLPClassifier))
+    results, max_iter = compare_sklearn.measure(task, "lbfgs", "tanh", seeds=2, scale=10)
+    assert max_iter == compare_sklearn.LBFGS_MAX_ITER // 10
+    assert results["bpcore"] == {
+        "missing": "bpcore lbfgs: No module named 'somewhere.minimize'"}
+    assert results["weights"] == []
+    X_train, X_test, y_train, y_test = task["data"]
+    for seed in range(2):                  # scikit-learn's side, refitted here
+        reference = sk.MLPClassifier(hidden_layer_sizes=(16, 16), activation="tanh",
+                                     solver="lbfgs", max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # lbfgs stops at max_iter
+            reference.fit(X_train, y_train)
+        assert results["scikit-learn"]["score"][seed] == reference.score(X_test, y_test)
+        assert results["scikit-learn"]["n_iter"][seed] == reference.n_iter_
+    cells = _cells(compare_sklearn.table_rows(task, "lbfgs", "tanh", results, max_iter))
+    assert cells[5] == f"– / {max_iter:.1f}"       # scikit-learn ran max_iter both times
+    assert cells[6] == "not available"
+    assert cells[8] == cells[9] == cells[11] == "–"
+
+
+def test_diabetes_is_standardised_with_the_training_split_statistics():
+    datasets = pytest.importorskip("sklearn.datasets")
+    from sklearn.model_selection import train_test_split
+    X, y = datasets.load_diabetes(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25,
+                                                        random_state=0)
+    got = compare_sklearn.diabetes_task()["data"]
+    mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+    np.testing.assert_allclose(got[0], (X_train - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(got[1], (X_test - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(got[2], (y_train - y_train.mean()) / y_train.std(),
+                               rtol=1e-12)
+    np.testing.assert_allclose(got[3], (y_test - y_train.mean()) / y_train.std(),
+                               rtol=1e-12)
+
+
+def test_classification_splits_are_stratified_75_25():
+    pytest.importorskip("sklearn")
+    for task in (compare_sklearn.moons_task(), compare_sklearn.digits_task()):
+        X_train, X_test, y_train, y_test = task["data"]
+        n = len(y_train) + len(y_test)
+        assert len(y_test) == int(np.ceil(0.25 * n))
+        # every class keeps its share in the test quarter (to one sample)
+        labels, counts = np.unique(np.concatenate([y_train, y_test]), return_counts=True)
+        test_counts = np.array([np.sum(y_test == label) for label in labels])
+        assert np.all(np.abs(test_counts - counts * len(y_test) / n) <= 1)
+
+
+def test_cells_by_hand():
+    assert compare_sklearn.score_cell([0.9, 0.8, 1.0]) == "0.900 (0.800-1.000)"
+    # median of 2, 1, 4 ms is 2 ms; best 1 ms
+    assert compare_sklearn.time_cell([0.002, 0.001, 0.004]) == "2.0 (1.0)"
+    assert compare_sklearn.time_cell([1.5]) == "1,500.0 (1,500.0)"
+    # scikit-learn's median 6 ms over bpcore's 2 ms
+    assert compare_sklearn.ratio_cell([0.006, 0.005, 0.9], [0.002, 0.001, 0.003]) == "3.0x"
+
+
+CPUINFO = """processor	: 0
+vendor_id	: GenuineIntel
+model name	: Example CPU @ 2.00GHz
+flags		: fpu sse2 avx avx2 fma avx512f avx512bw
+bugs		:
+
+processor	: 1
+model name	: Example CPU @ 2.00GHz
+flags		: fpu sse2 avx avx2 fma avx512f avx512bw
+"""
+
+
+def test_cpu_lines_read_the_model_name_and_vector_flags():
+    assert compare_sklearn.cpu_lines(CPUINFO) == [
+        "CPU: Example CPU @ 2.00GHz", "vector extensions: avx512f, avx2"]
+    older = CPUINFO.replace(" avx512f avx512bw", "").replace(" avx2", "")
+    assert compare_sklearn.cpu_lines(older)[1] == "vector extensions: neither avx512f nor avx2"
+    # no "model name" (some ARM kernels) and no flags line
+    assert compare_sklearn.cpu_lines("processor\t: 0\nFeatures\t: fp asimd\n") == [
+        "CPU: model name not listed"]
