@@ -168,7 +168,9 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
     objective (L2 included) there; the result is SciPy's, unchanged. During the run
     ``model.params`` holds the point being evaluated, which a callback's iterate need
     not be. Dropout is off throughout (the model runs in evaluation mode, so the
-    objective is deterministic) and the training mode is restored afterwards.
+    objective is deterministic) and the training mode is restored afterwards. As
+    ``fit`` does, the loss is kept in ``model.fit_loss``, the default of
+    ``evaluate`` and ``predict_proba``.
 
     A float32 model is optimized in float64 by SciPy: each point is rounded to
     float32 when written into ``model.params`` and each float32 gradient widened.
@@ -210,7 +212,8 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
 
     start_params, start_grads = model.params.copy(), model.grads.copy()
     objective = _Objective(model, X, y, resolved, weight, l2)
-    training = model.training
+    training, fit_loss = model.training, model.fit_loss
+    model.fit_loss = resolved
     model.eval()
     try:
         result = scipy.optimize.minimize(
@@ -237,6 +240,7 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
     except BaseException:
         model.params[...] = start_params
         model.grads[...] = start_grads
+        model.fit_loss = fit_loss
         raise
     finally:
         model.train(training)
