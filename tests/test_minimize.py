@@ -285,27 +285,30 @@ def test_mlpclassifier_lbfgs_ends_at_the_same_weights(n_classes, activation, alp
 def test_a_float32_model_is_optimized_in_float64_with_float32_evaluations():
     sizes, X, y, y_ref = problem("cross_entropy")
     model = build(sizes, dtype=np.float32)
-    model64 = build(sizes)
-    model64.params[...] = model.params          # the same (float32-exact) start
-    points = []
+    x0 = model.params.astype(np.float64)
+    X32 = X.astype(np.float32).astype(np.float64)       # what the float32 model sees
+    objective = reference(sizes, X32, y_ref, "cross_entropy")
+    ref_result = scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B",
+                                         options={"maxiter": 10})
     recorder = recording_loss("cross_entropy", model)
-    result = bp.minimize(model, X, y, recorder, maxiter=10)
-    points = recorder.points
-    reference64 = bp.minimize(model64, X, y, "cross_entropy", maxiter=10)
+    iterates = []
+    result = bp.minimize(model, X, y, recorder, maxiter=10,
+                         callback=lambda xk: iterates.append(xk.copy()))
 
-    assert model.params.dtype == np.float32 and result.x.dtype == np.float64
-    # every evaluation ran at SciPy's point rounded to float32
-    for point in points:
-        np.testing.assert_array_equal(point, point.astype(np.float32))
+    assert model.params.dtype == np.float32
+    assert result.x.dtype == result.jac.dtype == np.float64
+    # SciPy's iterates are float64 points; each was evaluated rounded to float32
+    assert any(not np.array_equal(xk, xk.astype(np.float32)) for xk in iterates)
+    for xk in iterates:
+        assert any(np.array_equal(point, xk.astype(np.float32)) for point in recorder.points)
     np.testing.assert_array_equal(model.params, result.x.astype(np.float32))
-    objective = reference(sizes, X.astype(np.float32).astype(np.float64), y_ref,
-                          "cross_entropy")
     value, grad = objective(model.params.astype(np.float64))
     np.testing.assert_allclose(result.fun, value, rtol=1e-5)
     np.testing.assert_allclose(model.grads, grad, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(result.jac, grad, rtol=1e-3, atol=1e-5)
     # float32 rounding nudges the path: it stays close to the float64 run for a while
-    np.testing.assert_allclose(result.x, reference64.x, rtol=1e-2, atol=1e-3)
-    assert result.fun < objective(points[0])[0]
+    np.testing.assert_allclose(result.x, ref_result.x, rtol=1e-2, atol=1e-3)
+    assert result.fun < objective(x0)[0]
 
 
 # ---------------------------------------------------------- (d) gradient-free methods
