@@ -32,6 +32,7 @@ from .optim import (
                     StepLR,
                     clip_grad_norm,
                     clip_grad_value,
+                    minimize,
                     register_optimizer,
 )
 from .threads import blas_threads, set_blas_threads
@@ -84,6 +85,7 @@ __all__ = [
     "gradcheck",
     "load",
     "load_checkpoint",
+    "minimize",
     "register_optimizer",
     "set_blas_threads",
 ]

@@ -195,7 +195,8 @@ class Model:
         self.training = True
         #: epochs completed by fit/partial_fit
         self.epochs_trained = 0
-        #: the loss of the last fit/partial_fit: evaluate's default (None before one)
+        #: the loss of the last fit/partial_fit/minimize: evaluate's default (None before
+        #: one)
         self.fit_loss: LossLike | None = None
         #: the class labels of the last classifier fit, sorted (None before one)
         self.classes: npt.NDArray[Any] | None = None

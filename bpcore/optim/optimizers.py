@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 Check = Callable[[Any, str], Any]
 
 
+class TrainingDiverged(FloatingPointError):
+    """The loss, the gradients or the parameters became NaN or infinite (raised by
+    ``fit`` and ``bpcore.optim.minimize``, which leave the parameters finite)."""
+
+
 class Hyperparameters:
     """Mixin for objects described by the checked values named in ``_hyper``."""
 

@@ -1,5 +1,6 @@
 """Training: ``fit``/``partial_fit``/``evaluate``, callbacks, metrics, the progress
 bar and the divergence guard."""
+from ..optim import TrainingDiverged
 from .callbacks import (
                         Callback,
                         EarlyStopping,
@@ -7,7 +8,6 @@ from .callbacks import (
                         LearningRateScheduler,
                         ModelCheckpoint,
 )
-from .guard import TrainingDiverged
 from .loop import History, evaluate, fit, partial_fit
 
 __all__ = ["Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",

@@ -14,16 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _flat
+from ..optim import TrainingDiverged
 
 if TYPE_CHECKING:
     from .._typing import FloatArray, Model, Optimizer
 
 #: what ``fit(on_nonfinite=...)`` accepts
 NONFINITE = ("raise", "skip")
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss, the gradients or the parameters became NaN or infinite."""
 
 
 class DivergenceGuard:

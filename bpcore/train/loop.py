@@ -16,7 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _flat, _validation
-from ..nn import LOSSES, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, PoissonLoss, fused
+from ..nn import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, PoissonLoss, fused
+from ..nn.data import check_data as _check_data
+from ..nn.data import check_length as _check_length
+from ..nn.data import resolve_loss as _resolve_loss
 from ..nn.losses import LossFunction, LossLike
 from ..nn.model import Model, register_convenience
 from ..optim import Optimizer, optimizer_by_name
@@ -60,18 +63,6 @@ class History:
 
     def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, logs={sorted(self.history)})"
-
-
-def _resolve_loss(loss: LossLike) -> Loss | LossFunction:
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, a Loss or a callable; "
-                             f"got {loss!r}")
-        return LOSSES[loss]()
-    if isinstance(loss, Loss) or callable(loss):
-        return loss
-    raise TypeError(f"loss must be a loss name, a bpcore Loss or a callable; got "
-                    f"{type(loss).__name__}")
 
 
 def _resolve_optimizer(model: Model, optimizer: Optimizer | str) -> Optimizer:
@@ -193,32 +184,6 @@ def _class_weights(class_weight: object, y: Any, n_classes: int,
         raise TypeError(f"class_weight must be a dict or 'balanced'; got "
                         f"{type(class_weight).__name__}")
     return table[labels]
-
-
-def _check_data(model: Model, X: npt.ArrayLike, y: Any, loss: object, sample_weight: Any,
-                name: str = "X", target_name: str = "y"
-                ) -> tuple[FloatArray, Any, FloatArray | None]:
-    """Validate a data set up front; return (X, y, weight or None)."""
-    X = _validation.float_matrix(X, name, model.dtype, model.n_in)
-    n = X.shape[0]
-    weight: FloatArray | None
-    if isinstance(loss, Loss):
-        y_array = _validation.as_array(y, target_name)
-        if len(y_array) != n:
-            raise ValueError(f"{target_name} has {len(y_array)} samples but {name} has {n}")
-        y, weight, _ = loss.validate(y_array, (n, model.n_out), model.dtype, sample_weight)
-        if sample_weight is None:
-            weight = None
-    else:
-        _check_length(y, n, target_name, name)
-        weight = _validation.sample_weight(sample_weight, n, model.dtype)
-    return X, y, weight
-
-
-def _check_length(y: Any, n: int, target_name: str = "y", name: str = "X") -> None:
-    """Raise ValueError unless ``y`` (any target a loss takes) holds ``n`` samples."""
-    if len(y) != n:
-        raise ValueError(f"{target_name} has {len(y)} samples but {name} has {n}")
 
 
 class Trainer:
