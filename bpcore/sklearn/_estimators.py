@@ -38,6 +38,7 @@ from sklearn.utils.validation import (
 )
 
 from ..nn import Dense, Model
+from ..optim.minimize import minimize
 from . import _solvers
 
 if TYPE_CHECKING:
@@ -464,7 +465,6 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         model.eval()
-        from ..optim.minimize import minimize
         result = minimize(model, X, target, self._bp_loss(), method="L-BFGS-B",
                           l2=float(self.alpha) / total, sample_weight=sample_weight,
                           maxfun=self.max_fun, maxiter=self.max_iter, gtol=self.tol)
@@ -723,18 +723,14 @@ feature_names_in_
         Returns
         -------
         log_y_prob : ndarray of shape (n_samples, n_classes)
-            The predicted log-probability of the sample for each class, classes
-            ordered as in ``classes_``. Computed from the logits (log-softmax or
-            log-sigmoid), so it stays finite where ``log(predict_proba(X))`` would
-            underflow to -inf.
+            The predicted log-probability of the sample for each class in the model,
+            where classes are ordered as they are in ``classes_``. Equivalent to
+            ``log(predict_proba(X))``, as in scikit-learn (so -inf where a
+            probability underflows to 0).
         """
-        output = self._output(X)
-        if self.out_activation_ == "softmax":
-            return scipy.special.log_softmax(output, axis=1)
-        if self.n_outputs_ == 1:
-            z = output.ravel()
-            return np.column_stack([-np.logaddexp(0, z), -np.logaddexp(0, -z)])
-        return -np.logaddexp(0, -output)
+        probabilities = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(probabilities, out=probabilities)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Probability estimates.
