@@ -522,3 +522,28 @@ def test_the_docstring_example_runs():
     module = sys.modules["bpcore.optim.minimize"]
     failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert tried >= 3 and failures == 0
+
+
+@pytest.mark.parametrize("method,own", [("L-BFGS-B", True), ("l-bfgs-b", True),
+                                        ("BFGS", False), ("CG", False)])
+def test_lbfgsb_gets_the_models_own_gradient_buffer_and_the_others_a_copy(
+        monkeypatch, method, own):
+    """L-BFGS-B evaluates without a copy per call (its trajectory is held to SciPy's on
+    fresh arrays by the test above); methods that keep old gradients get new arrays."""
+    model = build([(3, 4, "tanh"), (4, 1, "identity")])
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = X[:, :1] ** 2
+    handed = []
+    real = scipy.optimize.minimize
+
+    def spy(fun, x0, **kwargs):
+        def recording(x):
+            value, grad = fun(x)
+            handed.append(grad)
+            return value, grad
+        return real(recording, x0, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    bp.minimize(model, X, y, "mse", method=method, maxiter=3)
+    assert len(handed) >= 2
+    assert all((grad is model.grads) == own for grad in handed)

@@ -4,11 +4,13 @@ parameter buffer, for full-batch training with L-BFGS-B, CG, BFGS and the rest.
 The objective SciPy sees is the loss on the whole data set (plus the L2 penalty of
 ``fit(l2=...)``) as a function of one float64 vector, laid out as ``model.params``.
 Each evaluation writes SciPy's point into ``model.params`` in place and runs
-``model.loss_and_grad``. The gradient goes back to SciPy as a new array at every call:
-BFGS, CG, Newton-CG and trust-constr keep earlier gradients (the previous iterate's,
-the line search's) while asking for new ones, so a buffer handed back twice, or two
-buffers handed back in turn, would be overwritten under them and silently change the
-steps they take.
+``model.loss_and_grad``. With L-BFGS-B on a float64 model, the gradient goes back to
+SciPy as the model's own gradient buffer: L-BFGS-B copies it into its own memory
+before it asks for the next, so an evaluation copies and allocates nothing. Every
+other gradient method gets a new array at every call: BFGS, CG, Newton-CG and
+trust-constr keep earlier gradients (the previous iterate's, the line search's) while
+asking for new ones, so a buffer handed back twice, or two buffers handed back in
+turn, would be overwritten under them and silently change the steps they take.
 """
 from __future__ import annotations
 
@@ -87,6 +89,13 @@ class _Objective:
         value = self.value(x)
         return value, np.array(self.model.grads, dtype=np.float64)
 
+    def value_and_own_grad(self, x: npt.NDArray[np.float64]
+                           ) -> tuple[float, npt.NDArray[np.float64]]:
+        """The objective and the model's own gradient buffer (float64 models), for
+        L-BFGS-B, which copies each gradient into its own memory before asking for
+        the next: no copy and no allocation per evaluation."""
+        return self.value(x), self.model.grads
+
     def settle(self, x: npt.ArrayLike) -> None:
         """Leave ``x`` in ``model.params`` and the gradient there in ``model.grads``
         (one more evaluation unless the last one was at ``x``)."""
@@ -94,6 +103,15 @@ class _Objective:
         if not self.evaluations or point.shape != self.model.params.shape \
                 or not np.array_equal(self.model.params, point.astype(self.model.dtype)):
             self.value(point)
+
+
+def _reuses_gradient(method: object) -> bool:
+    """Whether SciPy's ``method`` is done with a returned gradient before it asks for
+    the next (then the model's own buffer is handed over): L-BFGS-B. BFGS, CG,
+    Newton-CG and trust-constr keep earlier gradients, and get a new array each time
+    (tests/test_minimize.py compares every evaluated point with SciPy run on fresh
+    arrays, for both kinds)."""
+    return isinstance(method, str) and method.lower() == "l-bfgs-b"
 
 
 def _check_method(method: object) -> bool:
@@ -216,8 +234,14 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
     model.fit_loss = resolved
     model.eval()
     try:
+        if not gradient:
+            function = objective.value
+        elif _reuses_gradient(method) and model.dtype == np.float64:
+            function = objective.value_and_own_grad
+        else:
+            function = objective.value_and_grad
         result = scipy.optimize.minimize(
-            objective.value_and_grad if gradient else objective.value,
+            function,
             np.array(model.params, dtype=np.float64), method=method,
             jac=True if gradient else None, bounds=bounds, tol=tol, callback=callback,
             options=scipy_options)
