@@ -234,6 +234,7 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
     model.fit_loss = resolved
     model.eval()
     try:
+        function: Callable[[npt.NDArray[np.float64]], Any]
         if not gradient:
             function = objective.value
         elif _reuses_gradient(method) and model.dtype == np.float64:
