@@ -23,10 +23,10 @@ import numpy.typing as npt
 import scipy.optimize
 
 from .. import _flat, _validation
-from ..nn import Loss, Model
+from ..nn import Loss, Model, fused
 from ..nn.data import check_data, resolve_loss
 from ..nn.losses import LossFunction, LossLike
-from .optimizers import TrainingDiverged
+from .optimizers import Optimizer, TrainingDiverged
 
 if TYPE_CHECKING:
     from .._typing import FloatArray
@@ -47,6 +47,15 @@ class _Diverged(Exception):
         self.value, self.gradient_finite = value, gradient_finite
 
 
+class _NoUpdate(Optimizer):
+    """An optimizer that changes nothing: with it, ``Model.train_step`` is the fused
+    forward, loss and backward alone (the same numbers as ``loss_and_grad``, in one
+    kernel call)."""
+
+    def _update(self) -> None:
+        pass
+
+
 class _Objective:
     """The loss (+ L2) of ``model`` on (X, y) as a function of a float64 vector.
 
@@ -59,6 +68,11 @@ class _Objective:
         self.model, self.X, self.y, self.loss, self.weight, self.l2 = \
             model, X, y, loss, weight, l2
         self.evaluations = 0
+        # a built-in loss without sample weights runs as one fused kernel call
+        labels = isinstance(y, np.ndarray) and y.ndim == 1
+        self.no_update = _NoUpdate(model) if (
+            weight is None and isinstance(loss, Loss)
+            and fused.loss_kind(loss, labels) is not None) else None
         self.best_value = math.inf
         self.best_x = np.empty(model.n_params, dtype=np.float64)
 
@@ -68,8 +82,12 @@ class _Objective:
         model = self.model
         model.params[...] = x
         self.evaluations += 1
-        value, grads = model.loss_and_grad(self.X, self.y, self.loss,
-                                           sample_weight=self.weight)
+        if self.no_update is not None:
+            value = model.train_step(self.X, self.y, self.loss, self.no_update)
+            grads = model.grads
+        else:
+            value, grads = model.loss_and_grad(self.X, self.y, self.loss,
+                                               sample_weight=self.weight)
         if self.l2:
             for layer in model.layers:
                 value += _flat.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
