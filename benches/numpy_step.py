@@ -1,4 +1,4 @@
-"""The NumPy peer: a hand-written, preallocated training step for a ReLU MLP.
+"""The NumPy peer: a hand-written, preallocated training step for an MLP.
 
 This is the floor any library must beat (benches/README.md): the cs231n-style step a
 careful NumPy programmer writes, with every buffer allocated once in ``__init__`` and
@@ -7,7 +7,9 @@ it doubles as an independent check of bpcore's arithmetic (test_steps.py compare
 weights after 20 steps).
 
 The math is bpcore's (and PyTorch's):
-  hidden layers  a = relu(x.W + b), the last layer is linear;
+  hidden layers  a = f(x.W + b), f one of relu, sigmoid 1/(1 + exp(-z)) or tanh,
+                 the derivative from the activation as bpcore has it: relu' = [a > 0],
+                 sigmoid' = a(1 - a), tanh' = 1 - a^2; the last layer is linear;
   MSE            mean of (out - y)^2 over all elements;
   cross-entropy  softmax with the row maximum subtracted, mean over samples;
   SGD            buf = momentum*buf + g;  p -= lr*buf   (p -= lr*g without momentum);
@@ -24,6 +26,7 @@ import math
 
 import numpy as np
 
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
 LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -41,6 +44,8 @@ class NumpyStep:
     loss : "mse" (float targets of shape (batch, sizes[-1])) or "cross_entropy"
         (integer labels of shape (batch,), logits out).
     optimizer : "sgd" (``lr``, ``momentum``) or "adam" (``lr``, ``betas``, ``eps``).
+    activation : "relu", "sigmoid" or "tanh"
+        The activation of every hidden layer.
     weights : sequence of (W, b) or None
         Initial parameters, copied (W has shape (n_in, n_out)); He-normal with
         ``seed`` when None.
@@ -48,7 +53,9 @@ class NumpyStep:
 
     def __init__(self, sizes, batch, *, dtype=np.float64, loss="mse", optimizer="sgd",
                  lr=0.01, momentum=0.0, betas=(0.9, 0.999), eps=1e-8, weights=None,
-                 seed=0):
+                 seed=0, activation="relu"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}")
         if optimizer not in OPTIMIZERS:
@@ -56,7 +63,7 @@ class NumpyStep:
         self.sizes = tuple(int(s) for s in sizes)
         self.batch = int(batch)
         self.dtype = dtype = np.dtype(dtype)
-        self.loss, self.optimizer = loss, optimizer
+        self.loss, self.optimizer, self.activation = loss, optimizer, activation
         self.lr, self.momentum, self.eps = lr, momentum, eps
         self.beta1, self.beta2 = betas
         self.steps = 0
@@ -90,7 +97,10 @@ class NumpyStep:
         # inputs[i]: layer i's input with its column of ones (inputs[0] receives X);
         # the hidden activations are written straight into the next layer's input.
         # upstream[i]: dL/d(inputs[i + 1]), whose ones column is computed and ignored;
-        # mask, derivative[i]: relu' of hidden layer i as bool, then as floats.
+        # derivative[i]: f' of hidden layer i (its ones column computed and ignored);
+        # mask[i]: relu' as bool, before it is cast into derivative[i] (ReLU only);
+        # ones[i]: the ones column of inputs[i + 1], which sigmoid and tanh, applied
+        # to the whole (contiguous) buffer, overwrite: it is filled with 1 again.
         # Every elementwise operand is whole and contiguous, and row broadcasts go
         # through np.copyto into `wide`: a NumPy ufunc over a strided view, with a
         # broadcast operand or casting a bool mask allocates an iterator buffer (up
@@ -100,7 +110,9 @@ class NumpyStep:
         self.output = np.empty((n, widths[-1]), dtype)
         self.upstream = [np.empty((n, w + 1), dtype) for w in widths[1:-1]]
         self.derivative = [np.empty((n, w + 1), dtype) for w in widths[1:-1]]
-        self.mask = [np.empty((n, w + 1), bool) for w in widths[1:-1]]
+        self.mask = ([np.empty((n, w + 1), bool) for w in widths[1:-1]]
+                     if activation == "relu" else [])
+        self.ones = [inputs[:, -1] for inputs in self.inputs[1:]]
         k = self.sizes[-1]
         self.wide = np.empty((n, k), dtype)                # row max, row sum, widened
         self.delta_out = np.empty((n, k), dtype)           # dL/d(output)
@@ -130,15 +142,34 @@ class NumpyStep:
         """Return the output (an internal buffer) after caching every layer's input."""
         n_in = self.sizes[0]
         np.copyto(self.inputs[0][:, :n_in], X)
-        last = len(self.Wb) - 1
+        last, relu = len(self.Wb) - 1, self.activation == "relu"
         for i, Wb in enumerate(self.Wb):
             if i < last:
                 nxt = self.inputs[i + 1]
                 np.matmul(self.inputs[i], Wb, out=nxt[:, :-1])
-                np.maximum(nxt, 0, out=nxt)          # the ones column stays 1
+                if relu:
+                    np.maximum(nxt, 0, out=nxt)          # the ones column stays 1
+                else:
+                    self.squash(nxt, i)
             else:
                 np.matmul(self.inputs[i], Wb, out=self.output)
         return self.output
+
+    def squash(self, a, i):
+        """Apply sigmoid or tanh in place to ``a``, hidden layer ``i``'s output with
+        its ones column, and fill that column with 1 again. The ufuncs take the whole
+        contiguous buffer: one loop, where the view without the ones column is one
+        short loop per row (twice as slow at 16 units, measured)."""
+        if self.activation == "sigmoid":
+            # 1 / (1 + exp(-z)); below z = -709 (float64) or -88 (float32) exp
+            # overflows to inf and NumPy warns, but the result is the limit, 0
+            np.negative(a, out=a)
+            np.exp(a, out=a)
+            a += 1
+            np.reciprocal(a, out=a)
+        else:
+            np.tanh(a, out=a)
+        self.ones[i].fill(1)
 
     def loss_and_delta(self, output, y):
         """Return the loss value; write dL/d(output) into ``delta_out``."""
@@ -179,10 +210,18 @@ class NumpyStep:
             if i > 0:
                 upstream, derivative = self.upstream[i - 1], self.derivative[i - 1]
                 np.matmul(delta, self.Wb[i].T, out=upstream)
-                # relu'(z) from a = relu(z): 1 where a > 0, else 0 (0 at z = 0, like
-                # bpcore and PyTorch)
-                np.greater(self.inputs[i], 0, out=self.mask[i - 1])
-                np.copyto(derivative, self.mask[i - 1])
+                a = self.inputs[i]
+                if self.activation == "relu":
+                    # relu'(z) from a = relu(z): 1 where a > 0, else 0 (0 at z = 0,
+                    # like bpcore and PyTorch)
+                    np.greater(a, 0, out=self.mask[i - 1])
+                    np.copyto(derivative, self.mask[i - 1])
+                elif self.activation == "sigmoid":
+                    np.subtract(1, a, out=derivative)            # a (1 - a)
+                    derivative *= a
+                else:
+                    np.multiply(a, a, out=derivative)            # 1 - a^2
+                    np.subtract(1, derivative, out=derivative)
                 upstream *= derivative
                 delta = upstream[:, :-1]
 

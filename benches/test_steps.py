@@ -24,6 +24,7 @@ import time
 import numpy as np
 import pytest
 
+from .numpy_step import NumpyStep
 from .workloads import WORKLOADS, assert_same_training, bpcore_step, numpy_step
 
 WARMUP_STEPS = 5           # the first step allocates workspaces and optimizer state
@@ -138,3 +139,93 @@ def test_numpy_step_matches_bpcore(workload, fused):
         peer_values.append(peer.step(X, y))
     assert_same_training(values, [(l.W, l.b) for l in model.layers],
                          peer_values, list(zip(peer.W, peer.b)), workload.dtype)
+
+
+# ------------------------------------------- the NumPy step's own math, independently
+def reference_loss(pairs, X, y, activation, loss):
+    """The loss of a network written out plainly (new arrays, no bias trick)."""
+    f = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+         "tanh": np.tanh}[activation]
+    a = X
+    for W, b in pairs[:-1]:
+        a = f(a @ W + b)
+    out = a @ pairs[-1][0] + pairs[-1][1]
+    if loss == "mse":
+        return np.mean((out - y) ** 2)
+    shifted = out - out.max(axis=1, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(axis=1))
+    return np.mean(log_sum - shifted[np.arange(len(y)), y])
+
+
+def small_problem(activation, loss, seed=0):
+    """A NumpyStep on a 3-5-4-k float64 network, batch 7, and its (X, y)."""
+    rng = np.random.default_rng(seed)
+    k = 2 if loss == "mse" else 3
+    sizes, n = (3, 5, 4, k), 7
+    weights = [(rng.normal(size=(i, o)), rng.normal(0, 0.5, o))
+               for i, o in zip(sizes[:-1], sizes[1:])]
+    step = NumpyStep(sizes, n, loss=loss, activation=activation, weights=weights)
+    X = rng.normal(size=(n, sizes[0]))
+    y = rng.normal(size=(n, k)) if loss == "mse" else rng.integers(0, k, n)
+    return step, X, y
+
+
+def gradients(step, X, y):
+    """(loss value, [(dW, db)]) of one forward, loss and backward of the NumPy step."""
+    value = step.loss_and_delta(step.forward(X), y)
+    step.backward()
+    return value, [(dWb[:-1].copy(), dWb[-1].copy()) for dWb in step.dWb]
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_numpy_step_gradients_match_central_differences(activation, loss):
+    step, X, y = small_problem(activation, loss)
+    value, grads = gradients(step, X, y)
+    pairs = list(zip(step.W, step.b))
+    assert value == pytest.approx(reference_loss(pairs, X, y, activation, loss), rel=1e-12)
+    h = 1e-6
+    for tensors, (dW, db) in zip(pairs, grads):
+        for tensor, analytic in zip(tensors, (dW, db)):
+            numeric = np.empty_like(analytic)
+            for index in np.ndindex(tensor.shape):        # writes into step.params
+                saved = tensor[index]
+                tensor[index] = saved + h
+                plus = reference_loss(pairs, X, y, activation, loss)
+                tensor[index] = saved - h
+                minus = reference_loss(pairs, X, y, activation, loss)
+                tensor[index] = saved
+                numeric[index] = (plus - minus) / (2 * h)
+            np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_numpy_step_matches_pytorch_autograd(activation, loss):
+    torch = pytest.importorskip("torch")
+    step, X, y = small_problem(activation, loss, seed=1)
+    params = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
+              for W, b in zip(step.W, step.b)]
+    f = torch.sigmoid if activation == "sigmoid" else torch.tanh
+    a = torch.from_numpy(X)
+    for W, b in params[:-1]:
+        a = f(a @ W + b)
+    out = a @ params[-1][0] + params[-1][1]
+    target = torch.from_numpy(y)
+    expected = (torch.nn.functional.mse_loss(out, target) if loss == "mse"
+                else torch.nn.functional.cross_entropy(out, target))
+    expected.backward()
+    value, grads = gradients(step, X, y)
+    assert value == pytest.approx(expected.item(), rel=1e-12)
+    for (dW, db), (W, b) in zip(grads, params):
+        np.testing.assert_allclose(dW, W.grad.numpy(), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(db, b.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_numpy_step_keeps_its_ones_columns_and_rejects_an_unknown_activation():
+    step, X, y = small_problem("sigmoid", "mse")
+    step.step(X, y)
+    for inputs in step.inputs:
+        np.testing.assert_array_equal(inputs[:, -1], 1.0)
+    with pytest.raises(ValueError, match="activation must be one of .* got 'gelu'"):
+        NumpyStep((3, 5, 2), 7, activation="gelu")

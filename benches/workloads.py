@@ -14,7 +14,9 @@ from .numpy_step import NumpyStep
 
 @dataclass(frozen=True)
 class Workload:
-    """One row of benches/README.md's table: network, precision, batch, loss, optimizer."""
+    """One row of benches/README.md's table: network, precision, batch, loss, optimizer,
+    and the activation of every hidden layer (``activation``: "relu", "sigmoid" or
+    "tanh"; the output layer is linear)."""
 
     id: str
     sizes: tuple
@@ -24,6 +26,7 @@ class Workload:
     optimizer: str         # "sgd" or "adam"
     lr: float
     momentum: float = 0.0
+    activation: str = "relu"
 
     def data(self, seed=0):
         """(X, y) of the workload: float targets (batch, 1) for MSE, labels for CE."""
@@ -37,6 +40,7 @@ class Workload:
         return X.astype(self.dtype), y
 
     def with_dtype(self, dtype):
+        """The same workload in ``dtype``, its id suffixed with the dtype's name."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
         fields.update(id=f"{self.id}-{np.dtype(dtype).name}", dtype=dtype)
         return Workload(**fields)
@@ -47,6 +51,12 @@ W1B = Workload("W1b", (2, 64, 64, 1), np.float64, 1, "mse", "sgd", lr=0.01)
 W2 = dict(sizes=(784, 256, 128, 10), dtype=np.float32, loss="cross_entropy")
 W2_MOMENTUM = Workload("W2-momentum", batch=128, optimizer="sgd", lr=0.01, momentum=0.9, **W2)
 W2_ADAM = Workload("W2-adam", batch=128, optimizer="adam", lr=1e-3, **W2)
+# W4: W1 with the tutorials' sigmoid; W5: a digits-sized tanh network (8x8 pixels in
+# [0, 1), ten classes)
+W4 = Workload("W4", (2, 16, 16, 1), np.float64, 100, "mse", "sgd", lr=0.01,
+              activation="sigmoid")
+W5 = Workload("W5", (64, 128, 10), np.float32, 64, "cross_entropy", "adam", lr=1e-3,
+              activation="tanh")
 SCALING_BATCHES = (1, 8, 32, 128, 512, 2048)
 
 
@@ -67,7 +77,16 @@ def scaling(batch):
 
 # The benches and checks of test_steps.py: every workload at a size CI can smoke-run.
 WORKLOADS = {w.id: w for w in (W1, W1B, W2_MOMENTUM, W2_ADAM,
-                               w3(512, 128, "W3-smoke"), scaling(1), scaling(128))}
+                               w3(512, 128, "W3-smoke"), scaling(1), scaling(128), W4, W5)}
+
+
+def bpcore_model(workload, seed=0):
+    """The workload's bpcore ``Model``: hidden ``Dense`` layers with its activation,
+    a linear output layer, bpcore's initialisation from ``seed``."""
+    sizes = workload.sizes
+    layers = [bp.Dense(i, o, workload.activation) for i, o in zip(sizes[:-2], sizes[1:-1])]
+    layers.append(bp.Dense(sizes[-2], sizes[-1]))
+    return bp.Model(layers, dtype=workload.dtype, seed=seed)
 
 
 def bpcore_step(workload, seed=0, fused=False):
@@ -76,10 +95,7 @@ def bpcore_step(workload, seed=0, fused=False):
     The step is ``model.loss_and_grad`` then ``optimizer.step()`` (the two-call path),
     or ``model.train_step`` (one fused call) when ``fused``.
     """
-    sizes = workload.sizes
-    layers = [bp.Dense(i, o, "relu") for i, o in zip(sizes[:-2], sizes[1:-1])]
-    layers.append(bp.Dense(sizes[-2], sizes[-1]))
-    model = bp.Model(layers, dtype=workload.dtype, seed=seed)
+    model = bpcore_model(workload, seed)
     loss = bp.MSELoss() if workload.loss == "mse" else bp.CrossEntropyLoss()
     if workload.optimizer == "sgd":
         optimizer = bp.SGD(model, lr=workload.lr, momentum=workload.momentum)
@@ -106,7 +122,8 @@ def numpy_step(workload, weights):
     """Return the NumPy peer started from ``weights`` (a list of (W, b))."""
     return NumpyStep(workload.sizes, workload.batch, dtype=workload.dtype,
                      loss=workload.loss, optimizer=workload.optimizer, lr=workload.lr,
-                     momentum=workload.momentum, weights=weights)
+                     momentum=workload.momentum, weights=weights,
+                     activation=workload.activation)
 
 
 def assert_same_training(values, weights, peer_values, peer_weights, dtype, peer="peer"):
