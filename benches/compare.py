@@ -9,6 +9,8 @@ Peers, each skipped when its package is missing:
   bpcore      ``model.train_step(X, y, loss, optimizer)``; predict rows: ``model.predict``
   NumPy       benches/numpy_step.py, the preallocated hand-written step; predict rows:
               its ``forward``
+  (every peer has the workload's hidden activation: ReLU, W4 sigmoid, W5 tanh; the
+  matmul-only floor has none: it is the products alone)
   PyTorch     eager, float32/float64 as the workload, ``zero_grad``, forward, loss,
               ``backward``, ``torch.optim`` SGD/Adam ``step`` (defaults), ``loss.item()``;
               predict rows: the module under ``torch.inference_mode``
@@ -17,6 +19,7 @@ Peers, each skipped when its package is missing:
               every step (bpcore returns it every step); predict rows: a jitted forward
   sklearn     ``MLPRegressor``/``MLPClassifier.partial_fit`` on the batch (one epoch
               of one minibatch: one step, plus its input checks), W1, W2 and S
+              (activation "relu", or "logistic"/"tanh" for a sigmoid/tanh workload)
   GEMM floor  not a peer: the FLOPs of those products divided by the machine's gemm
               rate measured in the same run (1024^3, best of 7), the bound benches/README.md
               names (approximate: larger products can run a little faster).
@@ -30,8 +33,9 @@ Peers, each skipped when its package is missing:
               targets (W2: bpcore <= 1.25 x matmul-only with momentum).
 
 Rows: W1, W1b (step, and predict beside the NumPy forward), W2 momentum, W2 Adam, W3
-(--quick: 1024-1024-1024-10 at batch 256, 3 rounds everywhere, for CI smoke), and S at
-batch 1, 8, 32, 128, 512, 2048, plotted log-log to --plot.
+(--quick: 1024-1024-1024-10 at batch 256, 3 rounds everywhere, for CI smoke), S at
+batch 1, 8, 32, 128, 512, 2048, plotted log-log to --plot, then W4 (W1 with sigmoid
+hidden layers) and W5 (64-128-10 tanh, float32, batch 64, Adam).
 
 Every peer starts from bpcore's initial weights (seed 0) except scikit-learn (its own
 initialisation, not checked). Before timing, each workload checks that bpcore's losses
@@ -87,7 +91,10 @@ from benches.workloads import (  # noqa: E402
     W1B,
     W2_ADAM,
     W2_MOMENTUM,
+    W4,
+    W5,
     assert_same_training,
+    bpcore_model,
     numpy_step,
     scaling,
     w3,
@@ -120,10 +127,7 @@ class Peer:
 
 class BpcorePeer(Peer):
     def __init__(self, workload, X, y, predict=False):
-        sizes = workload.sizes
-        layers = [bp.Dense(i, o, "relu") for i, o in zip(sizes[:-2], sizes[1:-1])]
-        layers.append(bp.Dense(sizes[-2], sizes[-1]))
-        self.model = model = bp.Model(layers, dtype=workload.dtype, seed=0)
+        self.model = model = bpcore_model(workload, seed=0)
         self.initial = [(l.W.copy(), l.b.copy()) for l in model.layers]
         if predict:
             predict_fn = model.predict
@@ -177,6 +181,8 @@ class TorchPeer(Peer):
         import torch.nn.functional as F
         dtype = torch.float64 if workload.dtype == np.float64 else torch.float32
         sizes = workload.sizes
+        activation = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid,
+                      "tanh": torch.nn.Tanh}[workload.activation]
         modules = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             linear = torch.nn.Linear(n_in, n_out, dtype=dtype)
@@ -185,7 +191,7 @@ class TorchPeer(Peer):
                 linear.bias.copy_(torch.from_numpy(initial[i][1]))
             modules.append(linear)
             if i < len(sizes) - 2:
-                modules.append(torch.nn.ReLU())
+                modules.append(activation())
         self.net = net = torch.nn.Sequential(*modules)
         self.linears = [m for m in modules if isinstance(m, torch.nn.Linear)]
         Xt = torch.from_numpy(X)
@@ -239,12 +245,14 @@ class JaxPeer(Peer):
         import jax.numpy as jnp
         self.jax, self.jnp = jax, jnp
         n_layers = len(workload.sizes) - 1
+        activation = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid,
+                      "tanh": jnp.tanh}[workload.activation]
 
         def forward(params, x):
             for i, (W, b) in enumerate(params):
                 x = x @ W + b
                 if i < n_layers - 1:
-                    x = jax.nn.relu(x)
+                    x = activation(x)
             return x
 
         self.initial = [(np.array(W), np.array(b)) for W, b in initial]
@@ -315,9 +323,13 @@ class JaxPeer(Peer):
 
 
 class SklearnPeer(Peer):
+    #: scikit-learn's names of the workloads' activations
+    ACTIVATIONS = {"relu": "relu", "sigmoid": "logistic", "tanh": "tanh"}
+
     def __init__(self, workload, X, y):
         from sklearn.neural_network import MLPClassifier, MLPRegressor
-        options = dict(hidden_layer_sizes=workload.sizes[1:-1], activation="relu",
+        options = dict(hidden_layer_sizes=workload.sizes[1:-1],
+                       activation=self.ACTIVATIONS[workload.activation],
                        solver="adam" if workload.optimizer == "adam" else "sgd",
                        alpha=0.0, batch_size=workload.batch,
                        learning_rate_init=workload.lr, shuffle=False, random_state=0)
@@ -683,6 +695,7 @@ def workload_list(quick, only):
     else:
         rows.append(("W3", w3(), False))
     rows += [(f"S batch {b}", scaling(b), False) for b in SCALING_BATCHES]
+    rows += [("W4 sigmoid", W4, False), ("W5 tanh", W5, False)]
     if only:
         wanted = [w.strip().lower() for w in only.split(",")]
         rows = [r for r in rows if any(r[0].lower().startswith(w) or r[1].id.lower() == w

@@ -6,6 +6,7 @@ correctness gate (bpcore's weights against the NumPy step's after 5 steps, 1e-10
 float64) passes and that it prints a row for bpcore; compare_sklearn.py's quick run
 must print every row, with bpcore's adam fits matching scikit-learn's.
 """
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -91,6 +92,85 @@ def test_compare_runs_and_its_check_passes():
     assert "CHECK FAILED" not in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| W1b")]
     assert len(rows) == 2, result.stdout      # the step and predict rows
+
+
+def test_compare_runs_w4_and_w5_and_their_checks_pass():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "compare.py"), "--quick", "--threads", "1",
+         "--only", "W4,W5", "--rounds", "1", "--plot", ""],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "CHECK FAILED" not in result.stdout
+    rows = [_cells(line)[0] for line in result.stdout.splitlines()
+            if line.startswith("| W")]
+    assert rows == ["W4 sigmoid", "W5 tanh"], result.stdout
+
+
+def test_w4_and_w5_are_the_workloads_of_the_readme():
+    # benches/README.md: W4 is W1 with sigmoid hidden layers; W5 is 64-128-10 tanh,
+    # float32, batch 64, softmax cross-entropy, Adam 1e-3, digits-like data
+    assert compare.W4 == dataclasses.replace(compare.W1, id="W4", activation="sigmoid")
+    W5 = compare.W5
+    assert (W5.sizes, np.dtype(W5.dtype), W5.batch, W5.loss, W5.optimizer, W5.lr,
+            W5.activation) == ((64, 128, 10), np.float32, 64, "cross_entropy", "adam",
+                               1e-3, "tanh")
+    X, y = W5.data()
+    assert X.shape == (64, 64) and X.dtype == np.float32
+    assert X.min() >= 0 and X.max() < 1
+    assert y.shape == (64,) and set(np.unique(y)) <= set(range(10))
+    rows = compare.workload_list(quick=True, only="W4,W5")
+    assert [(label, workload) for label, workload, _ in rows] == [
+        ("W4 sigmoid", compare.W4), ("W5 tanh", compare.W5)]
+    assert [label for label, *_ in compare.workload_list(False, "")][-2:] == [
+        "W4 sigmoid", "W5 tanh"]
+
+
+@pytest.mark.parametrize("workload", [compare.W4, compare.W5,
+                                      compare.W5.with_dtype(np.float64)],
+                         ids=lambda w: w.id)
+def test_pytorch_peer_trains_like_bpcore_with_the_workload_activation(workload):
+    torch = pytest.importorskip("torch")
+    peers = compare.make_peers(workload, {"PyTorch": torch})
+    kinds = {type(m) for m in peers["PyTorch"].net}
+    expected = torch.nn.Sigmoid if workload.activation == "sigmoid" else torch.nn.Tanh
+    assert expected in kinds and torch.nn.ReLU not in kinds
+    assert compare.check(peers, workload) == {}
+
+
+@pytest.mark.parametrize("workload", [compare.W4, compare.W5,
+                                      compare.W5.with_dtype(np.float64)],
+                         ids=lambda w: w.id)
+def test_jax_peer_trains_like_bpcore_with_the_workload_activation(workload):
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)      # as compare.py's start_jax: W4 is float64
+    peers = compare.make_peers(workload, {"JAX jit": jax})
+    assert set(peers) == {"bpcore", "NumPy", "JAX jit"}
+    assert compare.check(peers, workload) == {}
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("workload", [compare.W4, compare.W5], ids=lambda w: w.id)
+def test_sklearn_peer_has_the_workload_activation(workload):
+    pytest.importorskip("sklearn")
+    X, y = workload.data()
+    model = compare.SklearnPeer(workload, X, y).model
+    # its forward pass, written out with the workload's activation
+    f = _sigmoid if workload.activation == "sigmoid" else np.tanh
+    a = X.astype(np.float64)
+    for W, b in zip(model.coefs_[:-1], model.intercepts_[:-1]):
+        a = f(a @ W + b)
+    out = a @ model.coefs_[-1] + model.intercepts_[-1]
+    if workload.loss == "mse":
+        np.testing.assert_allclose(model.predict(X), out.ravel(), rtol=1e-5, atol=1e-6)
+    else:
+        probabilities = np.exp(out - out.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(model.predict_proba(X), probabilities, rtol=1e-4,
+                                   atol=1e-6)
 
 
 def _close(actual, expected, terms):
