@@ -461,3 +461,21 @@ def test_poisson_declares_positive_targets():
     from sklearn.utils import get_tags
     assert get_tags(MLPRegressor(loss="poisson")).target_tags.positive_only \
         == get_tags(PoissonRegressor()).target_tags.positive_only
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_copy_continues_training_exactly_like_the_original(blobs, solver):
+    X, y = blobs
+    est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, solver=solver, alpha=0.1,
+                        random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    copies = [pickle.loads(pickle.dumps(est)), copy.deepcopy(est)]
+    for other in [est, *copies]:
+        for _ in range(3):
+            other.partial_fit(X, y)
+    for other in copies:
+        np.testing.assert_array_equal(other.model_.params, est.model_.params)
+        assert other.loss_curve_ == est.loss_curve_
+        assert not np.shares_memory(other.model_.params, est.model_.params)

@@ -83,10 +83,21 @@ class _Penalised:
 
     def _add_penalty(self) -> None:
         total = 0.0
-        if self.strength:
-            for layer in self.model.layers:
-                total += _flat.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.strength)
+        strength = self.strength
+        if strength:
+            views = self.__dict__.get("_weight_views")
+            if views is None:      # the flat views of every W and dW, made once
+                views = [(layer.W.reshape(-1), layer.dW.reshape(-1))
+                         for layer in self.model.layers]
+                object.__setattr__(self, "_weight_views", views)
+            for W, dW in views:
+                total += _flat.l2(W, dW, strength)
         object.__setattr__(self, "penalty", total)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()      # type: ignore[misc]
+        state.pop("_weight_views", None)    # views of this model: a copy makes its own
+        return state
 
 
 class SklearnSGD(_Penalised, SGD):
