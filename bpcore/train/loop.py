@@ -304,20 +304,15 @@ class Trainer:
 
     def _fused_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray,
                     y: Any) -> tuple[bool, float]:
-        """``model.train_step`` under a guard: when anything comes out non-finite (the
-        loss, a gradient, a parameter) the step, already taken, is undone and the batch
-        is run again by ``_two_call_step``, which then raises or skips exactly as
-        without fusion (plain SGD folds its update into the product, and SGD with
-        momentum on several BLAS threads its gradient into the momentum buffer, so a
-        non-finite weight gradient only shows in the parameters). Returns ``(done, loss
-        value)``."""
-        model, guard = self.model, self.guard
-        guard.save()
-        value = model.train_step(X, y, self.loss, self.optimizer)
-        if math.isfinite(value) and _flat.all_finite(model.grads) \
-                and _flat.all_finite(model.params):
+        """``model.train_step`` under the guard, inside the kernel: the engine checks
+        the loss and every gradient for NaN/inf and bounds the update before taking it
+        (``Model._guarded_step``), so nothing is copied or undone. When the update was
+        not taken (nothing changed) the batch is run again by ``_two_call_step``,
+        which raises or skips exactly as without fusion (and undoes an update that
+        overflows). Returns ``(done, loss value)``."""
+        value = self.model._guarded_step(X, y, self.loss, self.optimizer)
+        if value is not None:
             return True, value
-        guard.undo()
         done, value, _ = self._two_call_step(epoch, batch, n_batches, X, y, None, 0.0)
         return done, value
 
