@@ -40,7 +40,8 @@ from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport isfinite, sqrt
 
 from _blas cimport blas_axpy, blas_gemm, gemm, small_product
-from _pool cimport adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn
+from _pool cimport (adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn,
+                   sgd_update_shared)
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
@@ -768,7 +769,12 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         if e.status != STATUS_TAKEN:
             return value
     # one pass of the optimizer over the flat buffers
-    if e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
+    if (e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity
+            and e.blas_parallel):
+        # as Adam's below: on BLAS's threads, this pass runs on two CPUs too
+        sgd_update_shared(e.n_params, <floating*> e.params, <floating*> e.grads,
+                          <floating*> e.state1, lr, momentum, weight_decay, nesterov)
+    elif e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                    <floating*> e.state1, lr, momentum, weight_decay, nesterov)
     elif e.optimizer_code == OPT_ADAM and e.blas_parallel:

@@ -203,6 +203,8 @@ class Trainer:
         self.stop_training = False
         self.history = History(seed)
         self.guard = DivergenceGuard(model, optimizer, on_nonfinite)
+        # (X, y, weight, their batches) of the last epoch without shuffling
+        self._views: tuple[Any, Any, Any, list[Any]] | None = None
 
     def progress(self, epoch: int) -> dict[str, Any]:
         """What a checkpoint needs to resume after ``epoch``."""
@@ -210,41 +212,62 @@ class Trainer:
         return {"epoch": epoch + 1, "seed": self.seed, "history": history}
 
     def run_epoch(self, epoch: int, X: FloatArray, y: Any, weight: FloatArray | None) -> Logs:
-        model, n = self.model, X.shape[0]
-        for callback in self.callbacks:
+        model, n, batch_size = self.model, X.shape[0], self.batch_size
+        loss, optimizer, callbacks = self.loss, self.optimizer, self.callbacks
+        for callback in callbacks:
             callback.on_epoch_begin(self, epoch)
-        generator = np.random.default_rng([self.seed, epoch])
-        model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
-        order = generator.permutation(n) if self.shuffle else None
-        n_batches = math.ceil(n / self.batch_size)
+        # (each generator is seeded only where it is drawn from: seeding costs as
+        # much as several small steps)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) \
+            if self.shuffle else None
+        if any(layer.dropout for layer in model.layers):
+            model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
+        n_batches = math.ceil(n / batch_size)
         bar = ProgressBar(self.epochs, n_batches, self.verbose)
         bar.start_epoch(epoch)
         logs: Logs = {}
-        if hasattr(self.optimizer, "lr"):
-            logs["lr"] = float(self.optimizer.lr)
+        if hasattr(optimizer, "lr"):
+            logs["lr"] = float(optimizer.lr)
         total, mass, skipped = 0.0, 0.0, 0
-        fused = self._can_fuse(weight)
+        # the fused step under the guard, in the kernel (None: run the batch the
+        # two-call way, see _fused_step)
+        guarded = model._guarded_step if self._can_fuse(weight) else None
         group_value = 0.0   # the first non-finite loss of the accumulation group, or 0
+        isfinite, live = math.isfinite, bar.live
+        # the callbacks that act after a batch (the others are not called per batch)
+        batch_callbacks = [c for c in callbacks
+                           if type(c).on_batch_end is not Callback.on_batch_end]
+        views = self._batch_views(X, y, weight) if order is None else None
         model.train()
         for batch in range(n_batches):
-            part = slice(batch * self.batch_size, min(n, (batch + 1) * self.batch_size))
-            index = order[part] if order is not None else part
-            Xb, yb = X[index], y[index]
-            wb = None if weight is None else weight[index]
-            size = float(wb.sum()) if wb is not None else float(Xb.shape[0])
-            if fused:
-                done, value = self._fused_step(epoch, batch, n_batches, Xb, yb)
+            if views is not None:
+                Xb, yb, wb = views[batch]
+            else:
+                assert order is not None
+                index = order[batch * batch_size:(batch + 1) * batch_size]
+                Xb, yb = X[index], y[index]
+                wb = None if weight is None else weight[index]
+            if guarded is not None:
+                value = guarded(Xb, yb, loss, optimizer)
+                done = True
+                if value is None:
+                    done, value = self._fused_step(epoch, batch, n_batches, Xb, yb)
             else:
                 done, value, group_value = self._two_call_step(
                     epoch, batch, n_batches, Xb, yb, wb, group_value)
             if not done:
                 skipped += 1
                 continue
-            if math.isfinite(value):
+            rows = Xb.shape[0]
+            if isfinite(value):
+                size = float(wb.sum()) if wb is not None else rows
                 total += value * size
                 mass += size
-            bar.update(batch, value, Xb.shape[0])
-            for callback in self.callbacks:
+            if live:
+                bar.update(batch, value, rows)
+            else:
+                bar.samples += rows
+            for callback in batch_callbacks:
                 callback.on_batch_end(self, batch, {"loss": value})
             if self.stop_training:
                 break
@@ -266,6 +289,21 @@ class Trainer:
             callback.on_epoch_end(self, epoch, logs)
         bar.end_epoch(logs)
         return logs
+
+    def _batch_views(self, X: FloatArray, y: Any, weight: FloatArray | None
+                     ) -> list[tuple[FloatArray, Any, FloatArray | None]]:
+        """The batches of an epoch without shuffling, as views (rows in order), made
+        once per training run for the same arrays: slicing them anew each epoch
+        costs as much as a few small steps."""
+        cached = self._views
+        if cached is not None and cached[0] is X and cached[1] is y and cached[2] is weight:
+            return cached[3]
+        size = self.batch_size
+        views = [(X[start:start + size], y[start:start + size],
+                  None if weight is None else weight[start:start + size])
+                 for start in range(0, X.shape[0], size)]
+        self._views = (X, y, weight, views)
+        return views
 
     def _two_call_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray, y: Any,
                        weight: FloatArray | None,
@@ -304,15 +342,13 @@ class Trainer:
 
     def _fused_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray,
                     y: Any) -> tuple[bool, float]:
-        """``model.train_step`` under the guard, inside the kernel: the engine checks
-        the loss and every gradient for NaN/inf and bounds the update before taking it
-        (``Model._guarded_step``), so nothing is copied or undone. When the update was
-        not taken (nothing changed) the batch is run again by ``_two_call_step``,
-        which raises or skips exactly as without fusion (and undoes an update that
-        overflows). Returns ``(done, loss value)``."""
-        value = self.model._guarded_step(X, y, self.loss, self.optimizer)
-        if value is not None:
-            return True, value
+        """A batch whose fused step did not take its update. ``run_epoch`` runs each
+        fused batch as ``Model._guarded_step``: ``train_step`` with the guard inside
+        the kernel, which checks the loss and every gradient for NaN/inf and bounds the
+        update before taking it, so nothing is copied or undone. When it did not take
+        the update (None: nothing changed), the batch comes here and is run again by
+        ``_two_call_step``, which raises or skips exactly as without fusion (and
+        undoes an update that overflows). Returns ``(done, loss value)``."""
         done, value, _ = self._two_call_step(epoch, batch, n_batches, X, y, None, 0.0)
         return done, value
 
