@@ -367,7 +367,7 @@ cdef class Engine:
         returned all the same."""
         return self.run_step(X, target, flags)
 
-    cdef object run_step(self, X, target, int flags=0):
+    cdef object run_step(self, X, target, int flags):
         """run, called from C (train_step)."""
         cdef Update u
         cdef long long t

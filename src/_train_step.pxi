@@ -75,8 +75,12 @@ def train_step(self, X, target, loss, optimizer, keep_grads=False):
     same results. No caches are left for ``backward`` or the per-node views.
     Bad input raises before anything changes.
     """
-    return _step(self, X, target, loss, optimizer,
-                 KEEP_GRADS_FLAG if keep_grads else 0)
+    if keep_grads is False:
+        return _step(self, X, target, loss, optimizer, 0)
+    if keep_grads is True or (isinstance(keep_grads, np.bool_)):
+        return _step(self, X, target, loss, optimizer,
+                     KEEP_GRADS_FLAG if keep_grads else 0)
+    raise TypeError(f"keep_grads must be True or False; got {type(keep_grads).__name__}")
 
 
 def guarded_step(self, X, target, loss, optimizer):
@@ -90,7 +94,7 @@ def guarded_step(self, X, target, loss, optimizer):
     return _step(self, X, target, loss, optimizer, GUARD_FLAG | KEEP_GRADS_FLAG)
 
 
-cdef object _step(self, X, target, loss, optimizer, int flags):
+cdef inline object _step(self, X, target, loss, optimizer, int flags):
     """train_step's fast path with the engine's flags (KEEP_GRADS, GUARD)."""
     cdef FusedStep step = self._fused
     cdef bint guard = (flags & GUARD_FLAG) != 0

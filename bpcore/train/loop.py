@@ -203,6 +203,8 @@ class Trainer:
         self.stop_training = False
         self.history = History(seed)
         self.guard = DivergenceGuard(model, optimizer, on_nonfinite)
+        # the optimizer's step count and buffers as the run began (see _fused_step)
+        self._start = (optimizer.steps, frozenset(optimizer.state))
         # (X, y, weight, their batches) of the last epoch without shuffling
         self._views: tuple[Any, Any, Any, list[Any]] | None = None
 
@@ -349,6 +351,13 @@ class Trainer:
         the update (None: nothing changed), the batch comes here and is run again by
         ``_two_call_step``, which raises or skips exactly as without fusion (and
         undoes an update that overflows). Returns ``(done, loss value)``."""
+        optimizer = self.optimizer
+        steps, names = self._start
+        if optimizer.steps == steps:
+            # no step taken yet: buffers that the fused step's plan made (zero, as
+            # fresh ones) go, as the two-call path leaves none before a step
+            for name in [name for name in optimizer.state if name not in names]:
+                del optimizer.state[name]
         done, value, _ = self._two_call_step(epoch, batch, n_batches, X, y, None, 0.0)
         return done, value
 
