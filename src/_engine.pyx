@@ -15,7 +15,9 @@
 # Differences from loss_and_grad + optimizer.step(), each saving a pass over memory:
 # gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
 # product with beta = 0 and db from an assigning column sum); dL/dX of the input is
-# not computed; pre-activations are not kept for inspection; plain SGD (no momentum,
+# not computed; pre-activations are not kept for inspection. Unless the call keeps the
+# gradients (flags KEEP_GRADS or GUARD; otherwise grads is unspecified after a step):
+# plain SGD (no momentum,
 # no weight decay) updates W inside the weight-gradient product and leaves dW unwritten;
 # other SGD at batch sizes up to BP_OUTER_ROWS forms each weight's gradient inside
 # its update (one pass over W and its velocity) and leaves dW unwritten too; so does
@@ -24,7 +26,15 @@
 # identity output under the squared error (unit_output) runs its forward, the loss
 # and its backward in one call (unit_mse), which writes that layer's dW whatever
 # the optimizer. With more than one BLAS thread, Adam's pass over the flat buffers
-# runs on this thread and bpcore's helper thread (_pool.h), entry for entry as on one.
+# runs on this thread and bpcore's helper thread (_pool.h), entry for entry as on one,
+# and so does SGD's one pass.
+#
+# fit's divergence guard (flag GUARD) runs here, between the backward pass and the
+# update, with the gradients kept: the loss must be finite and the sums of magnitudes
+# of the gradients, parameters and optimizer state (src/_guard.h) must bound every
+# value the update computes below the element type's largest / 16 (guard_status).
+# Otherwise nothing is updated (Engine.status says why) and fit runs the batch the
+# two-call way, which raises or skips, or undoes an update that did overflow.
 #
 # `run` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the

@@ -1,8 +1,9 @@
 """The fit loop: mini-batches, validation, metrics, callbacks and progress, each
-step under the divergence guard (bpcore.train.guard).
+step under the divergence guard (inside the fused kernel, or bpcore.train.guard).
 
 ``fit`` is deterministic given ``seed``: epoch e shuffles with a generator seeded by
-``(seed, e)`` and reseeds the model's dropout generator the same way, so a run
+``(seed, e)`` and reseeds the dropout generator of a model with dropout the same way
+(``(seed, e, 1)``), so a run
 resumed at epoch N (same seed, restored parameters and optimizer state) continues
 bit for bit like an uninterrupted one.
 """
@@ -526,11 +527,12 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     With a built-in loss (MSELoss, CrossEntropyLoss, BCEWithLogitsLoss, PoissonLoss),
     SGD or Adam, and no sample weights, L2, accumulation or dropout, each batch is one
     fused ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``.
-    The two give the same numbers (to rounding), and a batch whose fused step comes
-    out non-finite is undone and run again the other way. After the fused step, SGD
-    may leave the weight matrices' gradients unwritten (plain SGD, any SGD at batch
-    sizes up to 4, SGD with momentum on several BLAS threads: see
-    ``Model.train_step``).
+    The two give the same numbers (to rounding). The fused step checks the loss and
+    every gradient, and bounds its update, before it updates anything; a batch whose
+    update it does not take (a NaN/inf, or an update that might overflow) is run
+    again the other way, which raises or skips (and undoes an update that made a
+    parameter non-finite). After ``fit``, ``model.grads`` holds the last batch's
+    gradient (zeros when that batch was skipped).
     """
     epochs = _validation.positive_int(epochs, "epochs")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
