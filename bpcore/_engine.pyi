@@ -13,6 +13,14 @@ from .nn.plan import LayerPlan, StepPlan
 LOSS_KINDS: dict[str, int]
 #: optimizer name -> the kernel's update code
 OPTIMIZER_KINDS: dict[str, int]
+#: flags of Engine.run: keep every gradient; guard the update (keeps them too)
+KEEP_GRADS: int
+GUARD: int
+#: Engine.status: the update taken; left out (GUARD) for a non-finite loss or
+#: gradient; left out because it might overflow
+STEP_TAKEN: int
+STEP_NONFINITE: int
+STEP_UNSAFE: int
 
 class Predictor:
     """Model.predict's fast path for one batch size."""
@@ -47,9 +55,11 @@ class Engine:
     def blas_parallel(self) -> bool: ...
     @property
     def fused_update(self) -> bool: ...
+    @property
+    def status(self) -> int: ...
     def __init__(self, plan: StepPlan) -> None: ...
     def overlaps(self, array: object) -> bool: ...
-    def run(self, X: object, target: object) -> float | None: ...
+    def run(self, X: object, target: object, flags: int = 0) -> float | None: ...
 
 # four 2-D arrays of one shape and one dtype (float32 or float64)
 def _adam_shared_rows(params: FloatArray, grads: FloatArray, exp_avg: FloatArray,
@@ -82,4 +92,9 @@ class FusedStep:
 
 # bound as the method Model.train_step
 def train_step(self: Model, X: npt.ArrayLike, target: npt.ArrayLike,
-               loss: Loss | LossFunction, optimizer: Optimizer) -> float: ...
+               loss: Loss | LossFunction, optimizer: Optimizer,
+               keep_grads: bool = False) -> float: ...
+
+# bound as Model._guarded_step (fit's step)
+def guarded_step(self: Model, X: npt.ArrayLike, target: npt.ArrayLike,
+                 loss: Loss | LossFunction, optimizer: Optimizer) -> float | None: ...

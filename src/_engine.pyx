@@ -15,7 +15,9 @@
 # Differences from loss_and_grad + optimizer.step(), each saving a pass over memory:
 # gradients are overwritten, not accumulated (no zeroing pass: dW comes from a
 # product with beta = 0 and db from an assigning column sum); dL/dX of the input is
-# not computed; pre-activations are not kept for inspection; plain SGD (no momentum,
+# not computed; pre-activations are not kept for inspection. Unless the call keeps the
+# gradients (flags KEEP_GRADS or GUARD; otherwise grads is unspecified after a step):
+# plain SGD (no momentum,
 # no weight decay) updates W inside the weight-gradient product and leaves dW unwritten;
 # other SGD at batch sizes up to BP_OUTER_ROWS forms each weight's gradient inside
 # its update (one pass over W and its velocity) and leaves dW unwritten too; so does
@@ -24,7 +26,15 @@
 # identity output under the squared error (unit_output) runs its forward, the loss
 # and its backward in one call (unit_mse), which writes that layer's dW whatever
 # the optimizer. With more than one BLAS thread, Adam's pass over the flat buffers
-# runs on this thread and bpcore's helper thread (_pool.h), entry for entry as on one.
+# runs on this thread and bpcore's helper thread (_pool.h), entry for entry as on one,
+# and so does SGD's one pass.
+#
+# fit's divergence guard (flag GUARD) runs here, between the backward pass and the
+# update, with the gradients kept: the loss must be finite and the sums of magnitudes
+# of the gradients, parameters and optimizer state (src/_guard.h) must bound every
+# value the update computes below the element type's largest / 16 (guard_status).
+# Otherwise nothing is updated (Engine.status says why) and fit runs the batch the
+# two-call way, which raises or skips, or undoes an update that did overflow.
 #
 # `run` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
@@ -36,10 +46,12 @@ from numpy.lib.array_utils import byte_bounds
 from cython cimport floating
 from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport sqrt
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport isfinite, sqrt
 
 from _blas cimport blas_axpy, blas_gemm, gemm, small_product
-from _pool cimport adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn
+from _pool cimport (adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn,
+                   sgd_update_shared)
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
@@ -47,6 +59,10 @@ from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_up
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, LOSS_POISSON,
                             bce_kernel, cross_entropy_labels_kernel,
                             cross_entropy_probs_kernel, mse_kernel, poisson_kernel)
+
+cdef extern from "_guard.h" nogil:
+    double bp_abs_sum_f32(long n, const float* x, double* negative)
+    double bp_abs_sum_f64(long n, const double* x, double* negative)
 
 cnp.import_array()
 
@@ -66,6 +82,24 @@ LOSS_KINDS = {"mse": LOSS_MSE, "cross_entropy_labels": LOSS_CE_LABELS,
               "cross_entropy_probs": LOSS_CE_PROBS, "bce": LOSS_BCE,
               "poisson": LOSS_POISSON}
 OPTIMIZER_KINDS = {"sgd": OPT_SGD, "adam": OPT_ADAM}
+
+# What ``Engine.run`` is asked for, besides the step (its ``flags``):
+cdef enum:
+    KEEP_GRADS_FLAG = 1   # write every gradient, as loss_and_grad does (no folding)
+    GUARD_FLAG = 2        # KEEP_GRADS, and take the update only when it is safe
+#: flags of ``Engine.run``: KEEP_GRADS makes ``grads`` hold this step's gradients
+#: afterwards; GUARD (fit's divergence guard) also keeps them and checks before the
+#: update (see ``Engine.status``)
+KEEP_GRADS, GUARD = KEEP_GRADS_FLAG, GUARD_FLAG | KEEP_GRADS_FLAG
+
+# What became of the update of the last ``run`` (``Engine.status``):
+cdef enum:
+    STATUS_TAKEN = 0       # the update was applied
+    STATUS_NONFINITE = 1   # GUARD: the loss or a gradient is not finite; no update
+    STATUS_UNSAFE = 2      # GUARD: the update might make a value overflow; no update
+#: ``Engine.status`` after a run: the update taken, or (GUARD) left out because the
+#: loss or a gradient is not finite, or because it might overflow
+STEP_TAKEN, STEP_NONFINITE, STEP_UNSAFE = STATUS_TAKEN, STATUS_NONFINITE, STATUS_UNSAFE
 
 
 cdef struct Layer:
@@ -271,6 +305,7 @@ cdef class Engine:
     cdef Scalars scalars
     cdef bint unit                # the output layer runs through unit_mse (unit_output)
     cdef readonly bint blas_parallel  # BLAS had more than one thread when planned
+    cdef readonly int status       # STEP_TAKEN, STEP_NONFINITE or STEP_UNSAFE (last run)
 
     def __cinit__(self, plan):
         """plan: a StepPlan. Its blas_parallel says whether BLAS runs more than one
@@ -327,14 +362,22 @@ cdef class Engine:
         return engine_meets(self, <const char*> <intptr_t> low,
                             <const char*> <intptr_t> high)
 
-    def run(self, X, target):
+    def run(self, X, target, int flags=0):
         """One fused step on (X, target) with the Scalars' current hyper-parameters,
         their step count advanced; returns the loss value. None, with nothing changed,
         when the arguments need the full validation (other dtype, layout or shape,
-        NaN/inf, labels out of range, memory this step writes)."""
-        return self.run_step(X, target)
+        NaN/inf, labels out of range, memory this step writes).
 
-    cdef object run_step(self, X, target):
+        ``flags``: KEEP_GRADS writes every gradient into ``grads`` (otherwise the
+        update may be folded into the products and leave some unwritten). GUARD
+        keeps them too and, before the update, checks the loss and the gradients
+        for NaN/inf and bounds the update: when a value is not finite
+        (``status`` STEP_NONFINITE) or the update might overflow (STEP_UNSAFE), no
+        parameter, optimizer buffer or step count changes; the loss value is
+        returned all the same."""
+        return self.run_step(X, target, flags)
+
+    cdef object run_step(self, X, target, int flags):
         """run, called from C (train_step)."""
         cdef Update u
         cdef long long t
@@ -352,11 +395,15 @@ cdef class Engine:
             u.beta1, u.beta2, u.eps, u.weight_decay = s.beta1, s.beta2, s.eps, s.weight_decay
             u.lr = s.lr / (1.0 - u.beta1 ** t)
             u.inv_root_bc2 = 1.0 / sqrt(1.0 - u.beta2 ** t)
+        if flags & GUARD_FLAG:
+            flags |= KEEP_GRADS_FLAG
+        self.status = STATUS_TAKEN
         if self.single:
-            value = acquire_and_run[float](self, X, target, &u)
+            value = acquire_and_run[float](self, X, target, &u, flags)
         else:
-            value = acquire_and_run[double](self, X, target, &u)
-        if value is not None and self.optimizer_code != OPT_NONE:
+            value = acquire_and_run[double](self, X, target, &u, flags)
+        if (value is not None and self.optimizer_code != OPT_NONE
+                and self.status == STATUS_TAKEN):
             s.steps += 1
         return value
 
@@ -373,7 +420,8 @@ cdef bint engine_meets(Engine e, const char* lo, const char* hi) noexcept nogil:
             or overlap(lo, hi, e.scratch, e.scratch_size, size))
 
 
-cdef object acquire_and_run(Engine e, X, target, const Update* u, floating* dtype=NULL):
+cdef object acquire_and_run(Engine e, X, target, const Update* u, int flags,
+                            floating* dtype=NULL):
     """Run the step when X and the target are arrays this engine takes as they are
     and hold valid values; else None, with nothing changed."""
     cdef int typenum = cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE
@@ -415,7 +463,7 @@ cdef object acquire_and_run(Engine e, X, target, const Update* u, floating* dtyp
                         ok = False
                         break
         if ok:
-            value = fused_step(e, x, t, labels, u)
+            value = fused_step(e, x, t, labels, u, flags)
     if not ok:
         return None
     return value
@@ -505,8 +553,76 @@ cdef inline char* velocity(Engine e, char* parameter, double momentum) noexcept 
     return e.state1 + (parameter - e.params)
 
 
+cdef inline double abs_sum(const floating* x, long n, double* negative) noexcept nogil:
+    """The sum of |x[i]| in double (finite exactly when every entry is); with
+    ``negative``, the sum of |x[i]| - x[i] there (0 exactly when none is below 0)."""
+    if floating is float:
+        return bp_abs_sum_f32(n, x, negative)
+    else:
+        return bp_abs_sum_f64(n, x, negative)
+
+
+cdef int guard_status(Engine e, double value, const Update* u,
+                      floating* dtype=NULL) noexcept nogil:
+    """Whether the update of a GUARD step may go ahead, from the loss value and, in
+    one pass over each flat buffer, the sums of magnitudes of the gradients (G), the
+    parameters (P) and the optimizer's state (S1, S2): STATUS_NONFINITE when the loss
+    or a gradient is NaN or infinite; STATUS_UNSAFE unless bounds on the magnitudes
+    of every value the update computes (in the element type, whose largest finite
+    value is MAX) stay below MAX / 16, which rounding cannot carry past MAX; else
+    STATUS_TAKEN, and then every parameter and state entry comes out finite.
+
+    With g' = g + weight_decay * p, |g'| <= G + wd P (= Gp) entry by entry. SGD: the
+    velocity's |mu v + g'| <= mu S1 + Gp (= V), the step's |lr * (g' + mu v_new)|
+    (Nesterov) or |lr * v_new| at most lr (Gp + mu V) or lr V, so |p_new| <= P + that.
+    Adam: |m_new| <= beta1 S1 + (1 - beta1) Gp (= M), v_new <= beta2 S2 + (1 - beta2)
+    Gp^2 and, with the denominator sqrt(v_new) / sqrt(bc2) + eps >= eps, |p_new|
+    <= P + step_size M / eps; exp_avg_sq must hold no negative entry (its square
+    root). Entries are bounded by the sums, so the test is loose by up to the number
+    of parameters: a step it refuses is not lost, fit takes it the two-call way."""
+    cdef double limit = (FLT_MAX if floating is float else DBL_MAX) / 16
+    cdef double G, P, S1, S2, negative = 0
+    cdef double lr, mu, wd, gp, v, step, bound, m, eps
+    if not isfinite(value):
+        return STATUS_NONFINITE
+    G = abs_sum(<floating*> e.grads, e.n_params, NULL)
+    if not isfinite(G):
+        return STATUS_NONFINITE
+    P = abs_sum(<floating*> e.params, e.n_params, NULL)
+    if e.optimizer_code == OPT_SGD:
+        lr, mu, wd = u.lr, u.momentum, u.weight_decay   # (validated: not negative)
+        if not (lr < limit and mu < limit and wd < limit):
+            return STATUS_UNSAFE
+        gp = G + wd * P
+        v = 0.0
+        step = gp
+        if mu != 0:
+            S1 = abs_sum(<floating*> e.state1, e.n_params, NULL)
+            v = mu * S1 + gp
+            step = gp + mu * v if u.nesterov else v
+        bound = P + lr * step
+        if not (gp < limit and v < limit and mu * v < limit and bound < limit):
+            return STATUS_UNSAFE
+    elif e.optimizer_code == OPT_ADAM:
+        eps = <floating> u.eps            # as the pass reads it (a float32 may be 0)
+        if not (eps > 0 and u.lr < limit and u.inv_root_bc2 < limit
+                and u.weight_decay < limit):
+            return STATUS_UNSAFE
+        S1 = abs_sum(<floating*> e.state1, e.n_params, NULL)
+        S2 = abs_sum(<floating*> e.state2, e.n_params, &negative)
+        gp = G + u.weight_decay * P
+        m = u.beta1 * S1 + (1 - u.beta1) * gp
+        v = u.beta2 * S2 + (1 - u.beta2) * gp * gp
+        bound = P + u.lr * (m / eps)
+        if not (negative == 0 and gp * gp < limit and m < limit and v < limit
+                and sqrt(v) * u.inv_root_bc2 < limit and m / eps < limit
+                and bound < limit):
+            return STATUS_UNSAFE
+    return STATUS_TAKEN
+
+
 cdef double fused_step(Engine e, const floating* X, const floating* target,
-                       const int64_t* labels, const Update* u) noexcept nogil:
+                       const int64_t* labels, const Update* u, int flags) noexcept nogil:
     cdef long n = e.n, i
     # SGD's numbers (zero for Adam, whose pass reads u itself)
     cdef double lr = u.lr, momentum = u.momentum, weight_decay = u.weight_decay
@@ -554,13 +670,16 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # Plain SGD (no momentum, no weight decay) folds its update into the products:
     # W += -lr * X^T.delta straight into W after dX has been taken from the old W,
     # which saves writing dW and a whole optimizer pass over the parameters.
-    cdef bint fold = e.optimizer_code == OPT_SGD and momentum == 0 and weight_decay == 0
+    # (none of the folds when the gradients are to be kept: KEEP_GRADS, GUARD)
+    cdef bint keep = (flags & KEEP_GRADS_FLAG) != 0
+    cdef bint fold = (e.optimizer_code == OPT_SGD and momentum == 0 and weight_decay == 0
+                      and not keep)
     # Other SGD at batch sizes up to BP_OUTER_ROWS (momentum, weight decay): each
     # weight's gradient is formed and consumed by the update in one pass
     # (outer_sgd_update), the biases are updated layer by layer, and the pass over
     # all parameters is skipped.
     cdef bint outer = (e.optimizer_code == OPT_SGD and not fold and n <= BP_OUTER_ROWS
-                       and (momentum == 0 or e.state1 != NULL))
+                       and (momentum == 0 or e.state1 != NULL) and not keep)
     # SGD with momentum (no weight decay, not Nesterov) above that, with more than one
     # BLAS thread: where BLAS takes a layer's weight-gradient product, the product adds
     # itself into the momentum buffer, buf = momentum * buf + X^T.delta (beta =
@@ -572,7 +691,7 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
     # looks for it; the one pass writes lr * buf into them, NaN included.)
     cdef bint into_velocity = (e.optimizer_code == OPT_SGD and momentum != 0 and weight_decay == 0
                                and not nesterov and not outer and e.state1 != NULL
-                               and e.blas_parallel and lr != 0)
+                               and e.blas_parallel and lr != 0 and not keep)
     cdef floating* buf
     cdef bint delta_done = False
     upstream = <floating*> e.grad_output
@@ -653,8 +772,19 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
             gemm(True, False, <int> L.n_in, <int> L.n_out, <int> n, <floating> 1.0,
                  inputs, <int> L.n_in, dlt, <int> L.n_out, <floating> 0.0,
                  <floating*> L.dW, <int> L.n_out)
+    # GUARD: nothing is updated unless the loss and gradients are finite and the
+    # update cannot overflow (every update is in the one pass below, as keep is set)
+    if flags & GUARD_FLAG and e.optimizer_code != OPT_NONE:
+        e.status = guard_status(e, value, u, <floating*> NULL)
+        if e.status != STATUS_TAKEN:
+            return value
     # one pass of the optimizer over the flat buffers
-    if e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
+    if (e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity
+            and e.blas_parallel):
+        # as Adam's below: on BLAS's threads, this pass runs on two CPUs too
+        sgd_update_shared(e.n_params, <floating*> e.params, <floating*> e.grads,
+                          <floating*> e.state1, lr, momentum, weight_decay, nesterov)
+    elif e.optimizer_code == OPT_SGD and not fold and not outer and not into_velocity:
         sgd_update(e.n_params, <floating*> e.params, <floating*> e.grads,
                    <floating*> e.state1, lr, momentum, weight_decay, nesterov)
     elif e.optimizer_code == OPT_ADAM and e.blas_parallel:

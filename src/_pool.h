@@ -1,5 +1,5 @@
-/* One helper thread for bpcore's element-wise passes (the Adam update of the fused
- * step), beside the calling thread.
+/* One helper thread for bpcore's element-wise passes (the Adam and SGD updates of
+ * the fused step), beside the calling thread.
  *
  * Why: at two BLAS threads the matrix products run on both CPUs, but a pass over
  * every parameter ran on one, and took up to a sixth of a W2 Adam step.
@@ -283,5 +283,31 @@ static int bp_pool_helper_on_turn(void) {
 BP_ADAM_SPLIT(float, f32)
 BP_ADAM_SPLIT(double, f64)
 #undef BP_ADAM_SPLIT
+
+/* The SGD pass of bp_sgd (_elementwise_impl.h) shared with the helper (velocity may
+ * be NULL when momentum is 0, as there). */
+#define BP_SGD_SPLIT(T, SUFFIX)                                                      \
+    typedef struct {                                                                 \
+        T *params; const T *grads; T *velocity;                                      \
+        T lr, momentum, weight_decay; int nesterov;                                  \
+    } bp_sgd_args_##SUFFIX;                                                          \
+    static void bp_sgd_range_##SUFFIX(void *arg, long start, long stop) {            \
+        const bp_sgd_args_##SUFFIX *a = arg;                                         \
+        bp_sgd_##SUFFIX(stop - start, a->params + start, a->grads + start,           \
+                        a->velocity ? a->velocity + start : a->velocity, a->lr,      \
+                        a->momentum, a->weight_decay, a->nesterov);                  \
+    }                                                                                \
+    static void bp_sgd_shared_##SUFFIX(                                              \
+            long n, T *params, const T *grads, T *velocity, T lr, T momentum,        \
+            T weight_decay, int nesterov) {                                          \
+        bp_sgd_args_##SUFFIX a = {params, grads, velocity, lr, momentum,             \
+                                  weight_decay, nesterov};                           \
+        bp_pool_run(bp_sgd_range_##SUFFIX, &a, n,                                    \
+                    BP_POOL_CHUNK_BYTES / (long) sizeof(T));                         \
+    }
+
+BP_SGD_SPLIT(float, f32)
+BP_SGD_SPLIT(double, f64)
+#undef BP_SGD_SPLIT
 
 #endif

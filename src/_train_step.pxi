@@ -51,7 +51,7 @@ cdef class FusedStep:
             a is b for a, b in zip(optimizer_buffers, self.state))
 
 
-def train_step(self, X, target, loss, optimizer):
+def train_step(self, X, target, loss, optimizer, keep_grads=False):
     """One training step in one call: forward, loss, backward and ``optimizer``'s
     update; return the loss value.
 
@@ -61,26 +61,53 @@ def train_step(self, X, target, loss, optimizer):
     ``PoissonLoss`` (SGD and Adam update inside it; other optimizers step right
     after; custom losses, Loss subclasses that do not declare ``fused_kind`` and
     dropout in training mode take the two-call path; see ``bpcore.nn.fused``).
-    ``grads`` holds this batch's gradient afterwards — except that the weight
-    matrices' may be left unwritten with plain SGD (no momentum or weight decay),
-    whose update is folded into the weight-gradient product; with any SGD at
-    batch sizes up to 4, whose weight gradients are formed inside the update; and
-    with SGD with momentum (no weight decay, not Nesterov, lr not 0) when BLAS had
-    more than one thread as the step was built for this batch size, for the layers
-    whose weight-gradient product BLAS takes and adds into the momentum buffer (a
-    one-unit output layer under MSE writes its own either way). When BLAS had
-    more than one thread as the step was built, Adam's update runs on the
-    calling thread and bpcore's helper thread (``bpcore.threads``), with the
+
+    ``grads`` afterwards: with ``keep_grads=True``, this step's gradients, exactly
+    those ``loss_and_grad`` leaves (every entry written). With ``keep_grads=False``
+    (the default), its contents are unspecified: the fused step may fold the
+    update into the products and not write gradients it does not need (SGD does,
+    in ways that depend on the batch size, the hyper-parameters, the CPU and the
+    BLAS threads). ``keep_grads`` costs nothing with Adam; with SGD it gives up
+    those folds (see docs/performance.md).
+
+    When BLAS had more than one thread as the step was built, Adam's update runs on
+    the calling thread and bpcore's helper thread (``bpcore.threads``), with the
     same results. No caches are left for ``backward`` or the per-node views.
     Bad input raises before anything changes.
     """
+    if keep_grads is False:
+        return _step(self, X, target, loss, optimizer, 0)
+    if keep_grads is True or (isinstance(keep_grads, np.bool_)):
+        return _step(self, X, target, loss, optimizer,
+                     KEEP_GRADS_FLAG if keep_grads else 0)
+    raise TypeError(f"keep_grads must be True or False; got {type(keep_grads).__name__}")
+
+
+def guarded_step(self, X, target, loss, optimizer):
+    """``fit``'s step: ``train_step(X, target, loss, optimizer, keep_grads=True)``,
+    the update taken only when the loss and every gradient are finite and the update
+    cannot overflow (src/_engine.pyx, guard_status); returns the loss value. None
+    when the update was not taken (then nothing changed: parameters, optimizer state
+    and step count are as before, ``grads`` holds this step's gradients) or when
+    the step is not one fused kernel with the update inside (nothing ran): the
+    caller then takes the two-call path, which raises or skips."""
+    return _step(self, X, target, loss, optimizer, GUARD_FLAG | KEEP_GRADS_FLAG)
+
+
+cdef inline object _step(self, X, target, loss, optimizer, int flags):
+    """train_step's fast path with the engine's flags (KEEP_GRADS, GUARD)."""
     cdef FusedStep step = self._fused
+    cdef bint guard = (flags & GUARD_FLAG) != 0
     if step is not None and step.applies(self, loss, optimizer):
-        value = step.engine.run_step(X, target)
+        if guard and not step.fused_update:
+            return None
+        value = step.engine.run_step(X, target, flags)
         if value is not None:
             if self._cache is not None:      # the last forward's caches are overwritten
                 self._input = self._cache = self._grad_output = None
+            if guard and step.engine.status != STATUS_TAKEN:
+                return None
             if not step.fused_update:
                 optimizer.step()
             return value
-    return self._train_step_general(X, target, loss, optimizer)
+    return self._train_step_general(X, target, loss, optimizer, flags)

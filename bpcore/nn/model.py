@@ -520,11 +520,19 @@ class Model:
     # src/_train_step.pxi (part of _engine), where the fast path costs no Python frame;
     # see its docstring.
     train_step = _engine.train_step
+    # fit's step: train_step(keep_grads=True) whose update is taken only when the loss
+    # and gradients are finite and it cannot overflow; None otherwise (nothing changed)
+    # and when the step is not fused with its update (see bpcore.train.loop)
+    _guarded_step = _engine.guarded_step
 
     def _train_step_general(self, X: npt.ArrayLike, target: npt.ArrayLike,
-                            loss: Loss | LossFunction, optimizer: Optimizer) -> float:
+                            loss: Loss | LossFunction, optimizer: Optimizer,
+                            flags: int = 0) -> float | None:
         """train_step when the last fused step does not apply: validate, then run a
-        fused step (found or built) or the two-call path (bpcore.nn.fused decides)."""
+        fused step (found or built) or the two-call path (bpcore.nn.fused decides).
+        ``flags``: the engine's (``_engine.KEEP_GRADS``, ``_engine.GUARD``); with GUARD,
+        None when the update was not taken or the step is not fused with its update
+        (the two-call path is not run: the caller guards it)."""
         # (a name of its own: after ``getattr(...) is not self`` mypy takes ``self``
         # for Any and checks nothing below)
         owner: object = getattr(optimizer, "model", None)
@@ -536,6 +544,8 @@ class Model:
                 or (self.training and has_dropout)):
             # custom losses, Loss subclasses without their own fused_kind and dropout
             # in training mode take the two-call path
+            if flags & _engine.GUARD == _engine.GUARD:
+                return None
             value, _ = self.loss_and_grad(X, target, loss)
             optimizer.step()
             return value
@@ -555,16 +565,21 @@ class Model:
             while len(self._fused_steps) > _WORKSPACE_SIZES:
                 self._fused_steps.popitem(last=False)
         self._fused = step
+        guard = flags & _engine.GUARD == _engine.GUARD
+        if guard and not step.fused_update:
+            return None
         engine = step.engine
         if engine.overlaps(X):
             X = X.copy()            # a forward output fed back: the step overwrites it
         if engine.overlaps(target):
             target = target.copy()
-        result = engine.run(X, target)
+        result = engine.run(X, target, flags)
         if result is None:
             raise RuntimeError("bpcore: the fused step refused validated input")
         if self._cache is not None:      # the last forward's caches are overwritten
             self._input = self._cache = self._grad_output = None
+        if guard and engine.status != _engine.STEP_TAKEN:
+            return None
         if not step.fused_update:
             optimizer.step()
         return result

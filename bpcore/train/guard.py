@@ -1,10 +1,14 @@
-"""The divergence guard: a step that makes the loss, a gradient or a parameter NaN or
-infinite is undone, then raised (``TrainingDiverged``) or skipped.
+"""The divergence guard: a step whose loss or gradient is NaN or infinite is not
+taken, or a step that makes a parameter NaN or infinite is undone; then it is raised
+(``TrainingDiverged``) or skipped.
 
-Before each step the guard copies what the step changes (the parameters, the
-optimizer's step count and state buffers) into backups it reuses, so that a
-diverged step can be undone in place and the model and optimizer keep their last
-finite values.
+``fit``'s fused steps are guarded inside the kernel (``Model._guarded_step``): it
+checks the loss and the gradients and bounds the update before taking it, so nothing
+needs copying. Only a step the kernel does not take, and every step of the two-call
+path (``loss_and_grad`` then ``optimizer.step()``), comes through ``step`` here, which
+copies what the optimizer's step changes (the parameters, its step count and state
+buffers) into backups it reuses, so that a step that makes a parameter non-finite can
+be undone in place and the model and optimizer keep their last finite values.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ class DivergenceGuard:
 
     def __init__(self, model: Model, optimizer: Optimizer, on_nonfinite: str) -> None:
         self.model, self.optimizer, self.on_nonfinite = model, optimizer, on_nonfinite
-        self._params = np.empty_like(model.params)
+        # the backup of the parameters (allocated by the first save)
+        self._params: FloatArray | None = None
         # reused backups of the optimizer's state buffers
         self._state: dict[str, FloatArray] = {}
         # (steps, {name: backup}) of the last save
@@ -65,7 +70,11 @@ class DivergenceGuard:
 
     def save(self) -> None:
         """Back up what a step changes: parameters, step count, state buffers."""
-        np.copyto(self._params, self.model.params)
+        params = self.model.params
+        if self._params is None or self._params.shape != params.shape \
+                or self._params.dtype != params.dtype:
+            self._params = np.empty_like(params)
+        np.copyto(self._params, params)
         saved = {}
         for name, buf in self.optimizer.state.items():
             backup = self._state.get(name)
@@ -75,9 +84,10 @@ class DivergenceGuard:
             saved[name] = backup
         self._saved = (self.optimizer.steps, saved)
 
-    def undo(self):
+    def undo(self) -> None:
         """Restore the last ``save`` in place: the parameters, the step count and every
         state buffer; buffers the undone step created are dropped."""
+        assert self._saved is not None and self._params is not None, "undo before save"
         steps, saved = self._saved
         optimizer = self.optimizer
         np.copyto(self.model.params, self._params)

@@ -1,8 +1,9 @@
 """The fit loop: mini-batches, validation, metrics, callbacks and progress, each
-step under the divergence guard (bpcore.train.guard).
+step under the divergence guard (inside the fused kernel, or bpcore.train.guard).
 
 ``fit`` is deterministic given ``seed``: epoch e shuffles with a generator seeded by
-``(seed, e)`` and reseeds the model's dropout generator the same way, so a run
+``(seed, e)`` and reseeds the dropout generator of a model with dropout the same way
+(``(seed, e, 1)``), so a run
 resumed at epoch N (same seed, restored parameters and optimizer state) continues
 bit for bit like an uninterrupted one.
 """
@@ -203,6 +204,10 @@ class Trainer:
         self.stop_training = False
         self.history = History(seed)
         self.guard = DivergenceGuard(model, optimizer, on_nonfinite)
+        # the optimizer's step count and buffers as the run began (see _fused_step)
+        self._start = (optimizer.steps, frozenset(optimizer.state))
+        # (X, y, weight, their batches) of the last epoch without shuffling
+        self._views: tuple[Any, Any, Any, list[Any]] | None = None
 
     def progress(self, epoch: int) -> dict[str, Any]:
         """What a checkpoint needs to resume after ``epoch``."""
@@ -210,41 +215,62 @@ class Trainer:
         return {"epoch": epoch + 1, "seed": self.seed, "history": history}
 
     def run_epoch(self, epoch: int, X: FloatArray, y: Any, weight: FloatArray | None) -> Logs:
-        model, n = self.model, X.shape[0]
-        for callback in self.callbacks:
+        model, n, batch_size = self.model, X.shape[0], self.batch_size
+        loss, optimizer, callbacks = self.loss, self.optimizer, self.callbacks
+        for callback in callbacks:
             callback.on_epoch_begin(self, epoch)
-        generator = np.random.default_rng([self.seed, epoch])
-        model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
-        order = generator.permutation(n) if self.shuffle else None
-        n_batches = math.ceil(n / self.batch_size)
+        # (each generator is seeded only where it is drawn from: seeding costs as
+        # much as several small steps)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) \
+            if self.shuffle else None
+        if any(layer.dropout for layer in model.layers):
+            model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
+        n_batches = math.ceil(n / batch_size)
         bar = ProgressBar(self.epochs, n_batches, self.verbose)
         bar.start_epoch(epoch)
         logs: Logs = {}
-        if hasattr(self.optimizer, "lr"):
-            logs["lr"] = float(self.optimizer.lr)
+        if hasattr(optimizer, "lr"):
+            logs["lr"] = float(optimizer.lr)
         total, mass, skipped = 0.0, 0.0, 0
-        fused = self._can_fuse(weight)
+        # the fused step under the guard, in the kernel (None: run the batch the
+        # two-call way, see _fused_step)
+        guarded = model._guarded_step if self._can_fuse(weight) else None
         group_value = 0.0   # the first non-finite loss of the accumulation group, or 0
+        isfinite, live = math.isfinite, bar.live
+        # the callbacks that act after a batch (the others are not called per batch)
+        batch_callbacks = [c for c in callbacks
+                           if type(c).on_batch_end is not Callback.on_batch_end]
+        views = self._batch_views(X, y, weight) if order is None else None
         model.train()
         for batch in range(n_batches):
-            part = slice(batch * self.batch_size, min(n, (batch + 1) * self.batch_size))
-            index = order[part] if order is not None else part
-            Xb, yb = X[index], y[index]
-            wb = None if weight is None else weight[index]
-            size = float(wb.sum()) if wb is not None else float(Xb.shape[0])
-            if fused:
-                done, value = self._fused_step(epoch, batch, n_batches, Xb, yb)
+            if views is not None:
+                Xb, yb, wb = views[batch]
+            else:
+                assert order is not None
+                index = order[batch * batch_size:(batch + 1) * batch_size]
+                Xb, yb = X[index], y[index]
+                wb = None if weight is None else weight[index]
+            if guarded is not None:
+                value = guarded(Xb, yb, loss, optimizer)
+                done = True
+                if value is None:
+                    done, value = self._fused_step(epoch, batch, n_batches, Xb, yb)
             else:
                 done, value, group_value = self._two_call_step(
                     epoch, batch, n_batches, Xb, yb, wb, group_value)
             if not done:
                 skipped += 1
                 continue
-            if math.isfinite(value):
+            rows = Xb.shape[0]
+            if isfinite(value):
+                size = float(wb.sum()) if wb is not None else rows
                 total += value * size
                 mass += size
-            bar.update(batch, value, Xb.shape[0])
-            for callback in self.callbacks:
+            if live:
+                bar.update(batch, value, rows)
+            else:
+                bar.samples += rows
+            for callback in batch_callbacks:
                 callback.on_batch_end(self, batch, {"loss": value})
             if self.stop_training:
                 break
@@ -266,6 +292,21 @@ class Trainer:
             callback.on_epoch_end(self, epoch, logs)
         bar.end_epoch(logs)
         return logs
+
+    def _batch_views(self, X: FloatArray, y: Any, weight: FloatArray | None
+                     ) -> list[tuple[FloatArray, Any, FloatArray | None]]:
+        """The batches of an epoch without shuffling, as views (rows in order), made
+        once per training run for the same arrays: slicing them anew each epoch
+        costs as much as a few small steps."""
+        cached = self._views
+        if cached is not None and cached[0] is X and cached[1] is y and cached[2] is weight:
+            return cached[3]
+        size = self.batch_size
+        views = [(X[start:start + size], y[start:start + size],
+                  None if weight is None else weight[start:start + size])
+                 for start in range(0, X.shape[0], size)]
+        self._views = (X, y, weight, views)
+        return views
 
     def _two_call_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray, y: Any,
                        weight: FloatArray | None,
@@ -304,20 +345,20 @@ class Trainer:
 
     def _fused_step(self, epoch: int, batch: int, n_batches: int, X: FloatArray,
                     y: Any) -> tuple[bool, float]:
-        """``model.train_step`` under a guard: when anything comes out non-finite (the
-        loss, a gradient, a parameter) the step, already taken, is undone and the batch
-        is run again by ``_two_call_step``, which then raises or skips exactly as
-        without fusion (plain SGD folds its update into the product, and SGD with
-        momentum on several BLAS threads its gradient into the momentum buffer, so a
-        non-finite weight gradient only shows in the parameters). Returns ``(done, loss
-        value)``."""
-        model, guard = self.model, self.guard
-        guard.save()
-        value = model.train_step(X, y, self.loss, self.optimizer)
-        if math.isfinite(value) and _flat.all_finite(model.grads) \
-                and _flat.all_finite(model.params):
-            return True, value
-        guard.undo()
+        """A batch whose fused step did not take its update. ``run_epoch`` runs each
+        fused batch as ``Model._guarded_step``: ``train_step`` with the guard inside
+        the kernel, which checks the loss and every gradient for NaN/inf and bounds the
+        update before taking it, so nothing is copied or undone. When it did not take
+        the update (None: nothing changed), the batch comes here and is run again by
+        ``_two_call_step``, which raises or skips exactly as without fusion (and
+        undoes an update that overflows). Returns ``(done, loss value)``."""
+        optimizer = self.optimizer
+        steps, names = self._start
+        if optimizer.steps == steps:
+            # no step taken yet: buffers that the fused step's plan made (zero, as
+            # fresh ones) go, as the two-call path leaves none before a step
+            for name in [name for name in optimizer.state if name not in names]:
+                del optimizer.state[name]
         done, value, _ = self._two_call_step(epoch, batch, n_batches, X, y, None, 0.0)
         return done, value
 
@@ -486,11 +527,12 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     With a built-in loss (MSELoss, CrossEntropyLoss, BCEWithLogitsLoss, PoissonLoss),
     SGD or Adam, and no sample weights, L2, accumulation or dropout, each batch is one
     fused ``model.train_step``; otherwise ``loss_and_grad`` then ``optimizer.step()``.
-    The two give the same numbers (to rounding), and a batch whose fused step comes
-    out non-finite is undone and run again the other way. After the fused step, SGD
-    may leave the weight matrices' gradients unwritten (plain SGD, any SGD at batch
-    sizes up to 4, SGD with momentum on several BLAS threads: see
-    ``Model.train_step``).
+    The two give the same numbers (to rounding). The fused step checks the loss and
+    every gradient, and bounds its update, before it updates anything; a batch whose
+    update it does not take (a NaN/inf, or an update that might overflow) is run
+    again the other way, which raises or skips (and undoes an update that made a
+    parameter non-finite). After ``fit``, ``model.grads`` holds the last batch's
+    gradient (zeros when that batch was skipped).
     """
     epochs = _validation.positive_int(epochs, "epochs")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
