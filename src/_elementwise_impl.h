@@ -50,8 +50,12 @@ static inline BP_INLINE T NAME(bp_select)(int c, T a, T b) {
     return result;
 }
 
-/* exp(x) for x <= 64 (or NaN), within 1 ulp of the correctly rounded result. Its
- * callers never need more: sigmoid takes exp(-|z|), tanh exp(min(2|x|, 64)).
+/* exp(x) for x <= 0 (or NaN), within 1 ulp of the correctly rounded result, and in
+ * *low the rounding error of its last step (so that the result + *low is exp(x) to
+ * about a quarter of an ulp): its callers need no more (sigmoid takes exp(-|z|),
+ * tanh exp(-2|x|)). With `twice` (a constant at each call) it returns 2 exp(x) for
+ * x >= -64 instead, the form tanh uses, one degree cheaper, and leaves *low alone
+ * (NULL there).
  *
  * Reduction (Cody-Waite): x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2
  * (a hair more without FMA). k comes from the shifter trick, which needs no
@@ -64,7 +68,8 @@ static inline BP_INLINE T NAME(bp_select)(int c, T a, T b) {
  * 5 (float) to (exp(r) - 1 - r) / r^2 on |r| <= ln2 / 2 (degrees 12 and 7 in all);
  * with its coefficients rounded to T, its relative error is below 0.004 ulp
  * (double) and 0.012 ulp (float). (Degree 4 for float, 0.17 ulp, brought sigmoid's
- * worst case to 1.9 ulps.)
+ * worst case to 1.9 ulps.) `twice` uses degrees 9 and 4 (0.15 and 0.17 ulp): in
+ * tanh the error of e weighs at most half an ulp of the result.
  * Horner's rule adds under half an ulp: exp(r) = 1 + r (1 + r Q) ends with a sum
  * whose second term is at most 0.42.
  *
@@ -73,79 +78,120 @@ static inline BP_INLINE T NAME(bp_select)(int c, T a, T b) {
  * x = BP_EXP_LO, so the first product is exact and the second rounds once: results
  * in the subnormal range are rounded from exp(r) as any product is (gradual
  * underflow, no flush to zero: the error stays within the bound above, counted in
- * subnormal ulps), and those below half the smallest subnormal are 0. (The split
- * would serve up to the overflow threshold; the upper bound of 64 is the callers'.)
+ * subnormal ulps), and those below half the smallest subnormal are 0. `twice`
+ * needs no split: 2^(k+1) is normal for x >= -64.
  *
- * Specials: x is first raised to at least BP_EXP_LO, so exp(-inf) = 0 through the
- * same arithmetic; NaN passes (a comparison with NaN is false), and the polynomial
+ * Specials: x is first raised to at least BP_EXP_LO (-64 with `twice`), so
+ * exp(-inf) = 0 (or 2 exp(-64), which tanh rounds away) through the same
+ * arithmetic; NaN passes (a comparison with NaN is false), and the polynomial
  * carries it to the result. The integer work is unsigned, so NaN's bits wrap
- * harmlessly. (Only the lower clamp is here: GCC would specialise the loop for a
- * clamped constant that overflows, and could then not vectorise it for SSE2.) */
-static inline BP_INLINE T NAME(bp_exp)(T x) {
-    x = NAME(bp_select)(x < BP_EXP_LO, BP_EXP_LO, x);
+ * harmlessly. (No upper clamp: GCC would specialise the loop for a clamped constant
+ * that overflows, and could then not vectorise it for SSE2.) */
+static inline BP_INLINE T NAME(bp_exp)(T x, const int twice, T *low) {
+    x = NAME(bp_select)(x < (twice ? (T) -64 : BP_EXP_LO), twice ? (T) -64 : BP_EXP_LO, x);
     const T t = x * (T) BP_LOG2E + (T) BP_SHIFTER;
     const T k = t - (T) BP_SHIFTER;
     const T r = (x - k * (T) BP_LN2_HI) - k * (T) BP_LN2_LO;
+    T q;
 #if BP_DOUBLE
-    T q = 0x1.1f72fc730b4ffp-29;
-    q = q * r + 0x1.af4ddd84882fep-26;
-    q = q * r + 0x1.27e4db67b4303p-22;
-    q = q * r + 0x1.71de02375656cp-19;
-    q = q * r + 0x1.a01a01a6d7808p-16;
-    q = q * r + 0x1.a01a01abe62ddp-13;
-    q = q * r + 0x1.6c16c16c162d6p-10;
-    q = q * r + 0x1.11111111100dfp-7;
-    q = q * r + 0x1.5555555555556p-5;
-    q = q * r + 0x1.5555555555557p-3;
-    q = q * r + 0x1p-1;
+    if (!twice) {
+        q = 0x1.1f72fc730b4ffp-29;
+        q = q * r + 0x1.af4ddd84882fep-26;
+        q = q * r + 0x1.27e4db67b4303p-22;
+        q = q * r + 0x1.71de02375656cp-19;
+        q = q * r + 0x1.a01a01a6d7808p-16;
+        q = q * r + 0x1.a01a01abe62ddp-13;
+        q = q * r + 0x1.6c16c16c162d6p-10;
+        q = q * r + 0x1.11111111100dfp-7;
+        q = q * r + 0x1.5555555555556p-5;
+        q = q * r + 0x1.5555555555557p-3;
+        q = q * r + 0x1p-1;
+    } else {
+        q = 0x1.af389ecfc4b9cp-26;
+        q = q * r + 0x1.28917c89a43a7p-22;
+        q = q * r + 0x1.71de0db2f6b19p-19;
+        q = q * r + 0x1.a019b9149a41cp-16;
+        q = q * r + 0x1.a01a01a7c2efep-13;
+        q = q * r + 0x1.6c16c17889ef1p-10;
+        q = q * r + 0x1.11111111109b5p-7;
+        q = q * r + 0x1.5555555553d68p-5;
+        q = q * r + 0x1.5555555555556p-3;
+        q = q * r + 0x1.0000000000001p-1;
+    }
 #else
-    T q = 0x1.a124e4p-13f;
-    q = q * r + 0x1.6d4316p-10f;
-    q = q * r + 0x1.1110ep-7f;
-    q = q * r + 0x1.5554eap-5f;
-    q = q * r + 0x1.555556p-3f;
-    q = q * r + 0x1p-1f;
+    if (!twice) {
+        q = 0x1.a124e4p-13f;
+        q = q * r + 0x1.6d4316p-10f;
+        q = q * r + 0x1.1110ep-7f;
+        q = q * r + 0x1.5554eap-5f;
+        q = q * r + 0x1.555556p-3f;
+        q = q * r + 0x1p-1f;
+    } else {
+        q = 0x1.6d10fcp-10f;
+        q = q * r + 0x1.120b62p-7f;
+        q = q * r + 0x1.55551ap-5f;
+        q = q * r + 0x1.5554dep-3f;
+        q = q * r + 0x1p-1f;
+    }
 #endif
-    const T p = (q * r + 1) * r + 1;
-    unsigned ITYPE bits, high, low;
+    unsigned ITYPE bits, first, second;
     memcpy(&bits, &t, sizeof bits);
+    T scale1, scale2;
+    if (twice) {
+        const T p = (q * r + 1) * r + 1;
+        first = (bits - BP_SHIFTER_BITS + BP_BIAS + 1) << BP_MANTISSA;   /* 2^(k+1) */
+        memcpy(&scale1, &first, sizeof scale1);
+        return p * scale1;
+    }
+    const T v = (q * r + 1) * r;
+    const T p = 1 + v;
     /* k + 2^(w-1) for w exponent bits: positive, so the halving is a plain shift */
     bits = bits - BP_SHIFTER_BITS + 2 * (BP_BIAS + 1);
-    high = (bits >> 1) - (BP_BIAS + 1) + BP_BIAS;     /* k1 + bias */
-    low = bits - (bits >> 1) - (BP_BIAS + 1) + BP_BIAS;  /* k2 + bias */
-    high <<= BP_MANTISSA;
-    low <<= BP_MANTISSA;
-    T scale1, scale2;
-    memcpy(&scale1, &high, sizeof scale1);
-    memcpy(&scale2, &low, sizeof scale2);
+    first = (bits >> 1) - (BP_BIAS + 1) + BP_BIAS;     /* k1 + bias */
+    second = bits - (bits >> 1) - (BP_BIAS + 1) + BP_BIAS;  /* k2 + bias */
+    first <<= BP_MANTISSA;
+    second <<= BP_MANTISSA;
+    memcpy(&scale1, &first, sizeof scale1);
+    memcpy(&scale2, &second, sizeof scale2);
+    /* the rounding error of 1 + v (Fast2Sum: |v| < 1), scaled like p */
+    *low = ((1 - p) + v) * scale1 * scale2;
     return p * scale1 * scale2;
 }
 
 /* sigmoid(z) = 1 / (1 + exp(-z)) for z >= 0 and exp(z) / (1 + exp(z)) for z < 0: exp
  * sees only -|z|, never overflows, and the result keeps full relative precision on
  * both sides (no 1 - tiny for z << 0). One exp and one division, the numerator
- * chosen by a select. The rounding error t of d = 1 + e is recovered exactly
- * (Fast2Sum) and divided out to first order, q (1 - t / d), with 1 / d = q for
- * z >= 0 and 1 - q for z < 0; without that step the errors of exp, of the sum and of
- * the division add up to just over 2 ulps at worst (about z = -2.7 in double). With
- * it the error is exp's, weighted by 1 / (1 + e) <= 1, plus half an ulp for the
- * division (the test measures it). sigmoid(+inf) = 1, sigmoid(-inf) = 0, NaN gives
- * NaN; results below the smallest normal are exp(z) itself, rounded as exp rounds
- * them. */
+ * chosen by a select. Rounding errors are carried to first order: exp hands back
+ * e_low, the rounding error of its last sum (scaled), so that e + e_low is exp(-|z|)
+ * to about a quarter of an ulp; t = (1 - d) + e (exact, Fast2Sum) + e_low is what
+ * d = 1 + e lacks. Then n / d = q is corrected to (n + n_low) / (d + t) =
+ * q + (n_low - q t) / d, with 1 / d taken from the chord 1.5 - d / 2 (the term is
+ * below an ulp, so the chord's 12% costs about a tenth of one; the exact 1 - q for
+ * z < 0, a select, would keep GCC from vectorising the loop for SSE2). Without the
+ * corrections the errors of exp, of the sum and of the division add up to just over
+ * 2 ulps at worst (about z = -2.7 in double); with them the division's half ulp
+ * dominates (the test measures the whole). sigmoid(+inf) = 1, sigmoid(-inf) = 0,
+ * NaN gives NaN; results below the smallest normal are exp(z) itself, rounded as
+ * exp rounds them. */
 static inline BP_INLINE T NAME(bp_sigmoid)(T z) {
-    const T e = NAME(bp_exp)(z < 0 ? z : -z);
+    T e_low;
+    const T e = NAME(bp_exp)(z < 0 ? z : -z, 0, &e_low);   /* e + e_low = exp(-|z|) */
     const T d = 1 + e;
-    const T t = (1 - d) + e;                  /* d + t = 1 + e exactly (e <= 1) */
+    const T t = ((1 - d) + e) + e_low;        /* d + t = 1 + e + e_low */
+    const T n_low = NAME(bp_select)(z >= 0, 0, e_low);
     const T q = NAME(bp_select)(z >= 0, 1, e) / d;
-    const T w = NAME(bp_select)(z >= 0, q, 1 - q);   /* 1 / d, to a few ulps */
-    return q - (q * w) * t;                   /* q d / (d + t) to first order */
+    const T w = (T) 1.5 - (T) 0.5 * d;        /* 1 / d within 12% (the chord) */
+    return q + w * (n_low - q * t);           /* (n + n_low) / (d + t), first order */
 }
 
-/* tanh(x). For |x| >= 0.55: sign(x) (1 - 2 / (exp(2|x|) + 1)). There tanh >= 0.5,
- * and 2 / (e + 1) <= 0.5 carries an error of at most about 1.5 of its own ulps, which
- * is at most 0.75 ulp of the result; the subtraction adds half an ulp. For large |x|
- * the quotient falls below half an ulp of 1 and the result is +-1 exactly (double
- * from |x| > 19.1, float from 9.1), so exp's argument stops at 64 (|x| = 32).
+/* tanh(x). For |x| >= 0.55: sign(x) (1 - 2 / (exp(2|x|) + 1)), computed as
+ * 1 - 2e / (1 + e) with e = exp(-2|x|) <= 1/3 (exp never overflows; 2e comes from
+ * bp_exp's `twice`, and 1 + e as 0.5 (2e) + 1, exactly as 1 + e would round). There
+ * tanh >= 0.5, and 2e / (1 + e) <= 0.5 carries an error of at most about 1.5 of its
+ * own ulps, which is at most 0.75 ulp of the result; the subtraction adds half an
+ * ulp. For large |x| the quotient falls below half an ulp of 1 and the result is
+ * +-1 exactly (double from |x| > 19.1, float from 9.1), so exp's argument may stop
+ * at -64 (|x| = 32).
  * For |x| < 0.55, where that subtraction would cancel: tanh(x) = x + x^3 G(x^2), G a
  * Chebyshev fit of degree 10 (double) or 4 (float) to (tanh(x) - x) / x^3 on
  * x^2 <= 0.3025 (relative error of the whole, coefficients rounded: 0.05 ulp double,
@@ -156,8 +202,8 @@ static inline BP_INLINE T NAME(bp_sigmoid)(T z) {
  * lose). NaN takes the second form (|NaN| < 0.55 is false), where exp passes it on. */
 static inline BP_INLINE T NAME(bp_tanh)(T x) {
     const T a = x < 0 ? -x : x;
-    const T e = NAME(bp_exp)(-2 * a);
-    const T large = 1 - 2 * e / (1 + e);
+    const T e2 = NAME(bp_exp)(-(a + a), 1, NULL);    /* 2 exp(-2|x|) */
+    const T large = 1 - e2 / ((T) 0.5 * e2 + 1);
     const T s = a * a;
 #if BP_DOUBLE
     T g = -0x1.59a834187ce22p-16;
