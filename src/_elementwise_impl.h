@@ -3,7 +3,9 @@
 /* exp, sigmoid and tanh as branch-free arithmetic, so that the loops calling them
  * vectorise (a libm call per element does not). Only +, *, /, comparisons with
  * selects and integer operations on the bits: any C99 compiler builds them, and GCC
- * turns each loop into vector code for every target of BP_CLONES. With FMA (the
+ * (12) turns each loop into vector code for every target of BP_CLONES, but for tanh
+ * in the baseline SSE2 clone, where it still makes a branch of tanh's final select
+ * and runs the loop scalar (branch-free, about libm's speed). With FMA (the
  * AVX2 and AVX-512 clones) GCC contracts a * b + c into one rounding; the error
  * bounds below hold with or without it. src/fit_polynomials.py computes the
  * polynomials and prints their approximation errors; tests/test_activation_accuracy.py
@@ -34,7 +36,9 @@
 /* c ? a : b as bit operations. GCC turns a ?: whose operands are computed only for
  * it into a branch around their computation, and then cannot vectorise the loop for
  * a target without masked arithmetic (SSE2: the floating-point work in the branch
- * might trap, so it is not computed for all lanes). Masks keep the data flow. */
+ * might trap, so it is not computed for all lanes). Masks keep the data flow. The
+ * mask is a select of two constants in T (all-ones bits, or 0): made from the
+ * comparison as an integer, it would need a conversion SSE2 lacks for 64-bit lanes. */
 static inline BP_INLINE T NAME(bp_select)(int c, T a, T b) {
     const unsigned ITYPE ones = ~(unsigned ITYPE) 0;
     T all_ones;
