@@ -42,6 +42,22 @@ def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None
                         data_or_null(G), kind, slope)
 
 
+def activate(floating[:, ::1] A not None, const floating[::1] b not None,
+             const floating[::1] scale not None, floating[:, ::1] Z not None,
+             floating[:, ::1] D not None, floating[:, ::1] G not None, int kind,
+             double slope):
+    """forward's element-wise pass alone, in place: A = f(A + b), Z, D, G as there.
+
+    For tests of the activation functions: with b = -0.0, z = A + b is A itself
+    (-0.0 included), so A = f(A) element by element.
+    IN: A, b, scale. OUT: A, Z, D, G.
+    """
+    cdef const floating* c = &scale[0] if scale.shape[0] > 0 else NULL
+    with nogil:
+        bias_activation(A.shape[0], A.shape[1], &A[0, 0], &b[0], c, data_or_null(Z),
+                        data_or_null(D), data_or_null(G), kind, slope)
+
+
 def backward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
              const floating[:, ::1] upstream not None, const floating[:, ::1] D not None,
              const floating[:, ::1] G not None, floating[:, ::1] delta not None,

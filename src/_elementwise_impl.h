@@ -1,9 +1,243 @@
 /* Instantiated by _loops.h with T = float or double; see there. No include guard. */
 
-/* sigmoid by the sign of z: exp never sees a positive argument */
-static inline T NAME(bp_sigmoid)(T z) {
-    T e = EXP(-(z >= 0 ? z : -z));
-    return z >= 0 ? 1 / (1 + e) : e / (1 + e);
+/* exp, sigmoid and tanh as branch-free arithmetic, so that the loops calling them
+ * vectorise (a libm call per element does not). Only +, *, /, comparisons with
+ * selects and integer operations on the bits: any C99 compiler builds them, and GCC
+ * (12) turns each loop into vector code for every target of BP_CLONES, but for tanh
+ * in the baseline SSE2 clone, where it still makes a branch of tanh's final select
+ * and runs the loop scalar (branch-free, about libm's speed). With FMA (the
+ * AVX2 and AVX-512 clones) GCC contracts a * b + c into one rounding; the error
+ * bounds below hold with or without it. src/fit_polynomials.py computes the
+ * polynomials and prints their approximation errors; tests/test_activation_accuracy.py
+ * measures the functions against mpmath over the whole range of each type.
+ * "ulp" is the spacing of T at the correctly rounded result. */
+#if BP_DOUBLE
+#define BP_EXP_LO ((T) -746)       /* exp(-746) < 2^-1075: rounds to 0 */
+#define BP_LOG2E 0x1.71547652b82fep0
+#define BP_SHIFTER 0x1.8p52        /* x + 1.5 * 2^52 rounds x to an integer */
+#define BP_SHIFTER_BITS 0x4338000000000000ULL
+#define BP_LN2_HI 0x1.62e42feep-1  /* ln 2 in 32 bits: k * BP_LN2_HI is exact */
+#define BP_LN2_LO 0x1.a39ef35793c76p-33
+#define BP_MANTISSA 52
+#define BP_BIAS 1023
+#define BP_TANH_LIMIT ((T) 0.55)
+#else
+#define BP_EXP_LO ((T) -104)       /* exp(-104) < 2^-150: rounds to 0 */
+#define BP_LOG2E 0x1.715476p0f
+#define BP_SHIFTER 0x1.8p23f
+#define BP_SHIFTER_BITS 0x4b400000U
+#define BP_LN2_HI 0x1.62e4p-1f     /* ln 2 in 15 bits: k * BP_LN2_HI is exact */
+#define BP_LN2_LO 0x1.7f7d1cp-20f
+#define BP_MANTISSA 23
+#define BP_BIAS 127
+#define BP_TANH_LIMIT ((T) 0.55)
+#endif
+
+/* c ? a : b as bit operations. GCC turns a ?: whose operands are computed only for
+ * it into a branch around their computation, and then cannot vectorise the loop for
+ * a target without masked arithmetic (SSE2: the floating-point work in the branch
+ * might trap, so it is not computed for all lanes). Masks keep the data flow. The
+ * mask is a select of two constants in T (all-ones bits, or 0): made from the
+ * comparison as an integer, it would need a conversion SSE2 lacks for 64-bit lanes. */
+static inline BP_INLINE T NAME(bp_select)(int c, T a, T b) {
+    const unsigned ITYPE ones = ~(unsigned ITYPE) 0;
+    T all_ones;
+    memcpy(&all_ones, &ones, sizeof all_ones);
+    const T chosen = c ? all_ones : (T) 0;
+    unsigned ITYPE mask, bits_a, bits_b;
+    memcpy(&mask, &chosen, sizeof mask);
+    memcpy(&bits_a, &a, sizeof bits_a);
+    memcpy(&bits_b, &b, sizeof bits_b);
+    bits_a = (bits_a & mask) | (bits_b & ~mask);
+    T result;
+    memcpy(&result, &bits_a, sizeof result);
+    return result;
+}
+
+/* exp(x) for x <= 0 (or NaN), within 1 ulp of the correctly rounded result, and in
+ * *low the rounding error of its last step (so that the result + *low is exp(x) to
+ * about a quarter of an ulp): its callers need no more (sigmoid takes exp(-|z|),
+ * tanh exp(-2|x|)). With `twice` (a constant at each call) it returns 2 exp(x) for
+ * x >= -64 instead, the form tanh uses, one degree cheaper, and leaves *low alone
+ * (NULL there).
+ *
+ * Reduction (Cody-Waite): x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2
+ * (a hair more without FMA). k comes from the shifter trick, which needs no
+ * conversion instruction: t = x log2(e) + 1.5 * 2^p rounds to an integer spacing, k is
+ * t - 1.5 * 2^p exactly and its integer sits in t's low bits. r = (x - k ln2_hi) -
+ * k ln2_lo, where ln2_hi has few enough bits that k ln2_hi and the first subtraction
+ * are exact; r is then ln2 / 2-small with an error far below its ulp.
+ *
+ * Polynomial: exp(r) = 1 + r + r^2 Q(r), Q a Chebyshev fit of degree 10 (double) or
+ * 5 (float) to (exp(r) - 1 - r) / r^2 on |r| <= ln2 / 2 (degrees 12 and 7 in all);
+ * with its coefficients rounded to T, its relative error is below 0.004 ulp
+ * (double) and 0.012 ulp (float). (Degree 4 for float, 0.17 ulp, brought sigmoid's
+ * worst case to 1.9 ulps.) `twice` uses degrees 9 and 4 (0.15 and 0.17 ulp): in
+ * tanh the error of e weighs at most half an ulp of the result.
+ * Horner's rule adds under half an ulp: exp(r) = 1 + r (1 + r Q) ends with a sum
+ * whose second term is at most 0.42.
+ *
+ * Scaling: exp(x) = exp(r) 2^k1 2^k2 with k1 = floor(k / 2), k2 = k - k1, each
+ * power built in the exponent bits. The split keeps both factors normal down to
+ * x = BP_EXP_LO, so the first product is exact and the second rounds once: results
+ * in the subnormal range are rounded from exp(r) as any product is (gradual
+ * underflow, no flush to zero: the error stays within the bound above, counted in
+ * subnormal ulps), and those below half the smallest subnormal are 0. `twice`
+ * needs no split: 2^(k+1) is normal for x >= -64.
+ *
+ * Specials: x is first raised to at least BP_EXP_LO (-64 with `twice`), so
+ * exp(-inf) = 0 (or 2 exp(-64), which tanh rounds away) through the same
+ * arithmetic; NaN passes (a comparison with NaN is false), and the polynomial
+ * carries it to the result. The integer work is unsigned, so NaN's bits wrap
+ * harmlessly. (No upper clamp: GCC would specialise the loop for a clamped constant
+ * that overflows, and could then not vectorise it for SSE2.) */
+static inline BP_INLINE T NAME(bp_exp)(T x, const int twice, T *low) {
+    x = NAME(bp_select)(x < (twice ? (T) -64 : BP_EXP_LO), twice ? (T) -64 : BP_EXP_LO, x);
+    const T t = x * (T) BP_LOG2E + (T) BP_SHIFTER;
+    const T k = t - (T) BP_SHIFTER;
+    const T r = (x - k * (T) BP_LN2_HI) - k * (T) BP_LN2_LO;
+    T q;
+#if BP_DOUBLE
+    if (!twice) {
+        q = 0x1.1f72fc730b4ffp-29;
+        q = q * r + 0x1.af4ddd84882fep-26;
+        q = q * r + 0x1.27e4db67b4303p-22;
+        q = q * r + 0x1.71de02375656cp-19;
+        q = q * r + 0x1.a01a01a6d7808p-16;
+        q = q * r + 0x1.a01a01abe62ddp-13;
+        q = q * r + 0x1.6c16c16c162d6p-10;
+        q = q * r + 0x1.11111111100dfp-7;
+        q = q * r + 0x1.5555555555556p-5;
+        q = q * r + 0x1.5555555555557p-3;
+        q = q * r + 0x1p-1;
+    } else {
+        q = 0x1.af389ecfc4b9cp-26;
+        q = q * r + 0x1.28917c89a43a7p-22;
+        q = q * r + 0x1.71de0db2f6b19p-19;
+        q = q * r + 0x1.a019b9149a41cp-16;
+        q = q * r + 0x1.a01a01a7c2efep-13;
+        q = q * r + 0x1.6c16c17889ef1p-10;
+        q = q * r + 0x1.11111111109b5p-7;
+        q = q * r + 0x1.5555555553d68p-5;
+        q = q * r + 0x1.5555555555556p-3;
+        q = q * r + 0x1.0000000000001p-1;
+    }
+#else
+    if (!twice) {
+        q = 0x1.a124e4p-13f;
+        q = q * r + 0x1.6d4316p-10f;
+        q = q * r + 0x1.1110ep-7f;
+        q = q * r + 0x1.5554eap-5f;
+        q = q * r + 0x1.555556p-3f;
+        q = q * r + 0x1p-1f;
+    } else {
+        q = 0x1.6d10fcp-10f;
+        q = q * r + 0x1.120b62p-7f;
+        q = q * r + 0x1.55551ap-5f;
+        q = q * r + 0x1.5554dep-3f;
+        q = q * r + 0x1p-1f;
+    }
+#endif
+    unsigned ITYPE bits, first, second;
+    memcpy(&bits, &t, sizeof bits);
+    T scale1, scale2;
+    if (twice) {
+        const T p = (q * r + 1) * r + 1;
+        first = (bits - BP_SHIFTER_BITS + BP_BIAS + 1) << BP_MANTISSA;   /* 2^(k+1) */
+        memcpy(&scale1, &first, sizeof scale1);
+        return p * scale1;
+    }
+    const T v = (q * r + 1) * r;
+    const T p = 1 + v;
+    /* k + 2^(w-1) for w exponent bits: positive, so the halving is a plain shift */
+    bits = bits - BP_SHIFTER_BITS + 2 * (BP_BIAS + 1);
+    first = (bits >> 1) - (BP_BIAS + 1) + BP_BIAS;     /* k1 + bias */
+    second = bits - (bits >> 1) - (BP_BIAS + 1) + BP_BIAS;  /* k2 + bias */
+    first <<= BP_MANTISSA;
+    second <<= BP_MANTISSA;
+    memcpy(&scale1, &first, sizeof scale1);
+    memcpy(&scale2, &second, sizeof scale2);
+    /* the rounding error of 1 + v (Fast2Sum: |v| < 1), scaled like p */
+    *low = ((1 - p) + v) * scale1 * scale2;
+    return p * scale1 * scale2;
+}
+
+/* sigmoid(z) = 1 / (1 + exp(-z)) for z >= 0 and exp(z) / (1 + exp(z)) for z < 0: exp
+ * sees only -|z|, never overflows, and the result keeps full relative precision on
+ * both sides (no 1 - tiny for z << 0). One exp and one division, the numerator
+ * chosen by a select. Rounding errors are carried to first order: exp hands back
+ * e_low, the rounding error of its last sum (scaled), so that e + e_low is exp(-|z|)
+ * to about a quarter of an ulp; t = (1 - d) + e (exact, Fast2Sum) + e_low is what
+ * d = 1 + e lacks. Then n / d = q is corrected to (n + n_low) / (d + t) =
+ * q + (n_low - q t) / d, with 1 / d taken from the chord 1.5 - d / 2 (the term is
+ * below an ulp, so the chord's 12% costs about a tenth of one; the exact 1 - q for
+ * z < 0, a select, would keep GCC from vectorising the loop for SSE2). Without the
+ * corrections the errors of exp, of the sum and of the division add up to just over
+ * 2 ulps at worst (about z = -2.7 in double); with them the division's half ulp
+ * dominates (the test measures the whole). sigmoid(+inf) = 1, sigmoid(-inf) = 0,
+ * NaN gives NaN; results below the smallest normal are exp(z) itself, rounded as
+ * exp rounds them. */
+static inline BP_INLINE T NAME(bp_sigmoid)(T z) {
+    T e_low;
+    const T e = NAME(bp_exp)(z < 0 ? z : -z, 0, &e_low);   /* e + e_low = exp(-|z|) */
+    const T d = 1 + e;
+    const T t = ((1 - d) + e) + e_low;        /* d + t = 1 + e + e_low */
+    const T n_low = NAME(bp_select)(z >= 0, 0, e_low);
+    const T q = NAME(bp_select)(z >= 0, 1, e) / d;
+    const T w = (T) 1.5 - (T) 0.5 * d;        /* 1 / d within 12% (the chord) */
+    return q + w * (n_low - q * t);           /* (n + n_low) / (d + t), first order */
+}
+
+/* tanh(x). For |x| >= 0.55: sign(x) (1 - 2 / (exp(2|x|) + 1)), computed as
+ * 1 - 2e / (1 + e) with e = exp(-2|x|) <= 1/3 (exp never overflows; 2e comes from
+ * bp_exp's `twice`, and 1 + e as 0.5 (2e) + 1, exactly as 1 + e would round). There
+ * tanh >= 0.5, and 2e / (1 + e) <= 0.5 carries an error of at most about 1.5 of its
+ * own ulps, which is at most 0.75 ulp of the result; the subtraction adds half an
+ * ulp. For large |x| the quotient falls below half an ulp of 1 and the result is
+ * +-1 exactly (double from |x| > 19.1, float from 9.1), so exp's argument may stop
+ * at -64 (|x| = 32).
+ * For |x| < 0.55, where that subtraction would cancel: tanh(x) = x + x^3 G(x^2), G a
+ * Chebyshev fit of degree 10 (double) or 4 (float) to (tanh(x) - x) / x^3 on
+ * x^2 <= 0.3025 (relative error of the whole, coefficients rounded: 0.05 ulp double,
+ * 0.09 ulp float). x^3 G is at most 0.1 x, so its rounding errors weigh a tenth; the
+ * final sum adds half an ulp; tiny x give x.
+ * Both forms are computed for |x| and a select picks one; the result then takes x's
+ * sign bit (so tanh(-0) = -0, which x + x^3 G, whose second term is +0 there, would
+ * lose). NaN takes the second form (|NaN| < 0.55 is false), where exp passes it on. */
+static inline BP_INLINE T NAME(bp_tanh)(T x) {
+    const T a = x < 0 ? -x : x;
+    const T e2 = NAME(bp_exp)(-(a + a), 1, NULL);    /* 2 exp(-2|x|) */
+    const T large = 1 - e2 / ((T) 0.5 * e2 + 1);
+    const T s = a * a;
+#if BP_DOUBLE
+    T g = -0x1.59a834187ce22p-16;
+    g = g * s + 0x1.64fd88e9900a5p-14;
+    g = g * s - 0x1.ec1091436eb2ap-13;
+    g = g * s + 0x1.34c5a8a996cd4p-11;
+    g = g * s - 0x1.7d97cfd138c28p-10;
+    g = g * s + 0x1.d6d339333f329p-9;
+    g = g * s - 0x1.226e32f00cf0cp-7;
+    g = g * s + 0x1.664f487713373p-6;
+    g = g * s - 0x1.ba1ba1b9fec84p-5;
+    g = g * s + 0x1.1111111111032p-3;
+    g = g * s - 0x1.5555555555555p-2;
+#else
+    T g = -0x1.b13538p-8f;
+    g = g * s + 0x1.5d220ep-6f;
+    g = g * s - 0x1.b9a044p-5f;
+    g = g * s + 0x1.110feap-3f;
+    g = g * s - 0x1.555554p-2f;
+#endif
+    const T small = a + (a * s) * g;
+    const T magnitude = NAME(bp_select)(a < BP_TANH_LIMIT, small, large);
+    /* tanh(|x|) >= 0 (NaN aside) takes x's sign bit: tanh(-0) = -0 */
+    unsigned ITYPE bits, sign;
+    memcpy(&bits, &magnitude, sizeof bits);
+    memcpy(&sign, &x, sizeof sign);
+    bits |= sign & ((unsigned ITYPE) 1 << (8 * sizeof(T) - 1));
+    T result;
+    memcpy(&result, &bits, sizeof result);
+    return result;
 }
 
 /* Row-wise pieces of the loops below, inlined into a switch on the row width m so
@@ -82,6 +316,23 @@ static inline BP_INLINE void NAME(bp_delta_rows)(long n, long m, const T *restri
     for (long j = 0; j < m; j++) db[j] = overwrite ? sums[j] : db[j] + sums[j];
 }
 
+/* A = f(A + b) for f = sigmoid or tanh, and D = f'(z) (computed from f(z)) unless D
+ * is NULL, one pass per row: the bias sum never goes back to memory. Inlined with
+ * kind and D's nullness constant, so each instance is one vector loop. */
+static inline BP_INLINE void NAME(bp_bias_smooth_rows)(long n, long m, T *restrict A,
+                                                        const T *restrict b,
+                                                        T *restrict D, const int kind) {
+    for (long i = 0; i < n; i++) {
+        T *restrict a = A + i * m;
+        for (long j = 0; j < m; j++) {
+            const T z = a[j] + b[j];
+            const T s = kind == BP_TANH ? NAME(bp_tanh)(z) : NAME(bp_sigmoid)(z);
+            a[j] = s;
+            if (D) D[i * m + j] = kind == BP_TANH ? 1 - s * s : s * (1 - s);
+        }
+    }
+}
+
 #define BP_BY_WIDTH(m, CALL) switch (m) { \
     case 1: CALL(1); break; case 2: CALL(2); break; case 4: CALL(4); break; \
     case 8: CALL(8); break; case 10: CALL(10); break; case 16: CALL(16); break; \
@@ -108,6 +359,18 @@ BP_CLONES static void NAME(bp_bias_activation)(
         }
         return;
     }
+    if (!Z && m >= 32 && (kind == BP_SIGMOID || kind == BP_TANH)) {
+        /* wide rows: one pass (narrow layers fit in cache, and take the loops below,
+         * whose flat passes need no per-row loop) */
+        if (kind == BP_TANH) {
+            if (D) NAME(bp_bias_smooth_rows)(n, m, A, b, D, BP_TANH);
+            else NAME(bp_bias_smooth_rows)(n, m, A, b, NULL, BP_TANH);
+        } else {
+            if (D) NAME(bp_bias_smooth_rows)(n, m, A, b, D, BP_SIGMOID);
+            else NAME(bp_bias_smooth_rows)(n, m, A, b, NULL, BP_SIGMOID);
+        }
+        return;
+    }
 #define BP_ADD(w) NAME(bp_add_rows)(n, w, A, b)
     BP_BY_WIDTH(m, BP_ADD)
 #undef BP_ADD
@@ -122,12 +385,26 @@ BP_CLONES static void NAME(bp_bias_activation)(
         for (long k = 0; k < N; k++) A[k] = A[k] > 0 ? A[k] : slope * A[k];
         break;
     case BP_SIGMOID:
-        for (long k = 0; k < N; k++) A[k] = NAME(bp_sigmoid)(A[k]);
-        if (D) for (long k = 0; k < N; k++) D[k] = A[k] * (1 - A[k]);
+        if (D) {
+            for (long k = 0; k < N; k++) {
+                const T s = NAME(bp_sigmoid)(A[k]);
+                A[k] = s;
+                D[k] = s * (1 - s);
+            }
+        } else {
+            for (long k = 0; k < N; k++) A[k] = NAME(bp_sigmoid)(A[k]);
+        }
         break;
     case BP_TANH:
-        for (long k = 0; k < N; k++) A[k] = TANH(A[k]);
-        if (D) for (long k = 0; k < N; k++) D[k] = 1 - A[k] * A[k];
+        if (D) {
+            for (long k = 0; k < N; k++) {
+                const T s = NAME(bp_tanh)(A[k]);
+                A[k] = s;
+                D[k] = 1 - s * s;
+            }
+        } else {
+            for (long k = 0; k < N; k++) A[k] = NAME(bp_tanh)(A[k]);
+        }
         break;
     case BP_SCALED_SIGMOID:
         for (long i = 0; i < n; i++) {
@@ -302,3 +579,13 @@ BP_CLONES static void NAME(bp_adam)(
         params[i] = p - step_size * m / (SQRT(v) * inv_root_bc2 + eps);
     }
 }
+
+#undef BP_EXP_LO
+#undef BP_LOG2E
+#undef BP_SHIFTER
+#undef BP_SHIFTER_BITS
+#undef BP_LN2_HI
+#undef BP_LN2_LO
+#undef BP_MANTISSA
+#undef BP_BIAS
+#undef BP_TANH_LIMIT

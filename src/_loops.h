@@ -64,8 +64,7 @@ enum {
 #define T float
 #define ITYPE int
 #define NAME(name) name##_f32
-#define EXP expf
-#define TANH tanhf
+#define BP_DOUBLE 0
 #define SQRT sqrtf
 #define BP_LANES 8
 #include "_elementwise_impl.h"
@@ -78,8 +77,7 @@ enum {
 #undef T
 #undef ITYPE
 #undef NAME
-#undef EXP
-#undef TANH
+#undef BP_DOUBLE
 #undef SQRT
 #undef BP_LANES
 #undef BP_BY_WIDTH
@@ -87,8 +85,7 @@ enum {
 #define T double
 #define ITYPE long long
 #define NAME(name) name##_f64
-#define EXP exp
-#define TANH tanh
+#define BP_DOUBLE 1
 #define SQRT sqrt
 #define BP_LANES 4
 #include "_elementwise_impl.h"
@@ -101,8 +98,7 @@ enum {
 #undef T
 #undef ITYPE
 #undef NAME
-#undef EXP
-#undef TANH
+#undef BP_DOUBLE
 #undef SQRT
 #undef BP_LANES
 #undef BP_BY_WIDTH
