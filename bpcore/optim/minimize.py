@@ -83,7 +83,8 @@ class _Objective:
         model.params[...] = x
         self.evaluations += 1
         if self.no_update is not None:
-            value = model.train_step(self.X, self.y, self.loss, self.no_update)
+            value = model.train_step(self.X, self.y, self.loss, self.no_update,
+                                     keep_grads=True)
             grads = model.grads
         else:
             value, grads = model.loss_and_grad(self.X, self.y, self.loss,

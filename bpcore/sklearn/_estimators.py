@@ -379,7 +379,7 @@ class _BaseMLP(BaseEstimator):
                         xb, tb = X_train[batch], target_train[batch]
                     if weight_train is None:
                         optimizer.strength = alpha / size
-                        value = model.train_step(xb, tb, loss, optimizer)
+                        value = model.train_step(xb, tb, loss, optimizer, keep_grads=True)
                     else:
                         wb = weight_train[index]
                         optimizer.strength = alpha / float(wb.sum(dtype=np.float64))
