@@ -453,10 +453,12 @@ def test_a_non_finite_start_changes_nothing():
     model = build(sizes)
     model.grads[...] = 2.0
     params = model.params.copy()
+    model.fit_loss = "mse"
     with pytest.raises(bp.TrainingDiverged, match="no point was finite"):
         bp.minimize(model, X, y, lambda output, target: (np.nan, np.zeros_like(output)))
     np.testing.assert_array_equal(model.params, params)
     assert (model.grads == 2.0).all()
+    assert model.fit_loss == "mse"
 
 
 def test_an_overflowing_network_stops_at_its_last_finite_point():
@@ -547,3 +549,39 @@ def test_lbfgsb_gets_the_models_own_gradient_buffer_and_the_others_a_copy(
     bp.minimize(model, X, y, "mse", method=method, maxiter=3)
     assert len(handed) >= 2
     assert all((grad is model.grads) == own for grad in handed)
+
+
+def test_constraints_reach_scipy_and_hold_at_the_result():
+    """SLSQP with an equality constraint on the vector: the sum of the parameters stays
+    at its start, as SciPy enforces it on the same objective."""
+    sizes, X, y, _ = problem("mse")
+    model = build(sizes)
+    total = float(model.params.sum())
+    constraint = {"type": "eq", "fun": lambda x: np.sum(x) - total}
+    result = bp.minimize(model, X, y, "mse", method="SLSQP", constraints=[constraint],
+                         maxiter=15)
+    assert abs(float(np.sum(result.x)) - total) < 1e-8
+    np.testing.assert_array_equal(model.params, result.x)
+
+
+def test_a_gradient_free_method_ignores_a_gradient_it_does_not_use():
+    """Nelder-Mead never reads the gradient: a loss whose gradient is infinite but whose
+    value is finite runs, and follows SciPy on the value alone."""
+    sizes, X, y, _ = problem("mse")
+    model = build(sizes)
+    start = model.params.copy()
+
+    def loss(output, target):
+        value = float(np.mean((output - target) ** 2))
+        return value, np.full_like(output, np.inf)
+
+    result = bp.minimize(model, X, y, loss, method="Nelder-Mead", maxiter=30)
+    reference = build(sizes)
+
+    def value(x):
+        reference.params[...] = x
+        return float(np.mean((reference.predict(X) - y) ** 2))
+
+    expected = scipy.optimize.minimize(value, start, method="Nelder-Mead",
+                                       options={"maxiter": 30})
+    np.testing.assert_allclose(result.x, expected.x, rtol=1e-12, atol=1e-14)

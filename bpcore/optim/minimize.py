@@ -64,9 +64,10 @@ class _Objective:
     """
 
     def __init__(self, model: Model, X: FloatArray, y: Any, loss: Loss | LossFunction,
-                 weight: FloatArray | None, l2: float) -> None:
+                 weight: FloatArray | None, l2: float, gradient: bool = True) -> None:
         self.model, self.X, self.y, self.loss, self.weight, self.l2 = \
             model, X, y, loss, weight, l2
+        self.gradient = gradient    # whether SciPy uses the gradient (then it is checked)
         self.evaluations = 0
         # a built-in loss without sample weights runs as one fused kernel call
         labels = isinstance(y, np.ndarray) and y.ndim == 1
@@ -93,7 +94,7 @@ class _Objective:
             for layer in model.layers:
                 value += _flat.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
         value = float(value)
-        gradient_finite = _flat.all_finite(grads)
+        gradient_finite = not self.gradient or _flat.all_finite(grads)
         if not (math.isfinite(value) and gradient_finite):
             raise _Diverged(value, gradient_finite)
         if value < self.best_value:
@@ -171,7 +172,8 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
              method: str | Callable[..., Any] = "L-BFGS-B", l2: float = 0.0,
              sample_weight: npt.ArrayLike | None = None,
              callback: Callable[..., Any] | None = None, tol: float | None = None,
-             bounds: Any = None, options: Mapping[str, Any] | None = None,
+             bounds: Any = None, constraints: Any = (),
+             options: Mapping[str, Any] | None = None,
              **solver_options: Any) -> scipy.optimize.OptimizeResult:
     """Train ``model`` on the whole of (X, y) with ``scipy.optimize.minimize``; return
     SciPy's ``OptimizeResult``.
@@ -194,9 +196,10 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
         scikit-learn's ``MLPClassifier(alpha=a)`` is ``l2=a / n_samples`` (``a /
         sum(sample_weight)`` with weights).
     sample_weight : per-sample weights (a bpcore Loss only), as for ``fit``.
-    callback, tol, bounds : as SciPy's. ``bounds`` is one ``(low, high)`` pair per
-        parameter, in the order of ``model.params`` (see ``model.parameter_table``),
-        or a ``scipy.optimize.Bounds``.
+    callback, tol, bounds, constraints : as SciPy's. ``bounds`` is one ``(low, high)``
+        pair per parameter, in the order of ``model.params`` (see
+        ``model.parameter_table``), or a ``scipy.optimize.Bounds``; ``constraints``
+        (SLSQP, COBYLA, COBYQA, trust-constr) are functions of that same vector.
     options, **solver_options : the solver's options (``maxiter``, ``maxfun``,
         ``gtol``, ``ftol``, ...), as a dict, as keywords, or both.
 
@@ -248,7 +251,7 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
     X, y, weight = check_data(model, X, y, resolved, sample_weight)
 
     start_params, start_grads = model.params.copy(), model.grads.copy()
-    objective = _Objective(model, X, y, resolved, weight, l2)
+    objective = _Objective(model, X, y, resolved, weight, l2, gradient)
     training, fit_loss = model.training, model.fit_loss
     model.fit_loss = resolved
     model.eval()
@@ -263,7 +266,8 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
         result = scipy.optimize.minimize(
             function,
             np.array(model.params, dtype=np.float64), method=method,
-            jac=True if gradient else None, bounds=bounds, tol=tol, callback=callback,
+            jac=True if gradient else None, bounds=bounds, constraints=constraints, tol=tol,
+            callback=callback,
             options=scipy_options)
         objective.settle(result.x)
     except _Diverged as error:
@@ -275,7 +279,9 @@ def minimize(model: Model, X: npt.ArrayLike, y: Any, loss: LossLike, *,
         else:
             model.params[...] = start_params
             model.grads[...] = start_grads
-            where = "no point was finite: the parameters and gradients are unchanged"
+            model.fit_loss = fit_loss
+            where = ("no point was finite: the parameters, gradients and fit_loss are "
+                     "unchanged")
         what = (f"the loss is {error.value}" if not math.isfinite(error.value)
                 else "a gradient is not finite")
         raise TrainingDiverged(

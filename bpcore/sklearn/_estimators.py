@@ -87,7 +87,7 @@ class _BaseMLP(BaseEstimator):
 
     model_: Model
     _optimizer: Any
-    _best_params: np.ndarray
+    _best_params: np.ndarray | None
     _random_state: np.random.RandomState
 
     def __init__(self, hidden_layer_sizes: Any, activation: str, *, solver: str,
@@ -217,6 +217,7 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> Any:
         hidden = self._hidden_sizes()
+        self._incremental = incremental
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if scipy.sparse.issparse(X):
@@ -302,7 +303,8 @@ class _BaseMLP(BaseEstimator):
     def _make_optimizer(self) -> Any:
         if self.solver == "sgd":
             return _solvers.SklearnSGD(self.model_, self.learning_rate_init, self.momentum,
-                                       self.nesterovs_momentum)
+                                       self.nesterovs_momentum, self.learning_rate,
+                                       self.power_t)
         return _solvers.SklearnAdam(self.model_, self.learning_rate_init, self.beta_1,
                                     self.beta_2, self.epsilon)
 
@@ -394,9 +396,10 @@ class _BaseMLP(BaseEstimator):
                 if self.verbose:
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 self._update_no_improvement_count(early_stopping, X_val, y_val, weight_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                if isinstance(optimizer, _solvers.SklearnSGD) \
+                        and optimizer.schedule == "invscaling":
                     optimizer.set_learning_rate(
-                        float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+                        float(optimizer.lr_init) / (self.t_ + 1) ** optimizer.power_t)
                 if self._no_improvement_count > self.n_iter_no_change:
                     what = "Validation score" if early_stopping else "Training loss"
                     message = (f"{what} did not improve more than tol={self.tol:f} for "
@@ -415,11 +418,15 @@ class _BaseMLP(BaseEstimator):
         finally:
             model.eval()
         if early_stopping:
-            model.params[...] = self._best_params
+            if self._best_params is not None:
+                model.params[...] = self._best_params
+            # as in scikit-learn, whose restored best weights are then the live ones:
+            # a warm start that finds no better score keeps its last weights
+            self._best_params = None
 
     def _trigger_stopping(self, message: str) -> bool:
         optimizer = self._optimizer
-        if self.solver != "sgd" or self.learning_rate != "adaptive":
+        if not isinstance(optimizer, _solvers.SklearnSGD) or optimizer.schedule != "adaptive":
             if self.verbose:
                 print(message + " Stopping.")
             return True
@@ -465,11 +472,23 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
         model.eval()
-        result = minimize(model, X, target, self._bp_loss(), method="L-BFGS-B",
-                          l2=float(self.alpha) / total, sample_weight=sample_weight,
+        loss: Any = self._bp_loss()
+        weight = sample_weight
+        constant = self._loss_constant(target, sample_weight)
+        if constant:
+            # L-BFGS-B's stopping test depends on the objective's size: hand it
+            # scikit-learn's value (the Poisson deviance's constant included)
+            bp_loss = loss
+
+            def loss(output: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+                value, grad = bp_loss(output, t, sample_weight)
+                return value + constant, grad
+            weight = None
+        result = minimize(model, X, target, loss, method="L-BFGS-B",
+                          l2=float(self.alpha) / total, sample_weight=weight,
                           maxfun=self.max_fun, maxiter=self.max_iter, gtol=self.tol)
         self.n_iter_ = min(int(result.nit), self.max_iter)
-        self.loss_ = float(result.fun) + self._loss_constant(target, sample_weight)
+        self.loss_ = float(result.fun)
         if result.status != 0:
             message = result.message
             if isinstance(message, bytes):
@@ -617,6 +636,9 @@ feature_names_in_
     def _class_sample_weight(self, y: np.ndarray, sample_weight: Any) -> Any:
         if self.class_weight is None:
             return sample_weight
+        if self._incremental and isinstance(self.class_weight, str):
+            raise ValueError("class_weight='balanced' needs the whole data set: it is not "
+                             "supported by partial_fit (pass a dict of class weights)")
         if self._label_binarizer.y_type_.startswith("multilabel"):
             raise ValueError("class_weight is not supported for multi-label targets")
         labels = self._label_binarizer.inverse_transform(y)
@@ -842,14 +864,14 @@ feature_names_in_
 
     def _bp_loss(self) -> Loss:
         if self.loss == "poisson":
-            return _solvers.half_poisson()
+            return _solvers.SummedPoissonLoss()
         return _solvers.HalfSquaredError()
 
     def _loss_constant(self, y: np.ndarray, sample_weight: Any) -> float:
         if self.loss != "poisson":
             return 0.0
         y = np.asarray(y, dtype=np.float64)
-        per_sample = (scipy.special.xlogy(y, y) - y).mean(axis=1)
+        per_sample = (scipy.special.xlogy(y, y) - y).sum(axis=1)
         return float(np.average(per_sample, weights=sample_weight))
 
     def _target(self, y: np.ndarray) -> np.ndarray:

@@ -25,11 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _flat
-from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ..nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, PoissonLoss
 from ..optim import SGD, Adam
 
 if TYPE_CHECKING:
-    from .._typing import FloatArray, Loss, Model
+    from .._typing import FloatArray, Model
 
 
 class HalfSquaredError(MSELoss):
@@ -57,12 +57,19 @@ class SummedLogisticLoss(BCEWithLogitsLoss):
         return target, weight, scale * shape[1]
 
 
-def half_poisson() -> Loss:
-    """Half the Poisson deviance up to a term free of the output: bpcore's Poisson
-    loss on the log of the mean (``exp(z) - y z``, averaged over all elements); the
-    estimator adds the missing ``y log y - y`` to the loss it reports."""
-    from ..nn.losses import PoissonLoss
-    return PoissonLoss()
+class SummedPoissonLoss(PoissonLoss):
+    """bpcore's Poisson loss on the log of the mean (``exp(z) - y z``) summed over
+    outputs, averaged over samples: scikit-learn's half Poisson deviance up to the
+    term ``y log y - y``, which does not depend on the output (the estimator adds it
+    to what it reports, and to L-BFGS's objective)."""
+
+    fused_kind = "poisson"
+
+    def validate(self, target: npt.ArrayLike, shape: tuple[int, int], dtype: npt.DTypeLike,
+                 sample_weight: npt.ArrayLike | None = None
+                 ) -> tuple[npt.NDArray[Any], FloatArray, float]:
+        target, weight, scale = super().validate(target, shape, dtype, sample_weight)
+        return target, weight, scale * shape[1]
 
 
 def log_loss() -> CrossEntropyLoss:
@@ -109,10 +116,14 @@ class SklearnSGD(_Penalised, SGD):
     changes so that they keep agreeing.
     """
 
-    def __init__(self, model: Model, lr: float, momentum: float, nesterov: bool) -> None:
+    def __init__(self, model: Model, lr: float, momentum: float, nesterov: bool,
+                 schedule: str = "constant", power_t: float = 0.5) -> None:
         super().__init__(model, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
         self.strength = 0.0
         self.penalty = 0.0
+        #: the schedule as it was when the optimizer was made (scikit-learn's keeps
+        #: it across partial_fit calls, whatever set_params does in between)
+        self.schedule, self.lr_init, self.power_t = schedule, lr, power_t
 
     def set_learning_rate(self, lr: float) -> None:
         """Change the learning rate, keeping scikit-learn's velocity ``v`` as it is."""
