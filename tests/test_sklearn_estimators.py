@@ -573,3 +573,13 @@ def test_gridsearch_on_threads_equals_the_sequential_search(blobs):
             threaded = GridSearchCV(est, grid, cv=3).fit(X, y)
     np.testing.assert_array_equal(threaded.cv_results_["mean_test_score"],
                                   sequential.cv_results_["mean_test_score"])
+
+
+def test_warnings_point_at_the_callers_line(blobs):
+    X, y = blobs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_layer_sizes=(3,), max_iter=1).fit(X, y)
+        MLPClassifier(hidden_layer_sizes=(3,), solver="lbfgs", max_iter=1).fit(X, y)
+    assert len(caught) == 2
+    assert all(w.filename == __file__ for w in caught)

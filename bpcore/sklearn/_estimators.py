@@ -342,7 +342,7 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n_samples:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
-                              "is going to be clipped", stacklevel=3)
+                              "is going to be clipped", stacklevel=4)
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         loss = self._bp_loss()
         index: Any
@@ -412,9 +412,9 @@ class _BaseMLP(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter})"
                                   " reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+            warnings.warn("Training interrupted by user.", stacklevel=4)
         finally:
             model.eval()
         if early_stopping:
@@ -496,7 +496,7 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
                           f"(status={result.status}): {message}. Increase the number of "
                           "iterations (max_iter) or scale the data.",
-                          ConvergenceWarning, stacklevel=3)
+                          ConvergenceWarning, stacklevel=4)
         if self.verbose:
             print(f"L-BFGS-B: {self.n_iter_} iterations, loss = {self.loss_:.8f}")
 
