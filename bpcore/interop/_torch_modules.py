@@ -45,8 +45,10 @@ class ScaledSigmoid(torch.nn.Module):
 class _Pass:
     """What one forward of a ``BpcoreModule`` leaves for its backward."""
 
-    def __init__(self, X: np.ndarray, recomputable: bool) -> None:
+    def __init__(self, X: np.ndarray, kept: object, recomputable: bool) -> None:
         self.X = X                      # the (private) copy handed to model.forward
+        # the input the model kept for its backward: a later forward replaces it
+        self.kept = kept
         self.recomputable = recomputable
 
 
@@ -64,7 +66,7 @@ class _BpcoreFunction(torch.autograd.Function):
         output = model.forward(X_np)
         active_dropout = model.training and any(layer.dropout > 0 for layer in model.layers)
         ctx.owner = owner
-        ctx.bp_pass = _Pass(X_np, recomputable=not active_dropout)
+        ctx.bp_pass = _Pass(X_np, model._input, recomputable=not active_dropout)
         # saved so that torch refuses a backward after X or params changed in place
         ctx.save_for_backward(X, params)
         return torch.from_numpy(np.array(output))
@@ -77,7 +79,7 @@ class _BpcoreFunction(torch.autograd.Function):
         owner: BpcoreModule = ctx.owner
         model = owner.model
         bp_pass: _Pass = ctx.bp_pass
-        if model._input is not bp_pass.X:
+        if model._input is not bp_pass.kept:
             # another forward ran since this one and overwrote bpcore's caches
             if not bp_pass.recomputable:
                 raise RuntimeError(
@@ -85,6 +87,7 @@ class _BpcoreFunction(torch.autograd.Function):
                     "and with dropout active the mask of this pass is gone; call backward "
                     "after each forward, or switch dropout off (module.eval())")
             model.forward(bp_pass.X)
+            bp_pass.kept = model._input
         model.zero_grad()
         grad_input = model.backward(grad_output.detach().numpy())
         dX = torch.from_numpy(np.array(grad_input)) if ctx.needs_input_grad[0] else None
