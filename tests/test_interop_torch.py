@@ -534,3 +534,32 @@ def test_jax_dlpack_reads_the_flat_buffers():
     model = bp.Model([bp.Dense(2, 3, "tanh"), bp.Dense(3, 1)], dtype=np.float32, seed=0)
     array = jax_dlpack.from_dlpack(model.params)
     np.testing.assert_array_equal(np.asarray(array), model.params)
+
+
+# ========================================================================= docs
+DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "interop.md")
+
+
+def test_the_examples_of_docs_interop_run(capsys):
+    if not os.path.exists(DOC):
+        pytest.skip("docs/interop.md is not beside the tests")
+    with open(DOC) as file:
+        text = file.read()
+    blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+    assert len(blocks) >= 5
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, DOC, "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    # the comments' claims: the difference to torch, the names, the keys, gradcheck
+    assert float(printed[1]) < 1e-12
+    assert printed[2] == "scaled_sigmoid"
+    assert printed[3] == "['0.weight', '0.bias', '3.weight', '3.bias']"
+    assert printed[4] == "<All keys matched successfully>"
+    assert "missing_keys=['5.bias'], unexpected_keys=[]" in printed[5]
+    assert printed[6] == "True"
+    # the DLPack loop trained: the loss is below the untrained model's
+    model, X, y = namespace["model"], namespace["X"], namespace["y"]
+    untrained = bp.Model([bp.Dense(1, 8, "tanh"), bp.Dense(8, 1)], seed=0)
+    assert float(printed[7]) < bp.MSELoss()(untrained.predict(X), y)[0]
+    assert float(printed[7]) == pytest.approx(bp.MSELoss()(model.predict(X), y)[0])
