@@ -127,6 +127,21 @@ def test_bpcore_to_torch_to_bpcore_gives_identical_parameters(activation, dtype)
     assert back.params.dtype == model.params.dtype
 
 
+def test_from_torch_and_to_torch_copy_the_tensors():
+    net = torch_net("tanh", torch.float64)
+    model = bt.from_torch(net)
+    before = model.params.copy()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    np.testing.assert_array_equal(model.params, before)
+    back = bt.to_torch(model)
+    snapshot = {k: v.clone() for k, v in back.state_dict().items()}
+    model.params[...] += 1.0
+    for key, value in back.state_dict().items():
+        assert torch.equal(value, snapshot[key]), key
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_outputs_and_gradients_agree_with_torch_float64(activation):
     net = torch_net(activation, torch.float64, seed=3)
