@@ -2,8 +2,8 @@
 
 Every import in bpcore/ is read from the source, module-level and function-level
 alike, and checked against the layer order: kernels, then the helpers, then nn,
-optim, checkpoint, train, the scikit-learn estimators and cli; the scalar engine
-imports nothing of the rest.
+optim, checkpoint, train, the scikit-learn estimators and the interop helpers (one
+layer), and cli; the scalar engine imports nothing of the rest.
 """
 import ast
 from pathlib import Path
@@ -24,7 +24,7 @@ LAYERS = [
     ("optim", ("optim",)),
     ("checkpoint", ("checkpoint", "gradcheck")),
     ("train", ("train",)),
-    ("estimators", ("sklearn",)),
+    ("estimators", ("sklearn", "interop")),
     ("cli", ("cli", "__main__")),
 ]
 STANDALONE = "scalar"
