@@ -43,6 +43,7 @@ import os
 import re
 import secrets
 import zipfile
+from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
 import numpy as np
@@ -247,6 +248,13 @@ def _write_zip(file: IO[bytes], header_bytes: bytes,
 
 def _write_atomically(path: str, header_bytes: bytes,
                       arrays: list[tuple[str, np.ndarray]]) -> None:
+    _replace_atomically(path, lambda file: _write_zip(file, header_bytes, arrays))
+
+
+def _replace_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a new temporary file beside ``path``, fsync it, rename it over
+    ``path`` and fsync the folder; on any error remove the temporary file, leaving
+    ``path`` as it was."""
     folder, name = os.path.split(path)
     folder = folder or "."
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -261,7 +269,7 @@ def _write_atomically(path: str, header_bytes: bytes,
         raise FileExistsError(f"could not create a temporary file beside {path!r}")
     try:
         with os.fdopen(descriptor, "wb") as file:
-            _write_zip(file, header_bytes, arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)

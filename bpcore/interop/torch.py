@@ -33,7 +33,7 @@ returns the class.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -262,9 +262,14 @@ def to_torch(model: Model) -> _torch.nn.Sequential:
 def _torch_names(model: Model) -> list[tuple[str, Any, str, bool]]:
     """(torch name, layer, bpcore attribute, transposed) per tensor, in the order of
     ``to_torch(model).state_dict()``."""
+    return _layer_names(model.layers)
+
+
+def _layer_names(layers: Sequence[Dense]) -> list[tuple[str, Any, str, bool]]:
+    """``_torch_names`` of a model made of ``layers`` (which need not be bound yet)."""
     names: list[tuple[str, Any, str, bool]] = []
     index = 0
-    for layer in model.layers:
+    for layer in layers:
         names.append((f"{index}.weight", layer, "W", True))
         names.append((f"{index}.bias", layer, "b", False))
         index += 1
