@@ -433,3 +433,32 @@ def test_bad_arguments_to_save_create_nothing(tmp_path, monkeypatch, model, path
 def test_metadata_of_a_non_model_is_a_type_error():
     with pytest.raises(TypeError, match="model must be a bpcore Model; got"):
         safetensors_metadata([1, 2])
+
+
+DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "interop.md")
+
+
+def test_the_safetensors_examples_of_docs_interop_run(tmp_path, capsys):
+    # the section's blocks, including those the torch docs test leaves out (``py``),
+    # run in order on a model of the page's kind; the claims in them are checked
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors.torch")
+    if not os.path.exists(DOC):
+        pytest.skip("docs/interop.md is not beside the tests")
+    with open(DOC) as file:
+        section = file.read().split("## safetensors files", 1)[1].split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in section.split("```py")[1:]]
+    blocks = [block.removeprefix("thon") for block in blocks]
+    assert len(blocks) == 3
+    from bpcore.interop import torch as bt
+    model = make_model("float32")
+    path = str(tmp_path / "model.safetensors")
+    namespace = {"bp": bp, "bt": bt, "model": model}
+    exec(compile(blocks[0], DOC, "exec"), namespace)
+    assert capsys.readouterr().out == "True\n"
+    save_safetensors(model, path)        # the first block's file lived in a temporary folder
+    namespace["path"] = path
+    for block in blocks[1:]:
+        exec(compile(block, DOC, "exec"), namespace)
+    assert namespace["model"] is not model
+    np.testing.assert_array_equal(namespace["model"].params, model.params)
