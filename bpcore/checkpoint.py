@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import io
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import re
 import secrets
 import zipfile
 from collections.abc import Callable
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -310,15 +311,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     FileNotFoundError) when the file cannot be opened. Nothing in the file is ever
     executed, and no array larger than the file itself is allocated.
     """
+    return read_guarded(path, lambda path, file: _Reader(path, file).read())
+
+
+_T = TypeVar("_T")
+
+#: what a reader's checks may let through from a damaged file (each becomes one
+#: CheckpointError): the library errors of a corrupt zip, JSON or array
+_CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+            TypeError, KeyError, IndexError, OverflowError, RecursionError,
+            NotImplementedError)
+
+
+def read_guarded(path: str | os.PathLike[str],
+                 read: Callable[[str, io.BufferedReader], _T]) -> _T:
+    """``read(path, file)`` on the file opened at ``path``, every error from its
+    contents turned into one ``CheckpointError`` (``OSError`` from opening it passes):
+    the one rule of the loaders of ``.bpc`` and ``.safetensors`` files."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         try:
-            return _Reader(path, file).read()
+            return read(path, file)
         except CheckpointError:
             raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-                TypeError, KeyError, IndexError, OverflowError, RecursionError,
-                NotImplementedError) as error:
+        except _CORRUPT as error:
             raise CheckpointError(path, f"the file is corrupt ({type(error).__name__}: "
                                         f"{error})") from None
 

@@ -40,7 +40,7 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, _check_path, _replace_atomically
+from ..checkpoint import CheckpointError, _check_path, _replace_atomically, read_guarded
 from ..nn.layers import Dense
 from ..nn.model import Model
 from .torch import _check_model, _layer_names
@@ -134,16 +134,7 @@ def load_safetensors(path: str | os.PathLike[str]) -> Model:
     ``OSError`` (e.g. FileNotFoundError) when the file cannot be opened. Nothing in
     the file is executed, and nothing larger than the file is allocated.
     """
-    path = os.fspath(path)
-    with open(path, "rb") as file:
-        try:
-            return _Reader(path, file).read()
-        except CheckpointError:
-            raise
-        except (EOFError, OSError, ValueError, TypeError, KeyError, IndexError,
-                OverflowError, RecursionError) as error:
-            raise CheckpointError(path, f"the file is corrupt ({type(error).__name__}: "
-                                        f"{error})") from None
+    return read_guarded(path, lambda path, file: _Reader(path, file).read())
 
 
 def _no_constant(name: str) -> NoReturn:
