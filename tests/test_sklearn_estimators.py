@@ -227,15 +227,22 @@ def test_lbfgs_matches_sklearn(cls, data, request):
 
 
 # --------------------------------------------------------- warm starts, partial fit
+def _warm_starts_of_both(X, y, fits, params):
+    """Fit bpcore's and scikit-learn's classifier ``fits`` times each; yield the pair
+    after every fit (compared there, before the next fit changes them)."""
+    ours, theirs = MLPClassifier(**params), sk_nn.MLPClassifier(**params)
+    for _ in range(fits):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours.fit(X, y)
+            theirs.fit(X, y)
+        yield ours, theirs
+
+
 def test_warm_start_continues_like_sklearn(blobs):
     X, y = blobs
     params = dict(hidden_layer_sizes=(6,), max_iter=5, warm_start=True, random_state=0)
-    ours, theirs = MLPClassifier(**params), sk_nn.MLPClassifier(**params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(3):
-            ours.fit(X, y)
-            theirs.fit(X, y)
+    ours, theirs = list(_warm_starts_of_both(X, y, 3, params))[-1]
     _assert_same_fit(ours, theirs)
     with pytest.raises(ValueError, match="warm_start can only be used"):
         ours.fit(X[y != 2], y[y != 2])
@@ -510,14 +517,9 @@ def test_warm_start_with_early_stopping_matches_sklearn(blobs):
     params = dict(hidden_layer_sizes=(6,), early_stopping=True, warm_start=True,
                   max_iter=15, n_iter_no_change=3, learning_rate_init=0.05,
                   validation_fraction=0.3, random_state=0)
-    ours, theirs = MLPClassifier(**params), sk_nn.MLPClassifier(**params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for _ in range(3):
-            ours.fit(X, y)
-            theirs.fit(X, y)
-            _assert_same_fit(ours, theirs)
-            assert ours.score(X, y) == theirs.score(X, y)
+    for ours, theirs in _warm_starts_of_both(X, y, 3, params):
+        _assert_same_fit(ours, theirs)
+        assert ours.score(X, y) == theirs.score(X, y)
 
 
 def test_partial_fit_keeps_the_optimizer_it_started_with(binary):

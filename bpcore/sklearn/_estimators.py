@@ -217,14 +217,13 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> Any:
         hidden = self._hidden_sizes()
-        self._incremental = incremental
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if scipy.sparse.issparse(X):
             X = X.toarray()
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        sample_weight = self._class_sample_weight(y, sample_weight)
+        sample_weight = self._class_sample_weight(y, sample_weight, incremental)
         if y.ndim == 1:
             y = y.reshape(-1, 1)
         dtype = self._float_dtype(X.dtype) if first_pass else self.model_.dtype
@@ -253,7 +252,8 @@ class _BaseMLP(BaseEstimator):
                              "may contain large values and need to be preprocessed.")
         return self
 
-    def _class_sample_weight(self, y: np.ndarray, sample_weight: Any) -> Any:
+    def _class_sample_weight(self, y: np.ndarray, sample_weight: Any,
+                             incremental: bool) -> Any:
         return sample_weight
 
     def _initialize(self, y: np.ndarray, units: list[int], dtype: np.dtype[Any]) -> None:
@@ -633,10 +633,11 @@ feature_names_in_
         y = self._label_binarizer.transform(y).astype(bool)
         return X, y
 
-    def _class_sample_weight(self, y: np.ndarray, sample_weight: Any) -> Any:
+    def _class_sample_weight(self, y: np.ndarray, sample_weight: Any,
+                             incremental: bool) -> Any:
         if self.class_weight is None:
             return sample_weight
-        if self._incremental and isinstance(self.class_weight, str):
+        if incremental and isinstance(self.class_weight, str):
             raise ValueError("class_weight='balanced' needs the whole data set: it is not "
                              "supported by partial_fit (pass a dict of class weights)")
         if self._label_binarizer.y_type_.startswith("multilabel"):
@@ -682,8 +683,7 @@ feature_names_in_
         y : ndarray, shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
         """
-        check_is_fitted(self)
-        return self._predict(X)
+        return self._predict(X)      # (_output checks that it is fitted)
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
         probabilities = self._probabilities(self._output(X, check_input))
@@ -768,7 +768,6 @@ feature_names_in_
             The predicted probability of the sample for each class in the model,
             classes ordered as in ``classes_``.
         """
-        check_is_fitted(self)
         probabilities = self._probabilities(self._output(X))
         if self.n_outputs_ == 1:
             p = probabilities.ravel()
@@ -893,8 +892,7 @@ feature_names_in_
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The predicted values.
         """
-        check_is_fitted(self)
-        return self._predict(X)
+        return self._predict(X)      # (_output checks that it is fitted)
 
     def _predict(self, X: Any, check_input: bool = True) -> np.ndarray:
         output = self._output(X, check_input)
