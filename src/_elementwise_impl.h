@@ -449,6 +449,17 @@ BP_CLONES static void NAME(bp_delta)(
     if (G) NAME(bp_column_sums)(n, m, upstream, G, dscale, overwrite);
 }
 
+/* out[i] = exp(x[i]) for x[i] <= 0 (or NaN), within 1 ulp (bp_exp); x and out may be
+ * the same buffer. The exp inside the loss kernels (src/_loss_kernels.pxd): softmax
+ * takes exp(z - max z), binary cross-entropy exp(-|z|), both never positive, so
+ * nothing overflows. One vector loop (a libm call per element does not vectorise). */
+BP_CLONES static void NAME(bp_exp_nonpositive)(long n, const T *x, T *out) {
+    for (long i = 0; i < n; i++) {
+        T low;
+        out[i] = NAME(bp_exp)(x[i], 0, &low);
+    }
+}
+
 /* 1 when none of x[0:n] is NaN or infinite, else 0. x - x is +0 exactly for finite
  * x and NaN otherwise, and a sum of such terms is 0 or NaN: four vector sums over
  * blocks of 1024 entries, checked after each block (a loop that breaks at the first

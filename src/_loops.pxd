@@ -14,6 +14,8 @@ cdef extern from "_loops.h" nogil:
     void bp_delta_f64(long n, long m, const double* upstream, const double* D,
                       const double* G, double* delta, double* db, double* dscale,
                       int overwrite)
+    void bp_exp_nonpositive_f32(long n, const float* x, float* out)
+    void bp_exp_nonpositive_f64(long n, const double* x, double* out)
     int bp_all_finite_f32(long n, const float* x)
     int bp_all_finite_f64(long n, const double* x)
     void bp_transpose_f32(long k, long m, const float* B, float* Bt)
@@ -58,6 +60,13 @@ cdef extern from "_loops.h" nogil:
     void bp_adam_f64(long n, double* params, const double* grads, double* exp_avg,
                      double* exp_avg_sq, double step_size, double beta1, double beta2,
                      double eps, double l2, double decay, double inv_root_bc2)
+
+
+cdef inline void exp_nonpositive(long n, const floating* x, floating* out) noexcept nogil:
+    if floating is float:
+        bp_exp_nonpositive_f32(n, x, out)
+    else:
+        bp_exp_nonpositive_f64(n, x, out)
 
 
 cdef inline void bias_activation(long n, long m, floating* A, const floating* b,

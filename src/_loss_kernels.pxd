@@ -27,7 +27,9 @@
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.float cimport DBL_MAX
-from libc.math cimport exp, expf, log, log1p, log1pf, fabs
+from libc.math cimport exp, expf, log, log1p, fabs
+
+from _loops cimport exp_nonpositive
 
 # the loss codes of the fused training step
 cdef enum:
@@ -43,14 +45,6 @@ cdef inline floating fexp(floating x) noexcept nogil:
         return expf(x)
     else:
         return exp(x)
-
-
-cdef inline floating sigmoid(floating z) noexcept nogil:
-    cdef floating e
-    if z >= 0:
-        return 1 / (1 + fexp(-z))
-    e = fexp(z)
-    return e / (1 + e)
 
 
 cdef inline double mse_kernel(long n, long k, const floating* output,
@@ -94,17 +88,33 @@ cdef inline double mse_kernel(long n, long k, const floating* output,
     return scale * total
 
 
-cdef inline double softmax_row(const floating* z, long k, floating* probs) noexcept nogil:
-    """Write softmax(z) into probs and return logsumexp(z)."""
+cdef inline void shifted_exp(long n, long k, const floating* z,
+                             floating* out) noexcept nogil:
+    """out = exp(z - max z) row by row, unnormalised: the differences first, then one
+    vector loop of exp over all n * k entries (bp_exp_nonpositive, within 1 ulp)."""
+    cdef long i, j
+    cdef floating m
+    for i in range(n):
+        m = z[i * k]
+        for j in range(1, k):
+            if z[i * k + j] > m:
+                m = z[i * k + j]
+        for j in range(k):
+            out[i * k + j] = z[i * k + j] - m
+    exp_nonpositive(n * k, out, out)
+
+
+cdef inline double normalise_row(const floating* z, long k, floating* probs) noexcept nogil:
+    """Divide a row of exp(z - max z) (from shifted_exp) by its sum, which gives
+    softmax(z); return logsumexp(z)."""
     cdef long j
-    cdef double m = z[0], s = 0.0, e
+    cdef floating m = z[0]
+    cdef double s = 0.0
     for j in range(1, k):
         if z[j] > m:
             m = z[j]
     for j in range(k):
-        e = fexp(<floating> (z[j] - m))
-        probs[j] = <floating> e
-        s += e
+        s += probs[j]
     for j in range(k):
         probs[j] = <floating> (probs[j] / s)
     return m + log(s)
@@ -116,9 +126,10 @@ cdef inline double cross_entropy_labels_kernel(long n, long k, const floating* l
     """l_i = logsumexp(z_i) - z_i[y_i]; grad = scale * w_i * (softmax(z_i) - onehot(y_i))."""
     cdef long i, j
     cdef double total = 0.0, lse, w
+    shifted_exp(n, k, logits, grad)
     for i in range(n):
         w = weight[i] if weight != NULL else 1.0
-        lse = softmax_row(logits + i * k, k, grad + i * k)
+        lse = normalise_row(logits + i * k, k, grad + i * k)
         total += w * (lse - logits[i * k + labels[i]])
         grad[i * k + labels[i]] -= 1
         for j in range(k):
@@ -133,9 +144,10 @@ cdef inline double cross_entropy_probs_kernel(long n, long k, const floating* lo
     grad = scale * w_i * (softmax(z_i) * sum_k t_ik - t_i)."""
     cdef long i, j
     cdef double total = 0.0, lse, w, mass, row
+    shifted_exp(n, k, logits, grad)
     for i in range(n):
         w = weight[i] if weight != NULL else 1.0
-        lse = softmax_row(logits + i * k, k, grad + i * k)
+        lse = normalise_row(logits + i * k, k, grad + i * k)
         mass = 0.0
         row = 0.0
         for j in range(k):
@@ -150,17 +162,27 @@ cdef inline double cross_entropy_probs_kernel(long n, long k, const floating* lo
 cdef inline double bce_kernel(long n, long k, const floating* logits, const floating* target,
                               const floating* weight, floating* grad,
                               double scale) noexcept nogil:
-    """l_i = sum_k max(z,0) - z*t + log1p(exp(-|z|)); grad = scale * w_i * (sigmoid(z) - t)."""
-    cdef long i, j
-    cdef double total = 0.0, w, row, z, t
+    """l_i = sum_k max(z,0) - z*t + log1p(exp(-|z|)); grad = scale * w_i * (sigmoid(z) - t).
+
+    e = exp(-|z|) comes first, for all entries in one vector loop (into grad); the
+    sigmoid is then 1 / (1 + e) for z >= 0 and e / (1 + e) below, so exp never
+    overflows and both sides keep their relative precision."""
+    cdef long i, j, idx, count = n * k
+    cdef double total = 0.0, w, row, z, t, e, s
+    for idx in range(count):
+        grad[idx] = -fabs(logits[idx])
+    exp_nonpositive(count, grad, grad)
     for i in range(n):
         w = weight[i] if weight != NULL else 1.0
         row = 0.0
         for j in range(k):
-            z = logits[i * k + j]
-            t = target[i * k + j]
-            row += (z if z > 0 else 0.0) - z * t + log1p(exp(-fabs(z)))
-            grad[i * k + j] = <floating> (scale * w * (sigmoid(logits[i * k + j]) - t))
+            idx = i * k + j
+            z = logits[idx]
+            t = target[idx]
+            e = grad[idx]
+            row += (z if z > 0 else 0.0) - z * t + log1p(e)
+            s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+            grad[idx] = <floating> (scale * w * (s - t))
         total += w * row
     return scale * total
 
