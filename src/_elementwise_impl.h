@@ -449,6 +449,59 @@ BP_CLONES static void NAME(bp_delta)(
     if (G) NAME(bp_column_sums)(n, m, upstream, G, dscale, overwrite);
 }
 
+/* log(1 + e + low) for 0 <= e <= 1 (or NaN), low a tiny correction of e (bp_exp's
+ * *low, or 0): binary cross-entropy's softplus term log1p(exp(-|z|)). u = 1 + e
+ * rounds; c = (e - (u - 1) + low) / u carries its rounding error (and low) to first
+ * order. u = m 2^k with k = 0 or 1 and m in [sqrt(1/2), sqrt(2)]; log m = 2 atanh(s)
+ * with s = (m - 1) / (m + 1), |s| <= 0.172, m - 1 exact (Sterbenz); atanh's Taylor
+ * series in s^2 <= 0.0295 to s^21 (double) or s^11 (float), whose truncation is
+ * below 0.03 ulp. The quotient s costs about an ulp, so the result is within about
+ * 2 ulps (tests/test_loss_exp_accuracy.py measures it). log1p(0) = 0 exactly. */
+static inline BP_INLINE T NAME(bp_log1p_unit)(T e, T low) {
+    const T u = 1 + e;
+    const T c = ((e - (u - 1)) + low) / u;
+    const int big = u > (T) 1.4142135623730951;
+    const T m = NAME(bp_select)(big, (T) 0.5 * u, u);
+    const T k = NAME(bp_select)(big, (T) 1, (T) 0);
+    const T s = (m - 1) / (m + 1);
+    const T s2 = s * s;
+    T q;     /* atanh(s) / s - 1 = s^2 q */
+#if BP_DOUBLE
+    q = (T) 1 / 21;
+    q = q * s2 + (T) 1 / 19;
+    q = q * s2 + (T) 1 / 17;
+    q = q * s2 + (T) 1 / 15;
+    q = q * s2 + (T) 1 / 13;
+    q = q * s2 + (T) 1 / 11;
+    q = q * s2 + (T) 1 / 9;
+#else
+    q = (T) 1 / 11;
+    q = q * s2 + (T) 1 / 9;
+#endif
+    q = q * s2 + (T) 1 / 7;
+    q = q * s2 + (T) 1 / 5;
+    q = q * s2 + (T) 1 / 3;
+    const T twice_s = 2 * s;
+    const T log_m = twice_s + twice_s * (s2 * q);
+    return k * (T) BP_LN2_HI + (log_m + (k * (T) BP_LN2_LO + c));
+}
+
+/* out[i] = log(1 + exp(-|z[i]|)), the softplus term of binary cross-entropy, within
+ * about 2 ulps; never overflows (exp sees -|z| only). One vector loop. */
+BP_CLONES static void NAME(bp_softplus_neg_abs)(long n, const T *restrict z,
+                                               T *restrict out) {
+    for (long i = 0; i < n; i++) {
+        T low;
+        const T e = NAME(bp_exp)(z[i] < 0 ? z[i] : -z[i], 0, &low);
+        out[i] = NAME(bp_log1p_unit)(e, low);
+    }
+}
+
+/* out[i] = sigmoid(z[i]) (bp_sigmoid, within 2 ulps). One vector loop. */
+BP_CLONES static void NAME(bp_sigmoid_array)(long n, const T *restrict z, T *restrict out) {
+    for (long i = 0; i < n; i++) out[i] = NAME(bp_sigmoid)(z[i]);
+}
+
 /* out[i] = exp(x[i]) for x[i] <= 0 (or NaN), within 1 ulp (bp_exp); x and out may be
  * the same buffer. The exp inside the loss kernels (src/_loss_kernels.pxd): softmax
  * takes exp(z - max z), binary cross-entropy exp(-|z|), both never positive, so

@@ -14,6 +14,10 @@ cdef extern from "_loops.h" nogil:
     void bp_delta_f64(long n, long m, const double* upstream, const double* D,
                       const double* G, double* delta, double* db, double* dscale,
                       int overwrite)
+    void bp_softplus_neg_abs_f32(long n, const float* z, float* out)
+    void bp_softplus_neg_abs_f64(long n, const double* z, double* out)
+    void bp_sigmoid_array_f32(long n, const float* z, float* out)
+    void bp_sigmoid_array_f64(long n, const double* z, double* out)
     void bp_exp_nonpositive_f32(long n, const float* x, float* out)
     void bp_exp_nonpositive_f64(long n, const double* x, double* out)
     int bp_all_finite_f32(long n, const float* x)
@@ -67,6 +71,20 @@ cdef inline void exp_nonpositive(long n, const floating* x, floating* out) noexc
         bp_exp_nonpositive_f32(n, x, out)
     else:
         bp_exp_nonpositive_f64(n, x, out)
+
+
+cdef inline void softplus_neg_abs(long n, const floating* z, floating* out) noexcept nogil:
+    if floating is float:
+        bp_softplus_neg_abs_f32(n, z, out)
+    else:
+        bp_softplus_neg_abs_f64(n, z, out)
+
+
+cdef inline void sigmoid_array(long n, const floating* z, floating* out) noexcept nogil:
+    if floating is float:
+        bp_sigmoid_array_f32(n, z, out)
+    else:
+        bp_sigmoid_array_f64(n, z, out)
 
 
 cdef inline void bias_activation(long n, long m, floating* A, const floating* b,

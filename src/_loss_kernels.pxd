@@ -27,9 +27,9 @@
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.float cimport DBL_MAX
-from libc.math cimport exp, expf, log, log1p, fabs
+from libc.math cimport exp, expf, log
 
-from _loops cimport exp_nonpositive
+from _loops cimport exp_nonpositive, sigmoid_array, softplus_neg_abs
 
 # the loss codes of the fused training step
 cdef enum:
@@ -164,26 +164,27 @@ cdef inline double bce_kernel(long n, long k, const floating* logits, const floa
                               double scale) noexcept nogil:
     """l_i = sum_k max(z,0) - z*t + log1p(exp(-|z|)); grad = scale * w_i * (sigmoid(z) - t).
 
-    e = exp(-|z|) comes first, for all entries in one vector loop (into grad); the
-    sigmoid is then 1 / (1 + e) for z >= 0 and e / (1 + e) below, so exp never
-    overflows and both sides keep their relative precision."""
+    Four passes, grad the scratch: log1p(exp(-|z|)) for every entry in one vector loop
+    (bp_softplus_neg_abs), the sums in double, sigmoid(z) in another vector loop
+    (bp_sigmoid_array, exp of -|z| only), and the scaled differences. Nothing
+    overflows for logits of any size."""
     cdef long i, j, idx, count = n * k
-    cdef double total = 0.0, w, row, z, t, e, s
-    for idx in range(count):
-        grad[idx] = -fabs(logits[idx])
-    exp_nonpositive(count, grad, grad)
+    cdef double total = 0.0, w, row, z, t
+    softplus_neg_abs(count, logits, grad)
     for i in range(n):
         w = weight[i] if weight != NULL else 1.0
         row = 0.0
         for j in range(k):
             idx = i * k + j
             z = logits[idx]
-            t = target[idx]
-            e = grad[idx]
-            row += (z if z > 0 else 0.0) - z * t + log1p(e)
-            s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-            grad[idx] = <floating> (scale * w * (s - t))
+            row += (z if z > 0 else 0.0) - z * target[idx] + grad[idx]
         total += w * row
+    sigmoid_array(count, logits, grad)
+    for i in range(n):
+        w = scale * (weight[i] if weight != NULL else 1.0)
+        for j in range(k):
+            idx = i * k + j
+            grad[idx] = <floating> (w * (grad[idx] - target[idx]))
     return scale * total
 
 

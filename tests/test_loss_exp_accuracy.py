@@ -93,3 +93,19 @@ def test_the_fused_step_and_the_loss_call_agree_on_the_new_exp(dtype):
         expected, _ = loss(model.predict(X), y)
         got = model.train_step(X, y, loss, bp.SGD(model, lr=0.0))
         assert got == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_softplus_term_of_each_entry_within_a_few_ulps(dtype):
+    # one entry per call with t = 0 and z < 0: the loss is log1p(exp(z)) alone, the
+    # term that bpcore computes with its own log1p (bp_log1p_unit); the oracle rounds
+    # the extended-precision value once to the buffer's type
+    ext = _extended()
+    rng = np.random.default_rng(3)
+    z = -np.concatenate([rng.random(300) * 2, rng.random(300) * 40, [0.0, 1e-30, 0.34657,
+                                                                        0.34658, 0.6931, 80]])
+    z = z.astype(dtype)
+    loss = bp.BCEWithLogitsLoss(reduction="sum")
+    got = np.array([loss(z[i:i + 1, None], np.zeros((1, 1), dtype))[0] for i in range(len(z))])
+    expected = np.log1p(np.exp(z.astype(ext)))
+    assert _ulps(got.astype(dtype), expected, dtype).max() <= 3
