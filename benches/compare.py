@@ -35,7 +35,10 @@ Peers, each skipped when its package is missing:
 Rows: W1, W1b (step, and predict beside the NumPy forward), W2 momentum, W2 Adam, W3
 (--quick: 1024-1024-1024-10 at batch 256, 3 rounds everywhere, for CI smoke), S at
 batch 1, 8, 32, 128, 512, 2048, plotted log-log to --plot, then W4 (W1 with sigmoid
-hidden layers) and W5 (64-128-10 tanh, float32, batch 64, Adam).
+hidden layers) and W5 (64-128-10 tanh, float32, batch 64, Adam). Then the F rows
+(``--only F``): ``fit`` against a bare loop of ``train_step`` over the same batches,
+FIT_EPOCHS epochs per run, F1 two moons (2-16-16-2, float64, batch 32, Adam) and F2
+W2's network (float32, batch 128, Adam); both must end with the same parameters.
 
 Every peer starts from bpcore's initial weights (seed 0) except scikit-learn (its own
 initialisation, not checked). Before timing, each workload checks that bpcore's losses
@@ -103,6 +106,7 @@ from benches.workloads import (  # noqa: E402
 CHECK_STEPS = 5
 BLOCK_SECONDS = 0.010
 BLOCK_STEPS = (1, 10000)
+FIT_EPOCHS = 10
 PEERS = ("bpcore", "NumPy", "PyTorch", "JAX jit", "sklearn", "matmul-only")
 
 
@@ -414,6 +418,92 @@ class MatmulPeer(Peer):
             for a, b, c, ta, tb, alpha_, beta_ in calls:
                 gemm(alpha_, a, b, beta_, c, ta, tb, 1)
         self.run = run
+
+
+class FitEpochsPeer(Peer):
+    """F rows: ``model.fit`` over FIT_EPOCHS epochs of the workload's data, without
+    shuffling (the same batches as the bare loop), ``verbose=0``; one run is the
+    whole call, set-up included, so the set-up is spread over FIT_EPOCHS epochs."""
+
+    def __init__(self, model, optimizer, loss, X, y, batch):
+        self.model, self.optimizer = model, optimizer
+        fit = model.fit
+        self.run = lambda: fit(X, y, loss=loss, optimizer=optimizer, epochs=FIT_EPOCHS,
+                               batch_size=batch, shuffle=False, verbose=0)
+
+    save = BpcorePeer.save
+    restore = BpcorePeer.restore
+
+
+class BareLoopPeer(Peer):
+    """F rows: FIT_EPOCHS passes of ``model.train_step`` over the same batches (views
+    sliced once), nothing else."""
+
+    def __init__(self, model, optimizer, loss, X, y, batch):
+        self.model, self.optimizer = model, optimizer
+        batches = [(X[i:i + batch], y[i:i + batch]) for i in range(0, len(X), batch)]
+        step = model.train_step
+
+        def run():
+            for _ in range(FIT_EPOCHS):
+                for Xb, yb in batches:
+                    step(Xb, yb, loss, optimizer)
+        self.run = run
+
+    save = BpcorePeer.save
+    restore = BpcorePeer.restore
+
+
+def fit_rows():
+    """[(label, sizes, dtype, batch, optimizer, lr, X, y)] of the F rows: F1, two
+    moons (benches/README.md), and F2, W2's network on 2,560 of its samples."""
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, np.pi, 3200)                     # two moons, as scikit-learn draws them
+    upper = rng.random(3200) < 0.5
+    X = np.where(upper[:, None], np.c_[np.cos(t), np.sin(t)],
+                 np.c_[1 - np.cos(t), 0.5 - np.sin(t)]) + rng.normal(0, 0.1, (3200, 2))
+    y = upper.astype(np.int64)
+    rows = [("F1 fit, two moons", (2, 16, 16, 2), np.float64, 32, "adam", 1e-3, X, y)]
+    X2 = rng.random((2560, 784)).astype(np.float32)
+    y2 = rng.integers(0, 10, 2560)
+    rows.append(("F2 fit, W2 Adam", W2_ADAM.sizes, np.float32, 128, "adam", 1e-3, X2, y2))
+    return rows
+
+
+def fit_overhead(only, rounds, threads):
+    """Print the F rows: a ``fit`` epoch against a bare ``train_step`` loop over the
+    same batches (target: at most 1.25)."""
+    rows = fit_rows()
+    if only:
+        wanted = [w.strip().lower() for w in only.split(",")]
+        rows = [r for r in rows if any(r[0].lower().startswith(w) for w in wanted)]
+    if not rows:
+        return
+    print()
+    print("| workload | epochs per run | fit µs per epoch | bare loop µs per epoch "
+          "| fit / bare (quartiles) |")
+    print("|---|---|---|---|---|")
+    for label, sizes, dtype, batch, _opt, lr, X, y in rows:
+        peers = {}
+        for name, kind in (("fit", FitEpochsPeer), ("bare", BareLoopPeer)):
+            layers = [bp.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
+            model = bp.Model(layers + [bp.Dense(sizes[-2], sizes[-1])], dtype=dtype, seed=0)
+            optimizer = bp.Adam(model, lr=lr)
+            peer = kind(model, optimizer, bp.CrossEntropyLoss(), X.astype(dtype), y, batch)
+            peer.run()                       # the first epochs build the workspaces
+            peers[name] = peer
+        # the gate: both did the same arithmetic on the same batches
+        if not np.array_equal(peers["fit"].model.params, peers["bare"].model.params):
+            print(f"| {label} | CHECK FAILED: fit and the bare loop trained differently |")
+            continue
+        for peer in peers.values():
+            peer.save()
+        samples = interleaved_samples(peers, rounds, threads)
+        ratio, low, high = paired_ratio(samples["fit"], samples["bare"])
+        fit_us = statistics.median(samples["fit"]) / FIT_EPOCHS
+        bare_us = statistics.median(samples["bare"]) / FIT_EPOCHS
+        print(f"| {label} | {FIT_EPOCHS} | {fmt_us(fit_us)} | {fmt_us(bare_us)} "
+              f"| {ratio:.3f} ({low:.2f}–{high:.2f}) |", flush=True)
 
 
 def gemm_call_overhead(dtype, calls=1000):
@@ -950,15 +1040,21 @@ def main(argv=None):
         del peers
         gc.collect()
 
-    print()
-    print_table(results, names_seen)
-    print()
-    print("µs: median time per step (predict rows: per prediction) over interleaved "
-          "rounds; ratios: the median over rounds of the two blocks' ratio within a "
-          "round; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
-          "bpcore/matmul = bpcore / matmul-only, with its quartiles over rounds; GEMM "
-          "floor = the step's product FLOPs at the rate of a 1024^3 gemm, about what "
-          "its arithmetic alone costs; '-' not run, 'wrong' failed its check.")
+    if results:
+        print()
+        print_table(results, names_seen)
+        print()
+        print("µs: median time per step (predict rows: per prediction) over interleaved "
+              "rounds; ratios: the median over rounds of the two blocks' ratio within a "
+              "round; (×bpcore) = peer / bpcore, above 1 means bpcore is faster; "
+              "bpcore/matmul = bpcore / matmul-only, with its quartiles over rounds; GEMM "
+              "floor = the step's product FLOPs at the rate of a 1024^3 gemm, about what "
+              "its arithmetic alone costs; '-' not run, 'wrong' failed its check.")
+    if not args.only or any(w.strip().lower().startswith("f")
+                            for w in args.only.split(",")):
+        fit_overhead(args.only if any(w.strip().lower().startswith("f")
+                                      for w in args.only.split(",")) else "",
+                     args.rounds or (3 if args.quick else 15), args.threads)
     if args.plot and any(series.values()):
         title = (f"S: {W2_MOMENTUM.sizes} float32, SGD momentum, {args.threads} thread(s)"
                  f"\n{cpu_model()}, {datetime.date.today().isoformat()}")

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bpcore as bp
+
 from . import compare, compare_sklearn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,3 +357,21 @@ def test_cpu_lines_read_the_model_name_and_vector_flags():
     # no "model name" (some ARM kernels) and no flags line
     assert compare_sklearn.cpu_lines("processor\t: 0\nFeatures\t: fp asimd\n") == [
         "CPU: model name not listed"]
+
+
+def test_the_fit_rows_train_like_the_bare_loop_and_print(capsys):
+    # the F rows' gate is itself checked: fit over FIT_EPOCHS unshuffled epochs and
+    # the bare train_step loop over the same batches end with the same parameters
+    label, sizes, dtype, batch, _opt, lr, X, y = compare.fit_rows()[0]
+    models = []
+    for kind in (compare.FitEpochsPeer, compare.BareLoopPeer):
+        layers = [bp.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
+        model = bp.Model(layers + [bp.Dense(sizes[-2], sizes[-1])], dtype=dtype, seed=0)
+        kind(model, bp.Adam(model, lr=lr), bp.CrossEntropyLoss(), X.astype(dtype), y,
+             batch).run()
+        models.append(model)
+    np.testing.assert_array_equal(models[0].params, models[1].params)
+    assert models[0].epochs_trained == compare.FIT_EPOCHS
+    compare.fit_overhead("F1", rounds=1, threads=1)
+    out = capsys.readouterr().out
+    assert "| F1 fit, two moons | 10 |" in out and "CHECK FAILED" not in out
