@@ -71,7 +71,9 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=DIRECTIVES,
-        include_path=["src"],
+        # bpcore/include holds bpcore/kernels.pxd, the public declarations that
+        # src/kernels.pyx implements (shipped, for other extensions: get_include())
+        include_path=["src", "bpcore/include"],
         force=DEBUG,
     )
 )

@@ -82,6 +82,7 @@ __all__ = [
     "blas_threads",
     "clip_grad_norm",
     "clip_grad_value",
+    "get_include",
     "gradcheck",
     "load",
     "load_checkpoint",
@@ -89,3 +90,16 @@ __all__ = [
     "register_optimizer",
     "set_blas_threads",
 ]
+
+
+def get_include() -> str:
+    """The directory to put on Cython's include path (``cythonize(...,
+    include_path=[bpcore.get_include()])``) for ``from bpcore.kernels cimport ...``.
+
+    It holds ``bpcore/kernels.pxd``, the stable declarations of bpcore's nogil kernels
+    (Adam, SGD, a dense layer's forward) for other Cython extensions; they are
+    resolved when the extension is imported, without linking against bpcore. See
+    ``docs/interop.md``.
+    """
+    import os
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
