@@ -68,7 +68,7 @@ _MAX_MEMBERS = 64                    # header, params and a few optimizer buffer
 _MAX_NPY_HEADER = 10_000             # numpy's own default limit
 _MAX_DIRECTORY = 16 * 2**10          # the zip's central directory: 64 short entries fit
 # what parsing JSON may cost beyond the file's own size: see json_cost
-_JSON_ALLOWANCE = 4 * 2**20
+_JSON_ALLOWANCE = 16 * 2**20
 _READ_CHUNK = 16 * 2**20
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # the bit generators whose state is plain JSON (ints, strings, lists of ints)
@@ -344,7 +344,7 @@ def fail(path: str, reason: str) -> NoReturn:
 def path_argument(path: object) -> str:
     """``path`` (a str or ``os.PathLike``) as a str; TypeError naming ``path``."""
     try:
-        text = os.fspath(path)      # type: ignore[arg-type]
+        text = os.fspath(path)      # type: ignore[call-overload]
     except TypeError:
         raise TypeError(f"path must be a str or os.PathLike; got "
                         f"{_validation.describe(path)}") from None
@@ -386,12 +386,14 @@ def json_cost(raw: bytes) -> int:
     there are at most ``1 + [ + , + :`` of them. A number, ``true``, ``false`` or
     ``null`` takes at most 40 bytes with its slot in its container; a container at
     most 96 more (an empty dict is 64 bytes, and a dict grows by less than 40 bytes
-    per entry); a string 32 more per quote (its object head) and 4 per character
-    (the widest str, and the decoded text).  ``tests/test_file_safety.py`` measures
-    the bound against ``tracemalloc``."""
+    per entry); a string 32 more per quote (its object head). Each byte costs 3 more
+    in ASCII without ``\\u`` escapes (the decoded text, and the strings made from
+    it), else 12 (a str of 4-byte characters, made twice, one over-allocated).
+    ``tests/test_file_safety.py`` measures the bound against ``tracemalloc``."""
     containers = raw.count(b"[") + raw.count(b"{")
     items = 1 + raw.count(b"[") + raw.count(b",") + raw.count(b":")
-    return 96 * containers + 40 * items + 32 * raw.count(b'"') + 4 * len(raw)
+    per_byte = 3 if raw.isascii() and b"\\u" not in raw else 12
+    return 96 * containers + 40 * items + 32 * raw.count(b'"') + per_byte * len(raw)
 
 
 def check_json_cost(path: str, raw: bytes, what: str, file_size: int) -> None:

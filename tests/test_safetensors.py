@@ -335,7 +335,8 @@ def test_hostile_files_raise_one_clear_error(tmp_path, case):
     ((2).to_bytes(8, "little") + b"[]", "must hold a JSON object"),
     ((4).to_bytes(8, "little") + b"\xff\xfe{}", "not valid JSON"),
     ((15).to_bytes(8, "little") + b'{"a":1, "a":2 }', "appears twice"),
-    ((2 * 10**5).to_bytes(8, "little") + b"[" * 10**5 + b"]" * 10**5, "not valid JSON|so many JSON values"),
+    ((2 * 10**5).to_bytes(8, "little") + b"[" * 10**5 + b"]" * 10**5,
+     "not valid JSON|so many JSON values"),
 ], ids=["empty", "short", "length 2**63", "length beyond file", "bad JSON", "not an object",
         "bad UTF-8", "duplicate key", "deep nesting"])
 def test_broken_headers_raise_one_clear_error(tmp_path, raw, message):
