@@ -377,7 +377,7 @@ def test_huge_declared_shapes_allocate_nothing_of_their_size(tmp_path, n):
     write_raw(path, header, b"\0" * 64)
     tracemalloc.start()
     try:
-        with pytest.raises(CheckpointError, match="beyond"):
+        with pytest.raises(CheckpointError, match="beyond|can address"):
             load_safetensors(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
