@@ -102,7 +102,8 @@ class Loss:
                 weight = self._empty[dtype] = np.empty(0, dtype=dtype)
             total: float = shape[0]
         else:
-            total = float(weight.sum(dtype=np.float64))
+            with np.errstate(over="ignore"):
+                total = float(weight.sum(dtype=np.float64))
             if not np.isfinite(total):
                 raise ValueError("sample_weight sums to infinity (the weights are too large "
                                  "to add up); scale them down")
