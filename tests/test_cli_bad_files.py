@@ -251,13 +251,12 @@ def assert_one_line(status, err, path, command, match):
     assert re.search(match, lines[0]), (match, err)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("case", NPZ_CASES)
+@pytest.mark.parametrize("case, command", [
+    (case, command) for case in NPZ_CASES for command in COMMANDS
+    if not (command == "predict" and case.startswith("y-"))])    # predict reads no y
 def test_broken_npz_is_one_line_naming_the_file(case, command, model_file, tmp_path, capsys):
     make, match = NPZ_CASES[case]
     path = _write(tmp_path / "data.npz", make())
-    if command == "predict" and case.startswith("y-"):
-        pytest.skip("predict reads no target")
     status = _run(command, path, model_file, tmp_path)
     out, err = capsys.readouterr()
     assert_one_line(status, err, path, command, match)

@@ -100,8 +100,8 @@ def _header_of(seed):
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=4),
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(st.text(max_size=6), children, max_size=4)),
     max_leaves=12)
 
 
@@ -177,7 +177,8 @@ def test_forward_of_any_shape_matches_numpy(net, scale, data):
     expected = reference_forward(model, X.astype(dtype))
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(output, expected, rtol=tol, atol=tol * max(1.0, scale))
-    np.testing.assert_array_equal(model.predict(given_X), output)
+    # predict may take another product kernel for the batch: equal to rounding
+    np.testing.assert_allclose(model.predict(given_X), output, rtol=tol, atol=tol * scale)
 
 
 BAD_VALUES = st.sampled_from([np.nan, np.inf, -np.inf, 1e300])
