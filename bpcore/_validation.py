@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from ._typing import FloatArray
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: the most parameters a model may have: a float64 buffer of them must be addressable
+MAX_PARAMETERS = sys.maxsize // 8
+#: the largest step count an optimizer keeps (a C long long, with room to count on)
+MAX_STEPS = 2**62
 
 
 def check_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
@@ -64,8 +69,30 @@ def check_finite(array: npt.NDArray[Any], name: str) -> None:
 
 def native(array: npt.NDArray[Any], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """``array`` as a C-contiguous, aligned array of ``dtype`` in the machine's byte
-    order: what the kernels read (a copy only when it is not that already)."""
-    return np.require(array, dtype=np.dtype(dtype).newbyteorder("="), requirements=["C", "A"])
+    order: what the kernels read (a copy only when it is not that already). A value
+    too large for ``dtype`` becomes infinity without a NumPy warning: the finiteness
+    check that follows (``native_finite``) says what happened."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.require(array, dtype=np.dtype(dtype).newbyteorder("="),
+                          requirements=["C", "A"])
+
+
+def native_finite(array: npt.NDArray[Any], dtype: npt.DTypeLike,
+                  name: str) -> npt.NDArray[Any]:
+    """``native(array, dtype)``, then a ValueError naming ``name`` when it holds NaN or
+    infinity: for finite input that overflowed ``dtype`` (float64 values near 1e300
+    for a float32 model), a message that says so."""
+    converted = native(array, dtype)
+    if converted.size and not all_finite(converted.reshape(-1)):
+        if array.dtype.kind in "iub" or (array.dtype.kind == "f"
+                                          and np.isfinite(array).all()):
+            largest = float(np.max(np.abs(array.astype(np.float64))))
+            limit = float(np.finfo(converted.dtype).max)
+            raise ValueError(f"{name} holds values beyond the range of {converted.dtype} "
+                             f"(the largest magnitude is {largest:.4g}; {converted.dtype} "
+                             f"reaches {limit:.4g}); scale them, or use a float64 model")
+        raise ValueError(f"{name} contains NaN or infinity; all values must be finite")
+    return converted
 
 
 def float_matrix(value: Any, name: str, dtype: npt.DTypeLike, n_columns: int | None = None,
@@ -91,9 +118,7 @@ def float_matrix(value: Any, name: str, dtype: npt.DTypeLike, n_columns: int | N
         raise ValueError(
             f"{name} has {array.shape[1]} {column_word}, {expected_by} expects {n_columns}"
         )
-    array = native(array, dtype)
-    check_finite(array, name)
-    return array
+    return native_finite(array, dtype, name)
 
 
 def sample_weight(value: Any, n_samples: int, dtype: npt.DTypeLike) -> FloatArray | None:
@@ -108,8 +133,7 @@ def sample_weight(value: Any, n_samples: int, dtype: npt.DTypeLike) -> FloatArra
             f"sample_weight must have shape ({n_samples},), one weight per sample; "
             f"got shape {array.shape}"
         )
-    array = native(array, dtype)
-    check_finite(array, "sample_weight")
+    array = native_finite(array, dtype, "sample_weight")
     if (array < 0).any():
         raise ValueError("sample_weight must be non-negative; got a negative weight")
     return array
@@ -122,6 +146,26 @@ def positive_int(value: object, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value}")
     return int(value)
+
+
+def flag(value: object, name: str) -> bool:
+    """Return value as bool when it is True or False (numpy's bool too); anything
+    else, say ``"no"`` or 1, is a TypeError rather than read by its truth."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {describe(value)}")
+    return bool(value)
+
+
+def count(value: object, name: str, high: int) -> int:
+    """Return value as int when it is an integer in [0, high] (not a bool): a
+    TypeError for another type, a ValueError out of range (before an OverflowError
+    could come from C)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer; got {describe(value)}")
+    number = int(value)
+    if not 0 <= number <= high:
+        raise ValueError(f"{name} must be a non-negative integer at most {high}; got {number}")
+    return number
 
 
 def real(value: object, name: str, *, low: float | None = None, high: float | None = None,

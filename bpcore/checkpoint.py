@@ -43,6 +43,9 @@ import math
 import os
 import re
 import secrets
+import stat
+import struct
+import tokenize
 import zipfile
 from collections.abc import Callable
 from typing import IO, Any, NoReturn, TypeVar
@@ -63,6 +66,9 @@ _PARAMS = "params.npy"
 _MAX_HEADER_BYTES = 16 * 2**20       # architecture + progress; rng states are ~10 KB
 _MAX_MEMBERS = 64                    # header, params and a few optimizer buffers
 _MAX_NPY_HEADER = 10_000             # numpy's own default limit
+_MAX_DIRECTORY = 16 * 2**10          # the zip's central directory: 64 short entries fit
+# what parsing JSON may cost beyond the file's own size: see json_cost
+_JSON_ALLOWANCE = 16 * 2**20
 _READ_CHUNK = 16 * 2**20
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # the bit generators whose state is plain JSON (ints, strings, lists of ints)
@@ -160,6 +166,11 @@ def _describe(model: object, optimizer: object, progress: object
                 raise ValueError(f"optimizer state {name!r} must match model.params "
                                  f"{model.params.shape} {model.dtype}; got "
                                  f"{_validation.describe(buffer)}")
+            if not np.isfinite(buffer).all():
+                raise ValueError(f"optimizer state {name!r} contains NaN or infinity; a "
+                                 "checkpoint keeps finite optimizer state only (as "
+                                 "load_state_dict does): reset the optimizer or save the model "
+                                 "without it")
             arrays.append((f"optimizer.{name}.npy", buffer.astype(little, copy=False)))
         optimizer_header = {"class": state["optimizer"],
                             "module": type(optimizer).__module__,
@@ -317,26 +328,124 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 _T = TypeVar("_T")
 
 #: what a reader's checks may let through from a damaged file (each becomes one
-#: CheckpointError): the library errors of a corrupt zip, JSON or array
+#: CheckpointError): the library errors of a corrupt zip, JSON or array (tokenize's
+#: TokenError: numpy parses a .npy header with it)
 _CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
             TypeError, KeyError, IndexError, OverflowError, RecursionError,
-            NotImplementedError)
+            NotImplementedError, tokenize.TokenError)
+
+
+def fail(path: str, reason: str) -> NoReturn:
+    """Raise ``CheckpointError(path, reason)`` without a chained traceback: the reason
+    already says what the error being handled, if any, was."""
+    raise CheckpointError(path, reason) from None
+
+
+def path_argument(path: object) -> str:
+    """``path`` (a str or ``os.PathLike``) as a str; TypeError naming ``path``."""
+    try:
+        text = os.fspath(path)      # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike; got "
+                        f"{_validation.describe(path)}") from None
+    if not isinstance(text, str) or not text:
+        raise TypeError(f"path must be a non-empty str path; got {text!r:.80}")
+    return text
+
+
+def open_regular(path: str) -> io.BufferedReader:
+    """``path`` opened for reading when it is a regular file (a symlink to one is
+    fine); ``CheckpointError`` for a FIFO, socket or device (``/dev/zero`` would be
+    read until memory runs out, a FIFO would block), without blocking on it."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path {path!r} is a folder; give a checkpoint file")
+    # O_NONBLOCK: opening a FIFO for reading does not wait for a writer
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | \
+        getattr(os, "O_BINARY", 0)
+    descriptor = os.open(path, flags)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device"
+                    if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a folder"
+                    if stat.S_ISDIR(mode) else "not a regular file")
+            fail(path, f"it is {kind}; a checkpoint is read from a regular file only")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def json_cost(raw: bytes) -> int:
+    """An upper bound on the bytes ``json.loads(raw)`` allocates, by counting bytes.
+
+    Every object JSON makes is the top value, or follows a ``[``, ``,`` or ``:``; so
+    there are at most ``1 + [ + , + :`` of them. A number, ``true``, ``false`` or
+    ``null`` takes at most 40 bytes with its slot in its container; a container at
+    most 96 more (an empty dict is 64 bytes, and a dict grows by less than 40 bytes
+    per entry); a string 32 more per quote (its object head). Each byte costs 3 more
+    in ASCII without ``\\u`` escapes (the decoded text, and the strings made from
+    it), else 12 (a str of 4-byte characters, made twice, one over-allocated).
+    ``tests/test_file_safety.py`` measures the bound against ``tracemalloc``."""
+    containers = raw.count(b"[") + raw.count(b"{")
+    items = 1 + raw.count(b"[") + raw.count(b",") + raw.count(b":")
+    per_byte = 3 if raw.isascii() and b"\\u" not in raw else 12
+    return 96 * containers + 40 * items + 32 * raw.count(b'"') + per_byte * len(raw)
+
+
+def check_json_cost(path: str, raw: bytes, what: str, file_size: int) -> None:
+    """``CheckpointError`` unless parsing ``raw`` costs at most twice the file's size
+    plus ``_JSON_ALLOWANCE`` (so a header of empty lists cannot multiply the file 25
+    times, while any header a model and its progress need passes)."""
+    cost = json_cost(raw)
+    limit = 2 * file_size + _JSON_ALLOWANCE
+    if cost > limit:
+        fail(path, f"{what} ({len(raw)} bytes) holds so many JSON values that reading it "
+                   f"could take {cost} bytes of memory; the limit for this file is {limit}")
+
+
+def check_zip_directory(path: str, file: IO[bytes], size: int) -> None:
+    """Read the zip's end-of-directory record the way ``zipfile`` will and refuse a
+    central directory larger than a checkpoint's (``_MAX_DIRECTORY`` bytes, at most
+    ``_MAX_MEMBERS`` entries) before ``zipfile`` parses it into objects. A file with
+    no such record is left to ``zipfile`` to refuse."""
+    tail_size = min(size, 22 + 65535 + 20 + 56)
+    file.seek(size - tail_size)
+    tail = file.read(tail_size)
+    at = len(tail) - 22 if tail[-22:-18] == b"PK\x05\x06" else tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return
+    entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
+    locator = at - 20
+    if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        record = locator - 56        # the zip64 end record, just before its locator
+        if record >= 0 and tail[record:record + 4] == b"PK\x06\x06":
+            entries, directory = struct.unpack("<QQ", tail[record + 32:record + 48])
+    if entries > _MAX_MEMBERS or directory > _MAX_DIRECTORY:
+        fail(path, f"the zip directory declares {entries} members in {directory} bytes; "
+                   f"a checkpoint has at most {_MAX_MEMBERS} members in "
+                   f"{_MAX_DIRECTORY} bytes")
+    file.seek(0)
 
 
 def read_guarded(path: str | os.PathLike[str],
                  read: Callable[[str, io.BufferedReader], _T]) -> _T:
-    """``read(path, file)`` on the file opened at ``path``, every error from its
-    contents turned into one ``CheckpointError`` (``OSError`` from opening it passes):
-    the one rule of the loaders of ``.bpc`` and ``.safetensors`` files."""
-    path = os.fspath(path)
-    with open(path, "rb") as file:
+    """``read(path, file)`` on the regular file at ``path``, every error from its
+    contents turned into one ``CheckpointError`` without a chained traceback
+    (``OSError`` from opening it passes; so does ``TypeError`` for a ``path`` that is
+    not a path): the one rule of the loaders of ``.bpc`` and ``.safetensors`` files."""
+    path = path_argument(path)
+    with open_regular(path) as file:
         try:
             return read(path, file)
-        except CheckpointError:
+        except CheckpointError as error:
+            error.__cause__, error.__suppress_context__ = None, True
             raise
         except _CORRUPT as error:
-            raise CheckpointError(path, f"the file is corrupt ({type(error).__name__}: "
-                                        f"{error})") from None
+            fail(path, f"the file is corrupt ({type(error).__name__}: {error})")
 
 
 class _Reader:
@@ -348,9 +457,10 @@ class _Reader:
         self.size = os.fstat(file.fileno()).st_size
 
     def fail(self, reason: str) -> NoReturn:
-        raise CheckpointError(self.path, reason)
+        fail(self.path, reason)
 
     def read(self):
+        check_zip_directory(self.path, self.file, self.size)
         try:
             archive = zipfile.ZipFile(self.file)
         except zipfile.BadZipFile:
@@ -409,6 +519,8 @@ class _Reader:
                 self.fail(f"the archive holds {info.filename!r} twice")
             members[info.filename] = info
         for name, info in members.items():
+            if info.flag_bits & 0x41:       # bit 0: encrypted; bit 6: strong encryption
+                self.fail(f"member {name!r} is encrypted; checkpoints are never encrypted")
             if info.compress_type != zipfile.ZIP_STORED:
                 self.fail(f"member {name!r} is compressed; checkpoints store members "
                           "uncompressed")
@@ -430,6 +542,7 @@ class _Reader:
                       f"{_MAX_HEADER_BYTES}")
         with self.archive.open(info) as member:
             raw = member.read(_MAX_HEADER_BYTES + 1)
+        check_json_cost(self.path, raw, _HEADER, self.size)
         try:
             header = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError) as error:   # bad UTF-8, JSON, huge ints

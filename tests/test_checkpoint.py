@@ -649,6 +649,10 @@ def assert_refused(path, match):
     with pytest.raises(CheckpointError, match=match) as caught:
         checkpoint.load_checkpoint(path)
     assert str(path) in str(caught.value) and caught.value.path == os.fspath(path)
+    # one error, no second traceback ("During handling of the above exception ...")
+    error = caught.value
+    assert error.__cause__ is None
+    assert error.__context__ is None or error.__suppress_context__
     return caught.value
 
 
@@ -758,7 +762,7 @@ def test_bad_header_is_refused(saved, case):
     (b"\"bpcore-checkpoint\"", "must hold a JSON object; got str"),
     (b"{not json", "not valid JSON"),
     (b"\xff\xfe\x00", "not valid JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON|so many JSON values"),
 ], ids=["list", "string", "syntax", "not-utf8", "deeply-nested"])
 def test_header_that_is_not_a_json_object_is_refused(saved, content, match):
     path, _ = saved

@@ -352,7 +352,7 @@ def _bad_calls():
     return [
         ({"X": X[:, :2]}, ValueError, "X has 2 features, the model expects 3"),
         ({"y": y[:-1]}, ValueError, "y has 39 samples but X has 40"),
-        ({"y": y + 1}, ValueError, r"target of BCEWithLogitsLoss must lie in \[0, 1\]"),
+        ({"y": y + 1}, ValueError, r"\by of BCEWithLogitsLoss must lie in \[0, 1\]"),
         ({"loss": "hinge"}, ValueError, "loss must be one of"),
         ({"loss": 3}, TypeError, "loss must be a loss name"),
         ({"sample_weight": w[:-1]}, ValueError, r"sample_weight must have shape \(40,\)"),

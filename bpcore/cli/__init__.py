@@ -346,7 +346,8 @@ def _plot_labels(task: Task, target: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 def _load_model(path: str) -> tuple[Model, Task | None]:
     if not os.path.isfile(path):
-        raise UsageError(f"model file {path!r} not found")
+        what = "is not a regular file" if os.path.exists(path) else "not found"
+        raise UsageError(f"model file {path!r} {what}")
     checkpoint = load_checkpoint(path)
     return checkpoint.model, Task.from_progress(checkpoint.progress)
 
@@ -473,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         # files that cannot be read or written, data bpcore rejects (NaN, shapes)
         message = str(error) or type(error).__name__
+    except MemoryError:
+        # say, --layers too wide for this machine
+        message = "out of memory; try smaller --layers, --batch-size or data"
     except TrainingDiverged as error:
         print(f"{prog}: training diverged: {error}; try a lower --lr", file=sys.stderr)
         return 1

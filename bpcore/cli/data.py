@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import lzma
+import math
 import os
+import tokenize
+import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +34,20 @@ REGRESSION_SETS = {"sine"}
 # "auto" calls a single integer-valued target column with at most this many distinct
 # values class labels; anything else is a regression target
 MAX_AUTO_CLASSES = 20
+
+
+#: what reading a damaged or hostile data file may raise, from zipfile and its
+#: decompressors, numpy's .npy header parser (tokenize, ast), the text decoder or an
+#: allocation: each becomes one UsageError naming the file
+FILE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile,
+               zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError,
+               tokenize.TokenError, SyntaxError, MemoryError, OverflowError, KeyError,
+               IndexError, TypeError, RecursionError)
+# the NPZ reader's bounds: numpy's own limit on a .npy header; deflate's largest
+# ratio of output to input bytes (a member cannot declare more data than that)
+_MAX_NPY_HEADER = 10_000
+_MAX_DEFLATE_RATIO = 1032
+_READ_CHUNK = 16 * 2**20
 
 
 class UsageError(Exception):
@@ -202,7 +222,8 @@ def load_data(args: argparse.Namespace, *, need_target: bool, n_features: int | 
             raise UsageError("give --data or --dataset, not both")
         path = args.data
         if not os.path.isfile(path):
-            raise UsageError(f"--data {path!r}: no such file")
+            what = "not a regular file" if os.path.exists(path) else "no such file"
+            raise UsageError(f"--data {path!r}: {what}")
         extension = os.path.splitext(path)[1].lower()
         if extension == ".npz":
             if args.target_columns is not None:
@@ -228,14 +249,19 @@ def load_data(args: argparse.Namespace, *, need_target: bool, n_features: int | 
 
 def _load_npz(path: str, need_target: bool) -> Data:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if "X" not in names:
+        with open(path, "rb") as file, zipfile.ZipFile(file) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            names = [name[:-4] for name in members if name.endswith(".npy")]
+            if "X.npy" not in members:
                 raise UsageError(f"{path} holds the arrays {names}; expected X (and y)")
-            X = archive["X"]
-            y = archive["y"] if "y" in names else None
-    except (OSError, ValueError) as error:     # not a zip, or pickled object arrays
-        raise UsageError(f"cannot read {path} as NPZ: {error}") from None
+            size = os.fstat(file.fileno()).st_size
+            X = _read_npy(archive, members["X.npy"], size, path)
+            y = _read_npy(archive, members["y.npy"], size, path) if "y.npy" in members \
+                else None
+    except UsageError:
+        raise
+    except FILE_ERRORS as error:
+        raise UsageError(f"cannot read {path} as NPZ: {_describe_error(error)}") from None
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise UsageError(f"{path}: X must be a 2-D numeric array (n_samples, n_features); "
                          f"got shape {X.shape} and dtype {X.dtype}")
@@ -245,15 +271,84 @@ def _load_npz(path: str, need_target: bool) -> Data:
     elif y.ndim not in (1, 2) or y.dtype.kind not in "biuf" or len(y) != len(X):
         raise UsageError(f"{path}: y must be a numeric array with one row per sample of X "
                          f"({len(X)}); got shape {y.shape} and dtype {y.dtype}")
-    return Data(X.astype(np.float64), y, path)
+    X = X.astype(np.float64)
+    _check_finite(X, "X", path)
+    if y is not None and y.dtype.kind == "f":
+        _check_finite(y, "y", path)
+    return Data(X, y, path)
+
+
+def _describe_error(error: BaseException) -> str:
+    """An error from a library as one line: its type and its message."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int,
+              path: str) -> npt.NDArray[Any]:
+    """One member of an NPZ file, read as ``np.load`` would, but with the declared
+    shape checked against the bytes the member holds (and those against the file)
+    before anything is allocated: a 300-byte file declaring shape (2**40, 3) is
+    refused, not attempted."""
+    name = info.filename
+    where = f"cannot read {path} as NPZ: {name}"
+    if info.flag_bits & 0x41:
+        raise UsageError(f"{where} is encrypted")
+    bound = size if info.compress_type == zipfile.ZIP_STORED else \
+        _MAX_DEFLATE_RATIO * max(info.compress_size, 1)
+    if info.header_offset + info.compress_size > size or info.file_size > bound:
+        raise UsageError(f"{where} declares {info.file_size} bytes, more than the "
+                         f"{size}-byte file can hold: truncated or forged")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            read_header = np.lib.format.read_array_header_1_0
+        elif version == (2, 0):
+            read_header = np.lib.format.read_array_header_2_0
+        else:
+            raise UsageError(f"{where} is .npy version {version}; expected 1.0 or 2.0")
+        shape, fortran_order, dtype = read_header(member, max_header_size=_MAX_NPY_HEADER)
+        if dtype.kind not in "biuf" or dtype.hasobject:
+            raise UsageError(f"{path}: {name[:-4]} must be a numeric array; got dtype "
+                             f"{dtype!s:.80}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        held = info.file_size - member.tell()
+        if nbytes != held:
+            raise UsageError(f"{where} declares shape {shape!r:.80} of {dtype} "
+                             f"({nbytes} bytes) but holds {held} data bytes")
+        array = np.empty(shape, dtype, order="F" if fortran_order else "C")
+        flat = (array.T if fortran_order else array).reshape(-1).view(np.uint8)
+        done = 0
+        while done < nbytes:
+            chunk = member.read(min(_READ_CHUNK, nbytes - done))
+            if not chunk:
+                raise UsageError(f"{where} ends after {done} of {nbytes} data bytes")
+            flat[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            done += len(chunk)
+        if member.read(1):      # reaching the end also checks the CRC
+            raise UsageError(f"{where} holds more data than its shape")
+    return array
+
+
+def _check_finite(array: npt.NDArray[Any], name: str, path: str) -> None:
+    """A UsageError naming the file and the first row of ``array`` with NaN/inf."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise UsageError(f"{path}: {name} holds NaN or infinity (first in row {row}); "
+                         "bpcore trains and predicts on finite numbers only")
 
 
 def _load_csv(path: str, delimiter: str | None, target_spec: list[str] | None,
               need_target: bool, n_features: int | None) -> Data:
     if delimiter is None:
         delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    with open(path, encoding="utf-8", newline="") as file:
-        first = file.readline()
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            first = file.readline()
+    except FILE_ERRORS as error:         # not UTF-8 text, say
+        raise UsageError(f"cannot read {path} as CSV text: {_describe_error(error)}") \
+            from None
     names = [field.strip().strip('"') for field in first.rstrip("\r\n").split(delimiter)]
     try:
         [float(field) for field in names]
@@ -261,12 +356,16 @@ def _load_csv(path: str, delimiter: str | None, target_spec: list[str] | None,
     except ValueError:
         header = names
     try:
-        table = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0,
-                           ndmin=2, dtype=np.float64, encoding="utf-8")
-    except ValueError as error:
-        raise UsageError(f"cannot read {path} as numbers: {error}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # "input contained no data": said below
+            table = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0,
+                               ndmin=2, dtype=np.float64, encoding="utf-8")
+    except FILE_ERRORS as error:
+        raise UsageError(f"cannot read {path} as numbers: {_describe_error(error)}") \
+            from None
     if table.size == 0:
         raise UsageError(f"{path} holds no data rows")
+    _check_finite(table, "the data", path)
     n_columns = table.shape[1]
     if not need_target and n_features == n_columns:
         return Data(table, None, path)          # features only, as predict may get

@@ -40,7 +40,7 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, _check_path, _replace_atomically, read_guarded
+from ..checkpoint import _check_path, _replace_atomically, check_json_cost, fail, read_guarded
 from ..nn.layers import Dense
 from ..nn.model import Model
 from .torch import _check_model, _layer_names
@@ -175,9 +175,10 @@ class _Reader:
         self.size = os.fstat(file.fileno()).st_size
 
     def fail(self, reason: str) -> NoReturn:
-        raise CheckpointError(self.path, reason)
+        fail(self.path, reason)
 
     def json(self, raw: bytes, what: str) -> Any:
+        check_json_cost(self.path, raw, what, self.size)
         try:
             value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant,
                                object_pairs_hook=_no_duplicates)

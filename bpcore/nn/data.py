@@ -37,9 +37,14 @@ def check_data(model: Model, X: npt.ArrayLike, y: Any, loss: object, sample_weig
     weight: FloatArray | None
     if isinstance(loss, Loss):
         y_array = _validation.as_array(y, target_name)
+        if y_array.ndim == 0:
+            raise (TypeError if y is None else ValueError)(
+                f"{target_name} must be an array with one target per sample of {name} "
+                f"({n}); got {_validation.describe(y)}")
         if len(y_array) != n:
             raise ValueError(f"{target_name} has {len(y_array)} samples but {name} has {n}")
-        y, weight, _ = loss.validate(y_array, (n, model.n_out), model.dtype, sample_weight)
+        y, weight, _ = loss.validate(y_array, (n, model.n_out), model.dtype, sample_weight,
+                                     name=target_name)
         if sample_weight is None:
             weight = None
     else:
@@ -49,6 +54,12 @@ def check_data(model: Model, X: npt.ArrayLike, y: Any, loss: object, sample_weig
 
 
 def check_length(y: Any, n: int, target_name: str = "y", name: str = "X") -> None:
-    """Raise ValueError unless ``y`` (any target a loss takes) holds ``n`` samples."""
-    if len(y) != n:
-        raise ValueError(f"{target_name} has {len(y)} samples but {name} has {n}")
+    """Raise ValueError unless ``y`` (any target a loss takes) holds ``n`` samples;
+    TypeError when it has no length (None, a number)."""
+    try:
+        length = len(y)
+    except TypeError:
+        raise TypeError(f"{target_name} must be an array or sequence with one target per "
+                        f"sample of {name} ({n}); got {_validation.describe(y)}") from None
+    if length != n:
+        raise ValueError(f"{target_name} has {length} samples but {name} has {n}")

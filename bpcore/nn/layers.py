@@ -71,6 +71,10 @@ class Dense:
                  negative_slope: float = 0.01, dropout: float = 0.0) -> None:
         self.n_in = _validation.positive_int(n_in, "n_in")
         self.n_out = _validation.positive_int(n_out, "n_out")
+        if self.n_in * self.n_out + 2 * self.n_out > _validation.MAX_PARAMETERS:
+            raise ValueError(f"n_in * n_out must be at most {_validation.MAX_PARAMETERS} "
+                             f"parameters, what this machine can address; got n_in="
+                             f"{self.n_in} and n_out={self.n_out}")
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}"

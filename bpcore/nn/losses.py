@@ -11,6 +11,7 @@ results.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, SupportsFloat, TypeAlias
 
@@ -76,14 +77,24 @@ class Loss:
         return self.compute(output, *self.validate(target, output.shape, dtype, sample_weight))
 
     def validate(self, target: npt.ArrayLike, shape: tuple[int, int], dtype: npt.DTypeLike,
-                 sample_weight: npt.ArrayLike | None = None
+                 sample_weight: npt.ArrayLike | None = None, *, name: str = "target"
                  ) -> tuple[npt.NDArray[Any], FloatArray, float]:
         """Check target and sample_weight against an output of ``shape``.
 
         Returns ``(target, weight, scale)`` ready for ``compute``: both converted for
-        the kernel (weight empty when None) and the reduction's scale factor.
+        the kernel (weight empty when None) and the reduction's scale factor. ``name``
+        is what the caller calls the target (``fit``'s ``y``): the messages of
+        ``_check_target``, which speak of ``target``, are told with that name.
         """
-        target = self._check_target(_validation.as_array(target, "target"), shape, dtype)
+        try:
+            target = self._check_target(_validation.as_array(target, "target"), shape, dtype)
+        except (TypeError, ValueError) as error:
+            if name == "target" or type(error) not in (TypeError, ValueError):
+                raise
+            text = str(error)
+            renamed = re.sub(r"\btarget\b", name, text) if re.search(r"\btarget\b", text) \
+                else f"{name}: {text}"
+            raise type(error)(renamed) from None
         weight = _validation.sample_weight(sample_weight, shape[0], dtype)
         if weight is None:
             weight = self._empty.get(dtype)
@@ -91,7 +102,11 @@ class Loss:
                 weight = self._empty[dtype] = np.empty(0, dtype=dtype)
             total: float = shape[0]
         else:
-            total = float(weight.sum(dtype=np.float64))
+            with np.errstate(over="ignore"):
+                total = float(weight.sum(dtype=np.float64))
+            if not np.isfinite(total):
+                raise ValueError("sample_weight sums to infinity (the weights are too large "
+                                 "to add up); scale them down")
             if self.reduction == "mean" and total == 0:
                 raise ValueError("sample_weight must have a positive sum for reduction='mean'; "
                                  "got weights whose total sums to zero")
@@ -126,9 +141,7 @@ class Loss:
         if target.shape != tuple(shape):
             raise ValueError(f"target must have shape {tuple(shape)} like the output; "
                              f"got shape {target.shape}")
-        target = _validation.native(target, dtype)
-        _validation.check_finite(target, "target")
-        return target
+        return _validation.native_finite(target, dtype, "target")
 
 
 class MSELoss(Loss):

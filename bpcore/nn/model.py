@@ -10,6 +10,7 @@ clipping and user code (scipy.optimize, MPI all-reduce) write into them in place
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -169,6 +170,10 @@ class Model:
                                  f"layers[{i}] is layers[{first}]")
         self.dtype = _validation.check_dtype(dtype)
         rng = _validation.random_generator(seed)
+        total = sum(math.prod(shape) for layer in layers for _, shape in layer.parameter_shapes())
+        if total > _validation.MAX_PARAMETERS:
+            raise ValueError(f"layers hold {total} parameters together; the most this "
+                             f"machine can address is {_validation.MAX_PARAMETERS}")
         self.layers = layers
 
         # The offsets table: one row per parameter tensor (name, layer, attr, shape, offset).
@@ -325,7 +330,7 @@ class Model:
 
     def train(self, mode: bool = True) -> Model:
         """Set training mode (dropout on in forward/loss_and_grad); return the model."""
-        self.training = bool(mode)
+        self.training = _validation.flag(mode, "mode")
         return self
 
     def eval(self) -> Model:
@@ -492,6 +497,7 @@ class Model:
         if isinstance(loss, type):
             raise TypeError(f"loss must be a bpcore Loss instance such as {loss.__name__}() or "
                             f"a callable loss(output, target); got type {loss.__name__}")
+        accumulate = _validation.flag(accumulate, "accumulate")
         X = self._check_input(X)
         if isinstance(loss, Loss):
             checked: tuple[Any, ...] = loss.validate(target, (X.shape[0], self.n_out),
@@ -622,7 +628,7 @@ class Model:
 
     def to_dot(self, values: bool = False) -> str:
         """Graphviz DOT text of the layers (``values``: the last step's magnitudes)."""
-        return inspection.to_dot(self, values)
+        return inspection.to_dot(self, _validation.flag(values, "values"))
 
     # ------------------------------------------------------------ conveniences
     # Keras users expect model.fit/evaluate/save. They live in the layers above this

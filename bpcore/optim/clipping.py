@@ -28,6 +28,7 @@ def clip_grad_norm(model: Model, max_norm: float, *, error_if_nonfinite: bool = 
     if not isinstance(model, Model):
         raise TypeError(f"model must be a bpcore Model; got {type(model).__name__}")
     max_norm = _validation.real(max_norm, "max_norm", low=0.0, low_open=True)
+    error_if_nonfinite = _validation.flag(error_if_nonfinite, "error_if_nonfinite")
     total = math.sqrt(_flat.squared_norm(model.grads))
     if not math.isfinite(total) and error_if_nonfinite:
         raise ValueError(f"the total gradient norm is {total}; gradients left unchanged")

@@ -100,12 +100,7 @@ class Optimizer(Hyperparameters):
 
     @steps.setter
     def steps(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"steps must be a non-negative integer; got "
-                            f"{_validation.describe(value)}")
-        if value < 0:
-            raise ValueError(f"steps must be a non-negative integer; got {value!r}")
-        self._scalars.steps = int(value)
+        self._scalars.steps = _validation.count(value, "steps", _validation.MAX_STEPS)
 
     # A copy (pickle, copy.deepcopy) holds its own state buffers (aligned afresh) and
     # its own Scalars. Its ``model`` is copied the way the caller copies: deepcopy of
@@ -199,8 +194,10 @@ class Optimizer(Hyperparameters):
             ("optimizer", "hyperparameters", "steps", "state"), exact=False)
         self._check_combination(hyper)
         steps = state_dict["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            raise ValueError(f"state_dict['steps'] must be a non-negative integer; got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0 \
+                or steps > _validation.MAX_STEPS:
+            raise ValueError(f"state_dict['steps'] must be a non-negative integer at most "
+                             f"{_validation.MAX_STEPS}; got {steps!r}")
         buffers = state_dict["state"]
         needed = list(self._buffers_for(hyper))
         if not isinstance(buffers, dict) or not set(buffers) <= set(self._buffers) or \
@@ -247,9 +244,7 @@ def _positive(value: object, name: str) -> float:
 
 
 def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {_validation.describe(value)}")
-    return bool(value)
+    return _validation.flag(value, name)
 
 
 def _betas(value: object, name: str) -> tuple[float, ...]:

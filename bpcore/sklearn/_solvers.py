@@ -38,9 +38,9 @@ class HalfSquaredError(MSELoss):
     fused_kind = "mse"
 
     def validate(self, target: npt.ArrayLike, shape: tuple[int, int], dtype: npt.DTypeLike,
-                 sample_weight: npt.ArrayLike | None = None
+                 sample_weight: npt.ArrayLike | None = None, *, name: str = "target"
                  ) -> tuple[npt.NDArray[Any], FloatArray, float]:
-        target, weight, scale = super().validate(target, shape, dtype, sample_weight)
+        target, weight, scale = super().validate(target, shape, dtype, sample_weight, name=name)
         return target, weight, 0.5 * scale
 
 
@@ -51,9 +51,9 @@ class SummedLogisticLoss(BCEWithLogitsLoss):
     fused_kind = "bce"
 
     def validate(self, target: npt.ArrayLike, shape: tuple[int, int], dtype: npt.DTypeLike,
-                 sample_weight: npt.ArrayLike | None = None
+                 sample_weight: npt.ArrayLike | None = None, *, name: str = "target"
                  ) -> tuple[npt.NDArray[Any], FloatArray, float]:
-        target, weight, scale = super().validate(target, shape, dtype, sample_weight)
+        target, weight, scale = super().validate(target, shape, dtype, sample_weight, name=name)
         return target, weight, scale * shape[1]
 
 
@@ -66,9 +66,9 @@ class SummedPoissonLoss(PoissonLoss):
     fused_kind = "poisson"
 
     def validate(self, target: npt.ArrayLike, shape: tuple[int, int], dtype: npt.DTypeLike,
-                 sample_weight: npt.ArrayLike | None = None
+                 sample_weight: npt.ArrayLike | None = None, *, name: str = "target"
                  ) -> tuple[npt.NDArray[Any], FloatArray, float]:
-        target, weight, scale = super().validate(target, shape, dtype, sample_weight)
+        target, weight, scale = super().validate(target, shape, dtype, sample_weight, name=name)
         return target, weight, scale * shape[1]
 
 

@@ -95,7 +95,8 @@ class EarlyStopping(Callback):
                  restore_best_weights: bool = True) -> None:
         self._monitor = _Monitor(monitor, mode, min_delta)
         self.patience = _validation.positive_int(patience, "patience")
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = _validation.flag(restore_best_weights,
+                                                     "restore_best_weights")
         self.reset()
 
     @property
@@ -152,8 +153,8 @@ class ModelCheckpoint(Callback):
                  save_optimizer: bool = True) -> None:
         self.path = path
         self._monitor = _Monitor(monitor, mode, 0.0)
-        self.save_best_only = bool(save_best_only)
-        self.save_optimizer = bool(save_optimizer)
+        self.save_best_only = _validation.flag(save_best_only, "save_best_only")
+        self.save_optimizer = _validation.flag(save_optimizer, "save_optimizer")
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self._monitor.best = None

@@ -391,6 +391,7 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
              keep_classes=False):
     loss = _resolve_loss(loss)
     optimizer = _resolve_optimizer(model, optimizer)
+    shuffle = _validation.flag(shuffle, "shuffle")
     batch_size = _validation.positive_int(batch_size, "batch_size")
     accumulate = _validation.positive_int(accumulate, "accumulate")
     l2 = _validation.real(l2, "l2", low=0.0)
@@ -420,7 +421,12 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
     if class_weight is not None:
         weights = _class_weights(class_weight, y, model.n_out, classes)
         if sample_weight is not None:
-            weights = weights * _validation.sample_weight(sample_weight, len(weights), np.float64)
+            given = _validation.sample_weight(sample_weight, len(weights), np.float64)
+            with np.errstate(over="ignore"):
+                weights = weights * given
+            if not np.isfinite(weights).all():
+                raise ValueError("class_weight times sample_weight overflows float64 for "
+                                 "some samples; scale the weights down")
         sample_weight = weights
     validation_split = _validation.real(validation_split, "validation_split", low=0.0,
                                         high=1.0, high_open=True)
@@ -451,7 +457,7 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
     model.fit_loss = loss
     if not keep_classes or classes is not None:
         model.classes = classes          # fit starts over; partial_fit keeps them
-    trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=bool(shuffle),
+    trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=shuffle,
                       seed=int(seed), metrics=metrics, callbacks=callbacks, verbose=verbose,
                       l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
                       validation=validation, epochs=epochs)
@@ -621,21 +627,49 @@ def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
         output = np.concatenate([model.predict(X[i:i + batch_size])
                                  for i in range(0, n, batch_size)])
     logs = {}
-    if loss is not None:
-        if isinstance(loss, Loss):
-            logs["loss"] = float(loss(output, y, sample_weight)[0])
-        else:
-            logs["loss"] = float(loss(output, y)[0])
+    if isinstance(loss, Loss):
+        logs["loss"] = float(loss.compute(output, *loss.validate(
+            y, output.shape, output.dtype, sample_weight, name="y"))[0])
+    elif loss is not None:
+        logs["loss"] = float(loss(output, y)[0])
     names: Sequence[str]
     functions: list[Any]     # (given _names: the resolved metrics of fit's Trainer)
     if _names is None:
+        metrics = list(metrics)
         resolved = _resolve_metrics(metrics, loss, classes)
         names, functions = list(resolved), list(resolved.values())
+        if not isinstance(loss, Loss):
+            builtin = [m for m in metrics if isinstance(m, str)]
+            if builtin:
+                _check_metric_target(y, n, model.n_out, builtin)
     else:
         names, functions = _names, list(metrics)
     for name, fn in zip(names, functions):
         logs[name] = float(fn(output, y))
     return logs
+
+
+def _check_metric_target(y: Any, n: int, n_out: int, names: Sequence[str]) -> None:
+    """``y`` checked for the built-in metrics ``names`` when no bpcore Loss checked
+    it: numbers, finite, one row per sample; labels within the outputs for accuracy."""
+    array = _validation.as_array(y, "y")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"y must be a real numeric array for the metrics {names}; got "
+                        f"dtype {array.dtype}")
+    if array.ndim == 0 or len(array) != n:
+        raise ValueError(f"y must hold one target per sample of X ({n}); got "
+                         f"{_validation.describe(array)}")
+    _validation.native_finite(array, np.float64, "y")
+    labels = "accuracy" in names and n_out > 1 and array.ndim == 1
+    if labels:
+        if not np.all(array == np.round(array)) or array.min() < 0 or array.max() >= n_out:
+            raise ValueError(f"y labels must be integers in [0, {n_out - 1}] for the "
+                             f"{n_out} outputs that accuracy reads; got values in "
+                             f"[{array.min()}, {array.max()}]")
+    elif array.shape[1:] not in ((), (n_out,)) or (array.ndim == 1 and n_out > 1):
+        raise ValueError(f"y must have shape ({n}, {n_out}) like the output"
+                         f"{f' or ({n},)' if n_out == 1 else ''} for the metrics {names}; "
+                         f"got shape {array.shape}")
 
 
 register_convenience("fit", fit)
