@@ -18,10 +18,12 @@ cdef class FusedStep:
     cdef readonly object loss, optimizer, reduction
     cdef readonly tuple state_names, state
     cdef readonly bint has_dropout, fused_update
+    cdef readonly Busy busy        # the model's: claimed around each run (_step)
 
     def __cinit__(self, Engine engine not None, loss, optimizer, tuple state_names,
-                  bint has_dropout):
+                  bint has_dropout, Busy busy not None):
         self.engine, self.loss, self.optimizer = engine, loss, optimizer
+        self.busy = busy
         self.reduction = loss.reduction
         self.state_names, self.state = state_names, engine.state
         self.has_dropout, self.fused_update = has_dropout, engine.fused_update
@@ -98,16 +100,22 @@ cdef inline object _step(self, X, target, loss, optimizer, int flags):
     """train_step's fast path with the engine's flags (KEEP_GRADS, GUARD)."""
     cdef FusedStep step = self._fused
     cdef bint guard = (flags & GUARD_FLAG) != 0
+    cdef Busy busy
     if step is not None and step.applies(self, loss, optimizer):
         if guard and not step.fused_update:
             return None
-        value = step.engine.run_step(X, target, flags)
-        if value is not None:
-            if self._cache is not None:      # the last forward's caches are overwritten
-                self._input = self._cache = self._grad_output = None
-            if guard and step.engine.status != STATUS_TAKEN:
-                return None
-            if not step.fused_update:
-                optimizer.step()
-            return value
+        busy = step.busy
+        busy.claim("train_step")         # with the GIL, before the kernel releases it
+        try:
+            value = step.engine.run_step(X, target, flags)
+            if value is not None:
+                if self._cache is not None:  # the last forward's caches are overwritten
+                    self._input = self._cache = self._grad_output = None
+                if guard and step.engine.status != STATUS_TAKEN:
+                    return None
+                if not step.fused_update:
+                    optimizer.step()
+                return value
+        finally:
+            busy.release()
     return self._train_step_general(X, target, loss, optimizer, flags)
