@@ -30,7 +30,9 @@ cdef class FusedStep:
 
     cdef inline bint applies(self, model, loss, optimizer):
         """Whether this step computes ``loss`` and ``optimizer``'s update for
-        ``model`` as they are now (the reduction and the state buffers unchanged)."""
+        ``model`` as they are now (the reduction and the state buffers unchanged;
+        an optimizer stepped after the kernel: its buffers still fit the parameters,
+        so that its step() cannot fail after the kernel wrote the gradients)."""
         if loss is not self.loss or optimizer is not self.optimizer:
             return False
         if loss.reduction != self.reduction:
@@ -42,6 +44,8 @@ cdef class FusedStep:
             for name, buf in zip(self.state_names, self.state):
                 if buffers.get(name) is not buf:
                     return False
+        elif not self.fused_update:
+            return buffers_fit(optimizer.state, self.engine)
         return True
 
     def current(self, optimizer_buffers):
@@ -51,6 +55,19 @@ cdef class FusedStep:
             return True
         return len(optimizer_buffers) == len(self.state) and all(
             a is b for a, b in zip(optimizer_buffers, self.state))
+
+
+cdef bint buffers_fit(object state, Engine e):
+    """Whether every buffer in the dict ``state`` is a writeable C-contiguous array
+    of the parameters' length and dtype (checked on the array headers)."""
+    cdef int typenum = cnp.NPY_FLOAT if e.single else cnp.NPY_DOUBLE
+    if not isinstance(state, dict):
+        return False
+    for buf in (<dict> state).values():
+        if matrix_data(buf, typenum, e.n_params, 0) == NULL or \
+                not cnp.PyArray_ISWRITEABLE(<cnp.ndarray> buf):
+            return False
+    return True
 
 
 def train_step(self, X, target, loss, optimizer, keep_grads=False):

@@ -605,6 +605,7 @@ class Model:
             # in training mode take the two-call path
             if flags & _engine.GUARD == _engine.GUARD:
                 return None
+            optimizer.buffers()     # its state checked before anything is written
             value, _ = self.loss_and_grad(X, target, loss)
             optimizer.step()
             return value
@@ -627,6 +628,8 @@ class Model:
         guard = flags & _engine.GUARD == _engine.GUARD
         if guard and not step.fused_update:
             return None
+        if not step.fused_update:
+            optimizer.buffers()     # its state checked before anything is written
         engine = step.engine
         if engine.overlaps(X):
             X = X.copy()            # a forward output fed back: the step overwrites it
