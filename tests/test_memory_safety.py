@@ -388,17 +388,18 @@ def test_loss_kernels_refuse_shapes_and_labels_out_of_range():
     none = np.empty(0)
     for kernel in (_losses.mse, _losses.bce_with_logits, _losses.cross_entropy_probs,
                    _losses.poisson):
-        unchanged_after(lambda: kernel(out, np.zeros((5, 2)), none, grad, 1.0), [grad],
+        unchanged_after(lambda k=kernel: k(out, np.zeros((5, 2)), none, grad, 1.0), [grad],
                         match="target")
-        unchanged_after(lambda: kernel(out, np.zeros((5, 3)), none, np.zeros((4, 3)), 1.0),
-                        [grad], match="grad")
-        unchanged_after(lambda: kernel(out, np.zeros((5, 3)), np.ones(2), grad, 1.0),
+        unchanged_after(lambda k=kernel: k(out, np.zeros((5, 3)), none, np.zeros((4, 3)),
+                                           1.0), [grad], match="grad")
+        unchanged_after(lambda k=kernel: k(out, np.zeros((5, 3)), np.ones(2), grad, 1.0),
                         [grad], match="weight")
     ce = _losses.cross_entropy_labels
     for labels, match in ((np.array([0, 1, 2, 3, 0]), r"\[0, 3\); got 3 at row 3"),
                           (np.array([0, -1, 2, 1, 0]), "got -1"),
                           (np.zeros(4, np.int64), "labels must hold 5")):
-        unchanged_after(lambda: ce(out, labels, none, grad, 1.0), [grad], match=match)
+        unchanged_after(lambda lab=labels: ce(out, lab, none, grad, 1.0), [grad],
+                        match=match)
 
 
 def plan_of(model, optimizer, n=8):
