@@ -38,7 +38,7 @@ def _bound_view(name: str, buffer: str) -> Any:
 
     Reading gives the view. Assigning copies into it (a float array of its shape,
     else TypeError/ValueError, nothing written): the kernels and the fused step point
-    into these views, so they are never rebound (``Model._bind`` binds them, once)."""
+    into these views, so they are never rebound (``Dense._bind`` binds them, once)."""
     slot = "_" + name
 
     def copy_in(layer: Dense, value: Any) -> None:
