@@ -6,6 +6,8 @@ Environment switches:
   BPCORE_DEBUG=1   rebuild with bounds, wraparound and initialisation checks on
                    (and -O0 -g), to catch out-of-bounds memory access in kernels.
   BPCORE_NATIVE=1  add -march=native (not portable; off by default).
+  BPCORE_SANITIZE=1  build with AddressSanitizer and UndefinedBehaviorSanitizer
+                   (-O1 -g); run with the ASan runtime preloaded (CONTRIBUTING.md).
 """
 import os
 import sys
@@ -51,6 +53,12 @@ LINK_ARGS = []
 if sys.platform.startswith("linux"):
     COMPILE_ARGS.append("-pthread")
     LINK_ARGS.append("-pthread")
+# --- sanitizer build (BPCORE_SANITIZE=1): its own copy of the source, never a release
+if os.environ.get("BPCORE_SANITIZE", "0") not in ("", "0"):
+    COMPILE_ARGS += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                     "-O1", "-g"]     # (the last -O wins)
+    LINK_ARGS += ["-fsanitize=address,undefined"]
+# --- end of the sanitizer build
 
 extensions = [
     Extension(

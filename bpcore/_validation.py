@@ -227,3 +227,19 @@ def state_dict_hyperparameters(state_dict: object, kind_key: str, owner: object,
         raise ValueError(f"state_dict hyperparameters must be {sorted(checks)}; "
                          f"got {sorted(map(str, hyper))}")
     return {key: check(hyper[key], f"hyperparameters[{key!r}]") for key, check in checks.items()}
+
+
+def copy_into(buffer: npt.NDArray[Any], value: Any, name: str) -> None:
+    """Write ``value`` into ``buffer`` in place: how an assignment to a buffer that the
+    kernels point into (``model.params``, a layer's ``W``, an optimizer's state) takes
+    effect, since such a buffer is never rebound. ``value`` must be a real float
+    array of ``buffer``'s shape (TypeError or ValueError naming ``name`` otherwise,
+    with nothing written); it is cast to ``buffer``'s dtype."""
+    array = as_array(value, name)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{name} must be a float array of shape {buffer.shape}; got "
+                        f"{describe(value)}")
+    if array.shape != buffer.shape:
+        raise ValueError(f"{name} must have shape {buffer.shape} (it is copied into the "
+                         f"buffer in place, never rebound); got {describe(array)}")
+    np.copyto(buffer, array, casting="unsafe")

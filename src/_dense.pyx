@@ -2,8 +2,11 @@
 # and the gradient-accumulating backward pass.
 #
 # Owns nothing and allocates nothing: every buffer is handed in by bpcore/nn/model.py,
-# which has already checked shapes, dtypes and contiguity (these kernels trust it).
-# Each kernel releases the GIL for its whole body and cannot raise.
+# which has already checked shapes, dtypes and contiguity. The typed memoryviews check
+# dtypes and contiguity again, and each kernel checks that the shapes agree (a few
+# integer compares, with the GIL held: a ValueError, nothing written), so that no
+# Python call can make a product or a pass run off a buffer. Past those checks each
+# kernel releases the GIL for its whole body and cannot raise.
 #
 # Shapes (B = batch, I = n_in, O = n_out):
 #   X (B, I) input, W (I, O), b (O,), scale (O,) the per-unit c of scaled sigmoid units
@@ -23,6 +26,35 @@ cdef inline floating* data_or_null(floating[:, ::1] array) noexcept nogil:
     return &array[0, 0] if array.shape[0] > 0 else NULL
 
 
+cdef int check_matrix(const floating[:, ::1] array, Py_ssize_t rows, Py_ssize_t cols,
+                      str name, bint optional=False) except -1:
+    """Raise ValueError unless ``array`` is (rows, cols); with ``optional``, an array
+    with no rows (absent, as the kernels read it) passes too."""
+    if optional and array.shape[0] == 0:
+        return 0
+    if array.shape[0] != rows or array.shape[1] != cols:
+        raise ValueError(f"{name} must have shape ({rows}, {cols}); got "
+                         f"({array.shape[0]}, {array.shape[1]})")
+    return 0
+
+
+cdef int check_vector(const floating[::1] array, Py_ssize_t length, str name,
+                      bint optional=False) except -1:
+    """Raise ValueError unless ``array`` holds ``length`` entries (``optional``: or none)."""
+    if optional and array.shape[0] == 0:
+        return 0
+    if array.shape[0] != length:
+        raise ValueError(f"{name} must hold {length} entries; got {array.shape[0]}")
+    return 0
+
+
+cdef int check_activation(const floating[::1] scale, Py_ssize_t n_out, int kind,
+                          ) except -1:
+    """The element-wise pass reads ``scale`` for scaled sigmoid units (code 5)."""
+    check_vector(scale, n_out, "scale", optional=kind != 5)
+    return 0
+
+
 def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
             const floating[::1] b not None, const floating[::1] scale not None,
             floating[:, ::1] Z not None, floating[:, ::1] A not None,
@@ -33,6 +65,15 @@ def forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None
     IN: X, W, b, scale (read only). OUT: Z, A, D, G.
     """
     cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    check_matrix(W, n_in, n_out, "W")
+    check_vector(b, n_out, "b")
+    check_activation(scale, n_out, kind)
+    check_matrix(A, n, n_out, "A")
+    check_matrix(Z, n, n_out, "Z", optional=True)
+    check_matrix(D, n, n_out, "D", optional=True)
+    check_matrix(G, n, n_out, "G", optional=True)
+    if n == 0 or n_out == 0:
+        return
     cdef const floating* c = &scale[0] if scale.shape[0] > 0 else NULL
     with nogil:
         gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1.0,
@@ -52,6 +93,14 @@ def activate(floating[:, ::1] A not None, const floating[::1] b not None,
     (-0.0 included), so A = f(A) element by element.
     IN: A, b, scale. OUT: A, Z, D, G.
     """
+    cdef Py_ssize_t n = A.shape[0], n_out = A.shape[1]
+    check_vector(b, n_out, "b")
+    check_activation(scale, n_out, kind)
+    check_matrix(Z, n, n_out, "Z", optional=True)
+    check_matrix(D, n, n_out, "D", optional=True)
+    check_matrix(G, n, n_out, "G", optional=True)
+    if n == 0 or n_out == 0:
+        return
     cdef const floating* c = &scale[0] if scale.shape[0] > 0 else NULL
     with nogil:
         bias_activation(A.shape[0], A.shape[1], &A[0, 0], &b[0], c, data_or_null(Z),
@@ -72,6 +121,17 @@ def backward(const floating[:, ::1] X not None, const floating[:, ::1] W not Non
     IN: X, W, upstream, D, G. OUT: delta (workspace), dW, db, dscale (accumulated), dX.
     """
     cdef Py_ssize_t n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    check_matrix(W, n_in, n_out, "W")
+    check_matrix(upstream, n, n_out, "upstream")
+    check_matrix(D, n, n_out, "D", optional=True)
+    check_matrix(G, n, n_out, "G", optional=True)
+    check_matrix(delta, n, n_out, "delta", optional=D.shape[0] == 0)
+    check_matrix(dW, n_in, n_out, "dW")
+    check_vector(db, n_out, "db")
+    check_vector(dscale, n_out, "dscale", optional=G.shape[0] == 0)
+    check_matrix(dX, n, n_in, "dX", optional=True)
+    if n == 0 or n_out == 0:
+        return
     cdef bint has_deriv = D.shape[0] > 0
     cdef const floating* dlt = &delta[0, 0] if has_deriv else &upstream[0, 0]
     cdef const floating* d = &D[0, 0] if has_deriv else NULL
@@ -102,6 +162,9 @@ def dropout(floating[:, ::1] U not None, floating[:, ::1] A not None,
     cdef bint has_gate = G.shape[0] > 0
     cdef floating keep = <floating> (1.0 / (1.0 - rate)), m
     cdef floating threshold = <floating> rate
+    check_matrix(U, n, n_out, "U")
+    check_matrix(D, n, n_out, "D")
+    check_matrix(G, n, n_out, "G", optional=True)
     with nogil:
         for i in range(n):
             for j in range(n_out):

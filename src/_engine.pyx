@@ -39,6 +39,22 @@
 # `run` returns None when it cannot take its arguments as they are (other dtype or
 # layout, wrong shape, NaN/inf, labels out of range): the Python caller then runs the
 # full validation, which raises the clear error or converts, and calls again.
+#
+# Memory safety: an Engine or a Predictor checks its plan when it is built, once
+# (check_layers, check_step_plan): every array it will point into has the dtype,
+# C-contiguous layout and shape its kernels assume, the weights lie inside the flat
+# parameter buffer (the momentum buffer is addressed at their offsets), each state
+# buffer has the parameters' length, and nothing a kernel dereferences is absent.
+# A plan that fails raises ValueError and no engine exists; one that passes keeps
+# every array alive, so the pointers stay valid for the engine's life.
+#
+# Threads (docs/reliability.md): a model's Busy records the thread training it and
+# the predict calls running. A training call (train_step here; forward, backward,
+# loss_and_grad, optimizer.step and fit in Python) claims it, with the GIL held,
+# before the kernel releases the GIL, and refuses with RuntimeError while another
+# thread holds it or predicts; the claim is re-entrant on its own thread. A predict
+# call takes a Predictor that no other call is running (a spare over buffers of its
+# own when all are taken), so concurrent predicts never share a workspace.
 import numpy as np
 cimport numpy as cnp
 from numpy.lib.array_utils import byte_bounds
@@ -48,11 +64,13 @@ from libc.stdint cimport int64_t, intptr_t
 from libc.stdlib cimport malloc, free
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport isfinite, sqrt
+from cpython.pythread cimport PyThread_get_thread_ident
 
 from _blas cimport blas_axpy, blas_gemm, gemm, small_product
 from _pool cimport (adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn,
                    sgd_update_shared)
-from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, adam_update,
+from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, BP_SCALED_SIGMOID,
+                    adam_update,
                     all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
                     sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
                     unit_mse_fits)
@@ -152,6 +170,119 @@ cdef Layer* layer_table(tuple layers) except NULL:
     return table
 
 
+cdef str describe(object array):
+    """How an array that a plan names looks, for an error message."""
+    if not isinstance(array, np.ndarray):
+        return type(array).__name__
+    layout = "C-contiguous" if array.flags.c_contiguous else "not C-contiguous"
+    if not array.flags.aligned:
+        layout += ", unaligned"
+    return f"{array.dtype} array of shape {array.shape} ({layout})"
+
+
+cdef int check_array(object array, tuple shape, object dtype, str name,
+                     bint optional=False) except -1:
+    """Raise ValueError unless ``array`` is an aligned, C-contiguous, native ``dtype``
+    ndarray of ``shape``; with ``optional``, None or an empty array (absent) passes."""
+    if optional and (array is None or (isinstance(array, np.ndarray) and array.size == 0)):
+        return 0
+    if not (isinstance(array, np.ndarray) and array.dtype == dtype and array.shape == shape
+            and array.flags.c_contiguous and array.flags.aligned):
+        raise ValueError(f"plan: {name} must be a C-contiguous {np.dtype(dtype).name} "
+                         f"array of shape {shape}; got {describe(array)}")
+    return 0
+
+
+cdef bint present(object array):
+    return array is not None and array.size > 0
+
+
+cdef int check_layers(tuple layers, long n, object dtype, bint step) except -1:
+    """Raise ValueError unless every LayerPlan's arrays are what the forward pass
+    (and, with ``step``, the fused step's backward pass and update) dereferences: see
+    bpcore/nn/plan.py. n: the batch size."""
+    cdef long n_in, n_out, previous = -1
+    if n <= 0:
+        raise ValueError(f"plan: the batch size must be positive; got {n}")
+    if len(layers) == 0:
+        raise ValueError("plan: layers must hold at least one LayerPlan; got none")
+    for i, spec in enumerate(layers):
+        n_in, n_out = spec.n_in, spec.n_out
+        where = f"layers[{i}]"
+        if n_in <= 0 or n_out <= 0:
+            raise ValueError(f"plan: {where} must have positive n_in and n_out; got "
+                             f"{n_in} and {n_out}")
+        if previous >= 0 and n_in != previous:
+            raise ValueError(f"plan: {where}.n_in must be {previous}, the n_out of the "
+                             f"layer below; got {n_in}")
+        previous = n_out
+        scaled = spec.activation == BP_SCALED_SIGMOID
+        check_array(spec.W, (n_in, n_out), dtype, f"{where}.W")
+        check_array(spec.b, (n_out,), dtype, f"{where}.b")
+        check_array(spec.c, (n_out,), dtype, f"{where}.c", optional=not scaled)
+        check_array(spec.A, (n, n_out), dtype, f"{where}.A")
+        if not step:
+            continue
+        check_array(spec.dW, (n_in, n_out), dtype, f"{where}.dW")
+        check_array(spec.db, (n_out,), dtype, f"{where}.db")
+        check_array(spec.D, (n, n_out), dtype, f"{where}.D", optional=True)
+        check_array(spec.G, (n, n_out), dtype, f"{where}.G", optional=True)
+        # a layer with a cache writes its delta; scaled units (c, or their gates G)
+        # have the scale's gradient
+        check_array(spec.delta, (n, n_out), dtype, f"{where}.delta",
+                    optional=not present(spec.D))
+        check_array(spec.dc, (n_out,), dtype, f"{where}.dc",
+                    optional=not (present(spec.c) or present(spec.G)))
+        check_array(spec.dX, (n, n_in), dtype, f"{where}.dX", optional=i == 0)
+    return 0
+
+
+cdef int check_inside(object array, object buffer, str name, str buffer_name) except -1:
+    """Raise ValueError unless ``array`` lies inside the 1-D ``buffer`` at a whole
+    number of items from its start (the fused step finds the momentum of a weight
+    at the weight's offset into the parameters)."""
+    cdef intptr_t start, lo
+    if not present(array):
+        return 0
+    start = <intptr_t> address(buffer)
+    lo = <intptr_t> address(array)
+    if (lo < start or lo + array.nbytes > start + buffer.nbytes
+            or (lo - start) % buffer.itemsize != 0):
+        raise ValueError(f"plan: {name} must be a view into {buffer_name}")
+    return 0
+
+
+cdef int check_step_plan(object plan) except -1:
+    """Raise ValueError unless a StepPlan holds what Engine's kernels dereference."""
+    params = plan.params
+    if not (isinstance(params, np.ndarray) and params.ndim == 1 and params.size > 0
+            and params.dtype in (np.dtype(np.float32), np.dtype(np.float64))):
+        raise ValueError(f"plan: params must be a non-empty 1-D float32 or float64 "
+                         f"array; got {describe(params)}")
+    dtype, size = params.dtype, params.size
+    check_array(params, (size,), dtype, "params")
+    check_array(plan.grads, (size,), dtype, "grads")
+    layers = plan.layers
+    n = plan.batch_size
+    check_layers(layers, n, dtype, True)
+    check_array(plan.grad_output, (n, layers[len(layers) - 1].n_out), dtype,
+                "grad_output")
+    for i, spec in enumerate(layers):
+        for attr in ("W", "b", "c"):
+            check_inside(getattr(spec, attr), params, f"layers[{i}].{attr}", "params")
+    state = tuple(plan.state)
+    needed = {None: 0, "sgd": 0, "adam": 2}[plan.optimizer_kind]
+    if len(state) < needed or len(state) > 2:
+        raise ValueError(f"plan: state must hold {needed} to 2 buffers for "
+                         f"{plan.optimizer_kind!r}; got {len(state)}")
+    for i, buf in enumerate(state):
+        check_array(buf, (size,), dtype, f"state[{i}]")
+    if plan.optimizer_kind is not None and not isinstance(plan.scalars, Scalars):
+        raise ValueError(f"plan: scalars must be a Scalars for a fused update; got "
+                         f"{type(plan.scalars).__name__}")
+    return 0
+
+
 cdef inline bint overlap(const char* lo, const char* hi, const char* buf,
                          long count, size_t itemsize) noexcept nogil:
     """True when [lo, hi) meets the buffer of count items at buf (NULL: absent)."""
@@ -185,27 +316,119 @@ cdef bint array_meets(Layer* layers, int n_layers, long n, size_t itemsize,
                            <const char*> <intptr_t> high, itemsize)
 
 
+cdef class Busy:
+    """Who is using one model right now: the thread that trains it (``train_step``,
+    ``fit``, ``forward``, ``backward``, ``loss_and_grad``, ``zero_grad``,
+    ``optimizer.step``) and how many ``predict`` calls are inside their forward pass.
+    One per Model (``Model._busy``), read and written with the GIL held.
+
+    A training call claims it (``training(what)``, a context manager) before any
+    kernel releases the GIL: it raises RuntimeError, changing nothing, while another
+    thread trains or predicts; a claim is re-entrant on its own thread (fit's steps,
+    a callback that predicts). ``predict`` refuses while another thread trains."""
+    cdef unsigned long owner     # the training thread's identifier (0: none)
+    cdef long depth              # its nested claims
+    cdef readonly long readers   # predict calls inside their forward pass
+    cdef object what             # what the training thread is doing
+
+    def training(self, str what):
+        """Claim the model for the training call ``what`` on this thread; returns self,
+        whose ``with`` block ends the claim. RuntimeError while another thread trains
+        or predicts."""
+        self.claim(what)
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    @property
+    def trainer(self):
+        """What the thread training the model is doing (say ``"fit"``), or None."""
+        return self.what if self.owner != 0 else None
+
+    cdef inline int claim(self, str what) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self.owner == me:
+            self.depth += 1
+            return 0
+        if self.owner != 0 or self.readers != 0:
+            self.refuse(what)
+        self.owner, self.depth, self.what = me, 1, what
+        return 0
+
+    cdef inline void release(self) noexcept:
+        self.depth -= 1
+        if self.depth <= 0:
+            self.owner, self.depth, self.what = 0, 0, None
+
+    cdef int refuse(self, str what) except -1:
+        if self.owner != 0:
+            doing = f"another thread is training it ({self.what})"
+        else:
+            doing = f"another thread is running predict on it ({self.readers} call(s))"
+        raise RuntimeError(
+            f"bpcore: {what} refused: {doing}. A model trains in one thread at a time, "
+            "and not while other threads predict with it; concurrent predict calls are "
+            "fine. Give each training thread its own model (copy.deepcopy) or "
+            "serialise the calls with a lock")
+
+
+cdef object aligned_empty_like(object array):
+    """An uninitialised C-contiguous array like ``array``, its data on 64 bytes (as
+    bpcore/_aligned.py's, which this layer does not import)."""
+    raw = np.empty(array.nbytes + 64, np.uint8)
+    cdef intptr_t start = (-(<intptr_t> address(raw))) % 64
+    if start < 0:
+        start += 64
+    return raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+
+
 cdef class Predictor:
     """Model.predict's fast path for one batch size: the forward pass without caches
-    into its own activation buffers; returns a copy of the output."""
+    into its own activation buffers; returns a copy of the output.
+
+    A call that finds it running in another thread (the GIL released in its
+    kernel) runs on a spare: a Predictor over the same weights and activation
+    buffers of its own, made on first need and kept (``spares``)."""
     cdef Layer* layers
     cdef int n_layers
     cdef long n
     cdef bint single
     cdef readonly object keep
     cdef object output
+    cdef bint running             # a call is inside this predictor's forward pass
+    cdef Predictor spare          # the next one to try when this one is running
+    cdef Busy busy
 
-    def __cinit__(self, tuple layers, long n, bint single):
+    def __cinit__(self, tuple layers, long n, bint single, Busy busy=None):
         """layers: a LayerPlan per layer (bpcore/nn/plan.py), over activation buffers
-        of n rows; single: float32 (else float64)."""
+        of n rows; single: float32 (else float64); busy: the model's Busy (None: one
+        of its own). A plan whose arrays are not what the pass reads raises
+        ValueError."""
+        check_layers(layers, n, np.dtype(np.float32 if single else np.float64), False)
         self.n_layers = len(layers)
         self.layers = layer_table(layers)
         self.n, self.single = n, single
         self.output = layers[len(layers) - 1].A   # (no wraparound in kernels)
         self.keep = layers
+        self.busy = Busy() if busy is None else busy
 
     def __dealloc__(self):
         free(self.layers)
+
+    @property
+    def spares(self):
+        """How many spares this predictor has made for concurrent calls."""
+        cdef long count = 0
+        cdef Predictor p = self.spare
+        while p is not None:
+            count += 1
+            p = p.spare
+        return count
 
     def overlaps(self, array):
         """True when ``array``'s memory overlaps a buffer this forward pass writes
@@ -213,14 +436,41 @@ cdef class Predictor:
         return array_meets(self.layers, self.n_layers, self.n,
                            4 if self.single else 8, array)
 
+    cdef Predictor twin(self):
+        """A predictor over the same weights with activation buffers of its own."""
+        layers = tuple(spec._replace(A=aligned_empty_like(spec.A)) for spec in self.keep)
+        return Predictor(layers, self.n, self.single, self.busy)
+
     def run(self, X):
         """The output for X as a new array, or None when X needs the full validation
-        (other dtype, layout or shape, NaN/inf) or overlaps this pass's buffers."""
-        if self.single:
-            ok = predict_into[float](self, X)
-        else:
-            ok = predict_into[double](self, X)
-        return self.output.copy() if ok else None
+        (other dtype, layout or shape, NaN/inf) or overlaps this pass's buffers.
+        RuntimeError while another thread trains the model."""
+        cdef Predictor p = self
+        cdef Busy busy = self.busy
+        cdef unsigned long me
+        cdef bint ok
+        while p.running:
+            # check-out: the first predictor of the chain that no call is running
+            # (making a spare runs Python code, so the loop tests again after it)
+            if p.spare is None:
+                p.spare = p.twin()
+            p = p.spare
+        # from the test of p.running to here no Python code runs: no other thread can
+        # take p, or start training, in between
+        me = PyThread_get_thread_ident()
+        if busy.owner != 0 and busy.owner != me:
+            busy.refuse("predict")
+        p.running = True
+        busy.readers += 1
+        try:
+            if self.single:
+                ok = predict_into[float](p, X)
+            else:
+                ok = predict_into[double](p, X)
+            return p.output.copy() if ok else None
+        finally:
+            p.running = False
+            busy.readers -= 1
 
 
 cdef inline char* matrix_data(object X, int typenum, long rows, long cols):
@@ -310,7 +560,9 @@ cdef class Engine:
     def __cinit__(self, plan):
         """plan: a StepPlan. Its blas_parallel says whether BLAS runs more than one
         thread (then SGD with momentum hands its update to BLAS where BLAS takes the
-        products, and Adam shares its pass with bpcore's helper thread: fused_step)."""
+        products, and Adam shares its pass with bpcore's helper thread: fused_step).
+        A plan whose arrays are not what the kernels dereference (check_step_plan)
+        raises ValueError."""
         layers = plan.layers
         params, state = plan.params, plan.state
         if plan.loss_kind not in LOSS_KINDS:
@@ -319,6 +571,7 @@ cdef class Engine:
         if plan.optimizer_kind is not None and plan.optimizer_kind not in OPTIMIZER_KINDS:
             raise ValueError(f"plan.optimizer_kind must be None or one of "
                              f"{sorted(OPTIMIZER_KINDS)}; got {plan.optimizer_kind!r}")
+        check_step_plan(plan)
         self.n_layers = len(layers)
         self.layers = layer_table(layers)
         self.single = params.dtype.itemsize == 4

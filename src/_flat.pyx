@@ -5,7 +5,10 @@
 # (momentum, Adam moments, RMSprop averages, Rprop step sizes), checks that every
 # buffer has the parameters' length and dtype, and computes the per-step scalars
 # (bias corrections, AdamW's decay factor) in double.
-# Kernels release the GIL and cannot raise. They never write the gradient: zeroing
+# Each kernel checks the lengths of what it is handed all the same (a few integer
+# compares, with the GIL held: a ValueError, nothing written), since the memoryviews
+# check only dtype and contiguity: no Python call can make a pass run off a buffer.
+# Past those checks kernels release the GIL and cannot raise. They never write the gradient: zeroing
 # it is the caller's explicit choice (Model.zero_grad). Only clip_value writes it,
 # because clipping the gradient is what the caller asked for.
 # No argument may alias another (each state buffer is its own array).
@@ -34,14 +37,39 @@ from libc.math cimport sqrt, sqrtf
 from _loops cimport adam_update, all_finite as finite, sgd_update
 
 
+cdef int same_length(Py_ssize_t n, Py_ssize_t length, str name) except -1:
+    """Raise ValueError unless the buffer ``name`` holds n entries (the parameters')."""
+    if length != n:
+        raise ValueError(f"{name} must hold {n} entries, as params does; got {length}")
+    return 0
+
+
 def sgd(floating[::1] params not None, const floating[::1] grads not None,
         floating[::1] velocity not None, double lr, double momentum,
         double weight_decay, bint nesterov):
-    """One SGD step in place. IN: grads. OUT: params, velocity (unused when momentum == 0)."""
-    cdef floating* v = &velocity[0] if velocity.shape[0] > 0 else NULL
+    """One SGD step in place. IN: grads. OUT: params, velocity (unused when momentum == 0:
+    then it may be empty)."""
+    cdef Py_ssize_t n = params.shape[0]
+    same_length(n, grads.shape[0], "grads")
+    if momentum != 0 or velocity.shape[0] != 0:
+        same_length(n, velocity.shape[0], "velocity")
+    if n == 0:
+        return
+    cdef floating* v = &velocity[0] if momentum != 0 else NULL
     with nogil:
         sgd_update(params.shape[0], &params[0], &grads[0], v, lr, momentum, weight_decay,
                    nesterov)
+
+
+cdef bint four_lengths(floating[::1] params, const floating[::1] grads,
+                       floating[::1] first, floating[::1] second) except -1:
+    """Adam's and Rprop's check: the gradients and both state buffers hold as many
+    entries as the parameters (ValueError otherwise); False when there are none."""
+    cdef Py_ssize_t n = params.shape[0]
+    same_length(n, grads.shape[0], "grads")
+    same_length(n, first.shape[0], "the first state buffer")
+    same_length(n, second.shape[0], "the second state buffer")
+    return n > 0
 
 
 def adam(floating[::1] params not None, const floating[::1] grads not None,
@@ -49,6 +77,8 @@ def adam(floating[::1] params not None, const floating[::1] grads not None,
          double lr, double beta1, double beta2, double eps, double weight_decay,
          double bias_correction1, double bias_correction2):
     """One Adam step in place. IN: grads. OUT: params, exp_avg, exp_avg_sq."""
+    if not four_lengths(params, grads, exp_avg, exp_avg_sq):
+        return
     with nogil:
         adam_update(params.shape[0], &params[0], &grads[0], &exp_avg[0], &exp_avg_sq[0],
                     lr / bias_correction1, beta1, beta2, eps, weight_decay, 1.0,
@@ -61,6 +91,8 @@ def adamw(floating[::1] params not None, const floating[::1] grads not None,
           double bias_correction1, double bias_correction2):
     """One AdamW step in place (decay decoupled from the gradient).
     IN: grads. OUT: params, exp_avg, exp_avg_sq."""
+    if not four_lengths(params, grads, exp_avg, exp_avg_sq):
+        return
     with nogil:
         adam_update(params.shape[0], &params[0], &grads[0], &exp_avg[0], &exp_avg_sq[0],
                     lr / bias_correction1, beta1, beta2, eps, 0.0, 1.0 - lr * weight_decay,
@@ -75,6 +107,12 @@ def rmsprop(floating[::1] params not None, const floating[::1] grads not None,
     only when centered), momentum_buffer (used only when momentum > 0)."""
     cdef Py_ssize_t i, n = params.shape[0]
     cdef floating g, v, c, w, denom, b
+    same_length(n, grads.shape[0], "grads")
+    same_length(n, square_avg.shape[0], "square_avg")
+    if centered:
+        same_length(n, grad_avg.shape[0], "grad_avg")
+    if momentum > 0:
+        same_length(n, momentum_buffer.shape[0], "momentum_buffer")
     cdef floating flr = <floating> lr, a = <floating> alpha, fe = <floating> eps
     cdef floating wd = <floating> weight_decay, mu = <floating> momentum
     cdef bint use_momentum = momentum > 0
@@ -112,6 +150,9 @@ def rprop(floating[::1] params not None, const floating[::1] grads not None,
     cdef floating g, s, product
     cdef floating lo = <floating> step_min, hi = <floating> step_max
     cdef floating up = <floating> eta_plus, down = <floating> eta_minus
+    same_length(n, grads.shape[0], "grads")
+    same_length(n, prev.shape[0], "prev")
+    same_length(n, step_size.shape[0], "step_size")
     with nogil:
         for i in range(n):
             g = grads[i]
@@ -172,6 +213,8 @@ def l2(const floating[::1] W not None, floating[::1] dW not None, double strengt
     cdef Py_ssize_t i, n = W.shape[0]
     cdef double total = 0.0
     cdef floating s = <floating> strength
+    if dW.shape[0] != n:
+        raise ValueError(f"dW must hold {n} entries, as W does; got {dW.shape[0]}")
     with nogil:
         for i in range(n):
             total += <double> W[i] * <double> W[i]

@@ -29,7 +29,7 @@ cdef extern from "_loops.h" nogil:
     void bp_sgd_f64(long n, double* params, const double* grads, double* velocity,
                     double lr, double momentum, double weight_decay, int nesterov)
     enum: BP_OUTER_ROWS
-    enum: BP_IDENTITY, BP_RELU, BP_LEAKY_RELU, BP_SMALL_SCRATCH
+    enum: BP_IDENTITY, BP_RELU, BP_LEAKY_RELU, BP_SCALED_SIGMOID, BP_SMALL_SCRATCH
     void bp_small_dense_forward_f32(long m, long n, long k, const float* A, const float* B,
                                     const float* bias, float* C, float* D, int act,
                                     float slope, float* Bt)

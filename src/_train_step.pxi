@@ -18,17 +18,21 @@ cdef class FusedStep:
     cdef readonly object loss, optimizer, reduction
     cdef readonly tuple state_names, state
     cdef readonly bint has_dropout, fused_update
+    cdef readonly Busy busy        # the model's: claimed around each run (_step)
 
     def __cinit__(self, Engine engine not None, loss, optimizer, tuple state_names,
-                  bint has_dropout):
+                  bint has_dropout, Busy busy not None):
         self.engine, self.loss, self.optimizer = engine, loss, optimizer
+        self.busy = busy
         self.reduction = loss.reduction
         self.state_names, self.state = state_names, engine.state
         self.has_dropout, self.fused_update = has_dropout, engine.fused_update
 
     cdef inline bint applies(self, model, loss, optimizer):
         """Whether this step computes ``loss`` and ``optimizer``'s update for
-        ``model`` as they are now (the reduction and the state buffers unchanged)."""
+        ``model`` as they are now (the reduction and the state buffers unchanged;
+        an optimizer stepped after the kernel: its buffers still fit the parameters,
+        so that its step() cannot fail after the kernel wrote the gradients)."""
         if loss is not self.loss or optimizer is not self.optimizer:
             return False
         if loss.reduction != self.reduction:
@@ -40,6 +44,8 @@ cdef class FusedStep:
             for name, buf in zip(self.state_names, self.state):
                 if buffers.get(name) is not buf:
                     return False
+        elif not self.fused_update:
+            return buffers_fit(optimizer.state, self.engine)
         return True
 
     def current(self, optimizer_buffers):
@@ -49,6 +55,19 @@ cdef class FusedStep:
             return True
         return len(optimizer_buffers) == len(self.state) and all(
             a is b for a, b in zip(optimizer_buffers, self.state))
+
+
+cdef bint buffers_fit(object state, Engine e):
+    """Whether every buffer in the dict ``state`` is a writeable C-contiguous array
+    of the parameters' length and dtype (checked on the array headers)."""
+    cdef int typenum = cnp.NPY_FLOAT if e.single else cnp.NPY_DOUBLE
+    if not isinstance(state, dict):
+        return False
+    for buf in (<dict> state).values():
+        if matrix_data(buf, typenum, e.n_params, 0) == NULL or \
+                not cnp.PyArray_ISWRITEABLE(<cnp.ndarray> buf):
+            return False
+    return True
 
 
 def train_step(self, X, target, loss, optimizer, keep_grads=False):
@@ -98,16 +117,22 @@ cdef inline object _step(self, X, target, loss, optimizer, int flags):
     """train_step's fast path with the engine's flags (KEEP_GRADS, GUARD)."""
     cdef FusedStep step = self._fused
     cdef bint guard = (flags & GUARD_FLAG) != 0
+    cdef Busy busy
     if step is not None and step.applies(self, loss, optimizer):
         if guard and not step.fused_update:
             return None
-        value = step.engine.run_step(X, target, flags)
-        if value is not None:
-            if self._cache is not None:      # the last forward's caches are overwritten
-                self._input = self._cache = self._grad_output = None
-            if guard and step.engine.status != STATUS_TAKEN:
-                return None
-            if not step.fused_update:
-                optimizer.step()
-            return value
+        busy = step.busy
+        busy.claim("train_step")         # with the GIL, before the kernel releases it
+        try:
+            value = step.engine.run_step(X, target, flags)
+            if value is not None:
+                if self._cache is not None:  # the last forward's caches are overwritten
+                    self._input = self._cache = self._grad_output = None
+                if guard and step.engine.status != STATUS_TAKEN:
+                    return None
+                if not step.fused_update:
+                    optimizer.step()
+                return value
+        finally:
+            busy.release()
     return self._train_step_general(X, target, loss, optimizer, flags)

@@ -290,12 +290,14 @@ def test_buffers_start_on_cache_lines(dtype):
     arrays = {"params": model.params, "grads": model.grads, "dX": dX}
     arrays.update({f"state {name}": buf for opt in (adam, momentum)
                    for name, buf in opt.state.items()})
-    for kind, spaces in (("train", model._train_spaces), ("predict", model._predict_spaces)):
-        for n, space in spaces.items():
-            for group in ("A", "Z", "D", "G", "delta", "dX"):
-                for i, buf in enumerate(getattr(space, group) or ()):
-                    if buf.size:
-                        arrays[f"{kind} {n} {group}[{i}]"] = buf
+    for n, space in model._train_spaces.items():
+        for group in ("A", "Z", "D", "G", "delta", "dX"):
+            for i, buf in enumerate(getattr(space, group) or ()):
+                if buf.size:
+                    arrays[f"train {n} {group}[{i}]"] = buf
+    for n, predictor in model._predictors.items():    # (each has buffers of its own)
+        for i, plan in enumerate(predictor.keep):
+            arrays[f"predict {n} A[{i}]"] = plan.A
     assert len(arrays) > 10
     for name, array in arrays.items():
         assert array.ctypes.data % 64 == 0, name

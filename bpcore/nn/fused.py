@@ -66,4 +66,5 @@ def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss
         optimizer_kind=kind, state=state,
         scalars=optimizer.fused_scalars if kind else None,
         blas_parallel=_threads._blas_parallel())
-    return _engine.FusedStep(_engine.Engine(plan), loss, optimizer, names, has_dropout)
+    return _engine.FusedStep(_engine.Engine(plan), loss, optimizer, names, has_dropout,
+                             model._busy)

@@ -7,6 +7,7 @@ model's flat parameter buffer, and ``dW``, ``db`` (``dc``) into the flat gradien
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
 import numpy as np
@@ -32,6 +33,29 @@ ACTIVATIONS: dict[str, tuple[int, str]] = {
 }
 
 
+def _bound_view(name: str, buffer: str) -> Any:
+    """The property of a layer's view ``name`` into its model's flat ``buffer``.
+
+    Reading gives the view. Assigning copies into it (a float array of its shape,
+    else TypeError/ValueError, nothing written): the kernels and the fused step point
+    into these views, so they are never rebound (``Dense._bind`` binds them, once)."""
+    slot = "_" + name
+
+    def copy_in(layer: Dense, value: Any) -> None:
+        view = getattr(layer, slot)
+        if view is None:
+            why = ("exists for scaled_sigmoid units only" if name in ("c", "dc") and
+                   layer.model is not None else
+                   "is bound when the layer joins a Model (a view into its "
+                   f"{buffer}); this layer has not joined one")
+            raise AttributeError(f"{name} {why}")
+        _validation.copy_into(view, value, name)
+
+    return property(attrgetter(slot), copy_in,
+                    doc=f"This layer's ``{name}``: a view into the model's ``{buffer}`` "
+                        "(None before the layer joins a model). Assigning copies in.")
+
+
 class Dense:
     """A fully connected layer ``a = f(x.W + b)`` with ``W`` of shape (n_in, n_out).
 
@@ -52,19 +76,29 @@ class Dense:
 
     After the layer joins a ``Model``, ``W``, ``b``, ``c``, ``dW``, ``db``, ``dc`` are
     views into the model's flat ``params``/``grads`` buffers (``c``/``dc`` are None
-    unless the activation is ``scaled_sigmoid``).
+    unless the activation is ``scaled_sigmoid``). They are never rebound: assigning
+    one (``layer.W = array``) copies the array into the view, and refuses another
+    shape or a non-float array.
     """
 
-    # the views into the model's buffers: set by the Model the layer joins (before
+    # the views into the model's buffers: bound by the Model the layer joins (before
     # that, None); typed for a layer in a model, where they are used
-    W: FloatArray
-    b: FloatArray
-    dW: FloatArray
-    db: FloatArray
-    #: the scale of scaled sigmoid units and its gradient (None for other activations)
-    c: FloatArray | None
-    dc: FloatArray | None
-    #: the Model the layer belongs to (None until it joins one)
+    if TYPE_CHECKING:
+        W: FloatArray
+        b: FloatArray
+        dW: FloatArray
+        db: FloatArray
+        #: the scale of scaled sigmoid units and its gradient (None for other activations)
+        c: FloatArray | None
+        dc: FloatArray | None
+    else:
+        W = _bound_view("W", "params")
+        b = _bound_view("b", "params")
+        c = _bound_view("c", "params")
+        dW = _bound_view("dW", "grads")
+        db = _bound_view("db", "grads")
+        dc = _bound_view("dc", "grads")
+    #: the Model the layer belongs to (None until it joins one; then fixed)
     model: Model | None
 
     def __init__(self, n_in: int, n_out: int, activation: Activation = "identity", *,
@@ -83,9 +117,22 @@ class Dense:
         self._activation = activation
         self.negative_slope = negative_slope
         self.dropout = dropout
-        # no buffers yet: W, b, dW, db are typed as the views a Model binds (above)
-        self.W = self.b = self.c = None  # type: ignore[assignment]
-        self.dW = self.db = self.dc = None  # type: ignore[assignment]
+        # no buffers yet: the views a Model binds (_bind)
+        self._W = self._b = self._c = None
+        self._dW = self._db = self._dc = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "model" and getattr(self, "model", None) is not None and \
+                value is not self.model:
+            raise AttributeError("model is fixed once the layer joins one: a layer's "
+                                 "tensors are views into that model's buffers; build a "
+                                 "new Dense for another model")
+        object.__setattr__(self, name, value)
+
+    def _bind(self, attr: str, view: FloatArray) -> None:
+        """Bind the view ``attr`` (``"W"``, ``"dW"``, ...) into the model's buffer:
+        once, by the Model the layer joins."""
+        object.__setattr__(self, "_" + attr, view)
 
     @property
     def activation(self) -> Activation:

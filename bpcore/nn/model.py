@@ -5,16 +5,20 @@ per-batch-size workspaces) -> loss (grad_output written) -> backward (parameter
 gradients accumulated, dL/dX returned) -> optimizer (one pass over the flat buffers).
 
 ``params`` and ``grads`` are created once and never rebound: optimizers, gradient
-clipping and user code (scipy.optimize, MPI all-reduce) write into them in place.
+clipping and user code (scipy.optimize, MPI all-reduce) write into them in place, and
+assigning one (``model.params = x``) copies into it. Every buffer a kernel points into
+is fixed the same way (see docs/reliability.md).
 """
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeGuard, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +46,29 @@ if TYPE_CHECKING:
         Seed,
         ValidationData,
     )
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def training_call(what: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Make a function whose first argument is a Model (a Model method, ``fit``) a
+    training call named ``what``: it claims the model for this thread while it runs
+    (``Model._busy``, src/_engine.pyx), so that another thread's training or predict
+    call meanwhile is refused with RuntimeError, and so is this one while another
+    thread trains the model. Re-entrant on one thread. (A first argument that is not
+    a Model is left to the function's own checks.)"""
+    def wrap(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def claimed(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            busy = getattr(args[0] if args else kwargs.get("model"), "_busy", None)
+            if not isinstance(busy, _engine.Busy):
+                return function(*args, **kwargs)
+            with busy.training(what):
+                return function(*args, **kwargs)
+        return claimed
+    return wrap
+
 
 # Workspaces are kept for this many distinct batch sizes (e.g. the full batches and
 # the smaller last batch of an epoch, plus an evaluation size).
@@ -132,7 +159,9 @@ class Model:
     ----------
     params, grads : 1-D ndarray
         The flat parameter and gradient buffers; every layer's ``W``, ``b``, ``dW``,
-        ``db`` is a view into them. Write into them in place, never rebind them.
+        ``db`` is a view into them. They are never rebound: write into them in
+        place; assigning one (``model.params = x``) copies ``x`` in, and refuses
+        another shape or a non-float array.
     layers : list of Dense
     classes : 1-D ndarray or None
         The class labels of the last classifier fit, sorted: output column ``i``
@@ -183,12 +212,12 @@ class Model:
             for attr, shape in layer.parameter_shapes():
                 self.parameter_table.append((f"layers.{i}.{attr}", layer, attr, shape, offset))
                 offset += int(np.prod(shape))
-        self.params = _aligned.zeros(offset, self.dtype)
-        self.grads = _aligned.zeros(offset, self.dtype)
+        self._params = _aligned.zeros(offset, self.dtype)
+        self._grads = _aligned.zeros(offset, self.dtype)
         for _name, layer, attr, shape, start in self.parameter_table:
             stop = start + int(np.prod(shape))
-            setattr(layer, attr, self.params[start:stop].reshape(shape))
-            setattr(layer, "d" + attr, self.grads[start:stop].reshape(shape))
+            layer._bind(attr, self._params[start:stop].reshape(shape))
+            layer._bind("d" + attr, self._grads[start:stop].reshape(shape))
         for layer in layers:
             layer.model = self
 
@@ -207,21 +236,41 @@ class Model:
         self.classes: npt.NDArray[Any] | None = None
 
         self._empty1: FloatArray = np.empty(0, dtype=self.dtype)
+        # the thread training this model and the predict calls running (src/_engine.pyx)
+        self._busy = _engine.Busy()
         # FusedSteps (bpcore.nn.fused) by (batch size, id(loss), labels, id(optimizer)),
         # see train_step
         self._fused_steps: OrderedDict[tuple[int, int, bool, int], _engine.FusedStep] = \
             OrderedDict()
         self._fused: _engine.FusedStep | None = None   # the one the last train_step used
-        # predict's forward passes per batch size
+        # predict's forward passes per batch size (each over activation buffers of its
+        # own, so that concurrent predicts never share one)
         self._predictors: OrderedDict[int, _engine.Predictor] = OrderedDict()
         self._predictor: _engine.Predictor | None = None
         self._train_spaces: OrderedDict[int, _Workspace] = OrderedDict()
-        self._predict_spaces: OrderedDict[int, _Workspace] = OrderedDict()
         # the X of the last forward (the first layer's input)
         self._input: FloatArray | None = None
         self._cache: _Workspace | None = None      # the workspace the last forward wrote
         # dL/doutput of the last backward since that forward
         self._grad_output: FloatArray | None = None
+
+    # ---------------------------------------------------------------- buffers
+    def _copy_params(self, value: npt.ArrayLike) -> None:
+        _validation.copy_into(self._params, value, "params")
+
+    def _copy_grads(self, value: npt.ArrayLike) -> None:
+        _validation.copy_into(self._grads, value, "grads")
+
+    if TYPE_CHECKING:
+        params: npt.NDArray[Any]
+        grads: npt.NDArray[Any]
+    else:
+        params = property(attrgetter("_params"), _copy_params, doc=(
+            "The flat parameter buffer (every layer's W, b, c is a view into it). "
+            "Never rebound: assigning copies in (a float array of its shape)."))
+        grads = property(attrgetter("_grads"), _copy_grads, doc=(
+            "The flat gradient buffer (every layer's dW, db, dc is a view into it). "
+            "Never rebound: assigning copies in (a float array of its shape)."))
 
     # ------------------------------------------------------------------ shape
     @property
@@ -288,19 +337,20 @@ class Model:
         self._fused_steps.clear()
         self._predictors.clear()
         self._train_spaces.clear()
-        self._predict_spaces.clear()
         self._fused = self._predictor = None
         self._input = self._cache = self._grad_output = None
 
-    def _workspace(self, n: int, training: bool) -> _Workspace:
-        spaces = self._train_spaces if training else self._predict_spaces
+    def _workspace(self, n: int) -> _Workspace:
+        """The training workspace of batch size ``n`` (made, or moved to the end of
+        the four kept)."""
+        spaces = self._train_spaces
         space = spaces.get(n)
         if space is None:
             if len(spaces) >= _WORKSPACE_SIZES:
                 evicted_key, evicted = spaces.popitem(last=False)
                 if evicted is self._cache:
                     self._cache = self._input = None
-            space = spaces[n] = _Workspace(self.layers, n, self.dtype, training)
+            space = spaces[n] = _Workspace(self.layers, n, self.dtype, True)
         else:
             spaces.move_to_end(n)
         return space
@@ -345,6 +395,7 @@ class Model:
         return _read_only(self._cache.A[-1])
 
     # ---------------------------------------------------------------- passes
+    @training_call("forward")
     def forward(self, X: npt.ArrayLike) -> FloatArray:
         """Run the network on X (n_samples, n_in), keeping the caches backward needs.
 
@@ -369,13 +420,17 @@ class Model:
                 return output
         X = self._check_input(X)
         n = X.shape[0]
-        predictor = self._predictors.get(n)
+        predictors = self._predictors
+        predictor = predictors.get(n)
         if predictor is None:
-            space = self._workspace(n, training=False)
-            predictor = self._predictors[n] = _engine.Predictor(
-                self._layer_plans(space), n, self.dtype == np.float32)
-            while len(self._predictors) > _WORKSPACE_SIZES:
-                self._predictors.popitem(last=False)
+            space = _Workspace(self.layers, n, self.dtype, training=False)
+            predictor = predictors[n] = _engine.Predictor(
+                self._layer_plans(space), n, self.dtype == np.float32, self._busy)
+            while len(predictors) > _WORKSPACE_SIZES:
+                try:
+                    predictors.popitem(last=False)
+                except KeyError:      # another thread emptied it meanwhile
+                    break
         self._predictor = predictor
         if predictor.overlaps(X):
             X = X.copy()
@@ -440,6 +495,7 @@ class Model:
                          "bce, or pass loss=CrossEntropyLoss() or BCEWithLogitsLoss(); got "
                          f"{_validation.describe(chosen)}")
 
+    @training_call("backward")
     def backward(self, grad_output: npt.ArrayLike) -> FloatArray:
         """Accumulate parameter gradients from dL/doutput and return dL/dX.
 
@@ -478,10 +534,12 @@ class Model:
             upstream = dX
         return upstream if need_input_grad else None
 
+    @training_call("zero_grad")
     def zero_grad(self) -> None:
         """Set every gradient to zero (one fill of the flat gradient buffer)."""
         self.grads.fill(0)
 
+    @training_call("loss_and_grad")
     def loss_and_grad(self, X: npt.ArrayLike, target: npt.ArrayLike,
                       loss: Loss | LossFunction, *,
                       sample_weight: npt.ArrayLike | None = None,
@@ -502,7 +560,7 @@ class Model:
         if isinstance(loss, Loss):
             checked: tuple[Any, ...] = loss.validate(target, (X.shape[0], self.n_out),
                                                      self.dtype, sample_weight)
-            space = self._workspace(X.shape[0], training=True)
+            space = self._workspace(X.shape[0])
             checked = tuple(a.copy() if self._aliases(a, space) else a for a in checked)
             output = self._forward_checked(X)
             value, grad_output = loss.compute(output, *checked)
@@ -510,7 +568,7 @@ class Model:
             if sample_weight is not None:
                 raise TypeError("sample_weight needs a bpcore Loss; a custom loss callable "
                                 "weighs its samples itself")
-            if self._aliases(target, self._workspace(X.shape[0], training=True)):
+            if self._aliases(target, self._workspace(X.shape[0])):
                 target = target.copy()      # the forward would overwrite it
             value, grad_output = self._custom_loss(loss, self._forward_checked(X), target)
         else:
@@ -531,6 +589,7 @@ class Model:
     # and when the step is not fused with its update (see bpcore.train.loop)
     _guarded_step = _engine.guarded_step
 
+    @training_call("train_step")
     def _train_step_general(self, X: npt.ArrayLike, target: npt.ArrayLike,
                             loss: Loss | LossFunction, optimizer: Optimizer,
                             flags: int = 0) -> float | None:
@@ -552,6 +611,7 @@ class Model:
             # in training mode take the two-call path
             if flags & _engine.GUARD == _engine.GUARD:
                 return None
+            optimizer.buffers()     # its state checked before anything is written
             value, _ = self.loss_and_grad(X, target, loss)
             optimizer.step()
             return value
@@ -565,7 +625,7 @@ class Model:
         if step is None or step.reduction != loss.reduction or not step.current(
                 optimizer.buffers() if step.fused_update else ()):
             n = X.shape[0]
-            step = fused.build(self, self._layer_plans(self._workspace(n, training=True)),
+            step = fused.build(self, self._layer_plans(self._workspace(n)),
                                n, loss, labels, scale, optimizer, has_dropout)
             self._fused_steps[key] = step
             while len(self._fused_steps) > _WORKSPACE_SIZES:
@@ -574,6 +634,8 @@ class Model:
         guard = flags & _engine.GUARD == _engine.GUARD
         if guard and not step.fused_update:
             return None
+        if not step.fused_update:
+            optimizer.buffers()     # its state checked before anything is written
         engine = step.engine
         if engine.overlaps(X):
             X = X.copy()            # a forward output fed back: the step overwrites it
@@ -591,7 +653,7 @@ class Model:
         return result
 
     def _forward_checked(self, X: FloatArray) -> FloatArray:
-        space = self._workspace(X.shape[0], training=True)
+        space = self._workspace(X.shape[0])
         if self._aliases(X, space):
             X = X.copy()    # X is kept for backward, which must see it as it came
         space.keep_preactivations()

@@ -6,11 +6,18 @@ length and dtype, at the first step that needs them: only the buffers the curren
 options use exist) and updates ``model.params`` in place with one
 fused kernel pass (src/_flat.pyx). It never zeroes gradients behind the caller's
 back: call ``zero_grad()``.
+
+The kernels and the fused step point into the state buffers, so they are never
+replaced by an assignment: ``optimizer.state[name] = array`` copies into the buffer
+(or a new one), and refuses a name the optimizer does not keep, another shape or a
+non-float array; ``optimizer.state = mapping`` does the same for every entry. Each
+step checks the buffers it uses against the parameters all the same, and an
+optimizer's ``model`` is fixed at construction.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 import numpy as np
 
@@ -27,6 +34,66 @@ Check = Callable[[Any, str], Any]
 class TrainingDiverged(FloatingPointError):
     """The loss, the gradients or the parameters became NaN or infinite (raised by
     ``fit`` and ``bpcore.optim.minimize``, which leave the parameters finite)."""
+
+
+class StateBuffers(dict[str, Any]):
+    """An optimizer's ``state``: its buffers by name, as a dict.
+
+    Reading is a dict's. Assigning an entry copies the array into the buffer of that
+    name (a new aligned buffer the first time): a float array of the parameters'
+    shape, under a name the optimizer keeps (``Optimizer._buffers``), else
+    TypeError/ValueError with nothing changed. ``update``, ``setdefault`` and ``|=``
+    assign the same way. Deleting an entry is allowed: the next step that needs the
+    buffer starts it afresh (zeros, or Rprop's ``lr``)."""
+
+    __slots__ = ("_optimizer",)
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        super().__init__()
+        self._optimizer = optimizer
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        buffers = type(self._optimizer)._buffers
+        if name not in buffers:
+            raise ValueError(f"state keys must be among {list(buffers)} (the buffers "
+                             f"{type(self._optimizer).__name__} keeps); got {name!r}")
+        params = self._optimizer.model.params
+        current = self.get(name)
+        if _valid_buffer(current, params):
+            _validation.copy_into(current, value, f"state[{name!r}]")
+        else:   # none yet (or one put in by dict.__setitem__): a new buffer
+            fresh = _aligned.empty(params.shape, params.dtype)
+            _validation.copy_into(fresh, value, f"state[{name!r}]")
+            super().__setitem__(name, fresh)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Assign each entry as ``state[name] = array`` does (checked one by one)."""
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        """``state[name]``, assigned ``default`` first when missing."""
+        if name not in self:
+            self[name] = default
+        return self[name]
+
+    def __ior__(self, other: Any) -> StateBuffers:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the same buffers (not copies)."""
+        return dict(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))      # pickled as a plain dict (Optimizer rebuilds)
+
+
+def _valid_buffer(buf: object, params: np.ndarray) -> TypeGuard[np.ndarray]:
+    """Whether ``buf`` is what the kernels take as a state buffer of ``params``."""
+    return (isinstance(buf, np.ndarray) and buf.shape == params.shape
+            and buf.dtype == params.dtype and buf.flags.c_contiguous
+            and buf.flags.aligned and buf.flags.writeable)
 
 
 class Hyperparameters:
@@ -65,7 +132,8 @@ class Optimizer(Hyperparameters):
     lr: float
     model: Model
     _scalars: _engine.Scalars
-    #: the state buffers by name (``state_names()``), created at the first step
+    #: the state buffers by name (``state_names()``), created at the first step;
+    #: assigning an entry copies into it (``StateBuffers``)
     state: dict[str, FloatArray]
 
     def __init__(self, model: Model, **hyper: Any) -> None:
@@ -83,6 +151,12 @@ class Optimizer(Hyperparameters):
         self._sync_scalars()
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "state":
+            value = self._state_from(value)
+        elif name == "model" and "model" in self.__dict__:
+            raise AttributeError("model is fixed at construction: the optimizer's state "
+                                 "buffers are shaped by its parameters; build a new "
+                                 "optimizer for another model")
         check = type(self)._hyper.get(name)
         if check is not None:
             value = check(value, name)
@@ -91,6 +165,17 @@ class Optimizer(Hyperparameters):
         object.__setattr__(self, name, value)
         if check is not None:
             self._sync_scalars()
+
+    def _state_from(self, mapping: object) -> StateBuffers:
+        """``state = mapping``: every entry checked and copied into a new buffer
+        (StateBuffers), before the state changes."""
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"state must be a mapping of buffer names to arrays; got "
+                            f"{_validation.describe(mapping)}")
+        state = StateBuffers(self)
+        for name, value in mapping.items():
+            state[name] = value
+        return state
 
     @property
     def steps(self) -> int:
@@ -109,6 +194,7 @@ class Optimizer(Hyperparameters):
     # a copy of its model with it.
     def __getstate__(self) -> dict[str, Any]:
         state = {name: value for name, value in vars(self).items() if name != "_scalars"}
+        state["state"] = dict(self.state)
         state["steps"] = self.steps
         return state
 
@@ -120,11 +206,12 @@ class Optimizer(Hyperparameters):
             object.__setattr__(self, name, value)
         # (the buffers' own shape and dtype: the model may not be restored yet when it
         # refers back to this optimizer)
-        buffers = {}
+        buffers = StateBuffers(self)
         for name, buf in self.state.items():
-            buffers[name] = _aligned.empty(buf.shape, buf.dtype)
-            buffers[name][...] = buf
-        self.state = buffers
+            copied = _aligned.empty(buf.shape, buf.dtype)
+            copied[...] = buf
+            dict.__setitem__(buffers, name, copied)
+        object.__setattr__(self, "state", buffers)
         self._sync_scalars()
         self.steps = steps
 
@@ -161,22 +248,40 @@ class Optimizer(Hyperparameters):
 
     def buffers(self) -> tuple[FloatArray, ...]:
         """The state buffers the next step uses, in ``state_names()`` order, created
-        now if missing (the first step, or an option switched on since)."""
+        now if missing (the first step, or an option switched on since). Each is
+        checked against the parameters (ValueError, nothing changed, for one that is
+        not a C-contiguous array of their shape and dtype, which only going around
+        ``state``'s assignment can put there)."""
         names = self.state_names()
+        state, params = self.state, self.model.params
         for name in names:
-            if name not in self.state:
-                self.state[name] = self._new_buffer(name)
-        return tuple(self.state[name] for name in names)
+            buf = state.get(name)
+            if buf is not None and not _valid_buffer(buf, params):
+                raise ValueError(
+                    f"optimizer state[{name!r}] must be a C-contiguous, writeable "
+                    f"{params.dtype} array of shape {params.shape}, as model.params; got "
+                    f"{_validation.describe(buf)}: assign to it (state[{name!r}] = array "
+                    "copies in) instead of replacing the buffer")
+        for name in names:
+            if name not in state:
+                dict.__setitem__(state, name, self._new_buffer(name))
+        return tuple(state[name] for name in names)
 
     if TYPE_CHECKING:
         # what each subclass defines (declared for the type checker only)
         def _update(self) -> None: ...
 
     def step(self) -> None:
-        """Update ``model.params`` in place from ``model.grads``."""
-        self.buffers()
-        self.steps += 1
-        self._update()
+        """Update ``model.params`` in place from ``model.grads``. A training call of
+        the model (RuntimeError while another thread trains it or predicts with it)."""
+        with self.model._busy.training("optimizer.step"):
+            self.buffers()
+            self.steps += 1
+            try:
+                self._update()
+            except BaseException:
+                self.steps -= 1
+                raise
 
     def state_dict(self) -> dict[str, Any]:
         """A copy of everything needed to resume: type, hyper-parameters, step count, buffers."""
@@ -220,11 +325,12 @@ class Optimizer(Hyperparameters):
             object.__setattr__(self, name, value)
         self._sync_scalars()
         self.steps = int(steps)
-        state: dict[str, FloatArray] = {}
+        state = StateBuffers(self)
         for name, buf in buffers.items():
-            state[name] = _aligned.empty(params.shape, params.dtype)   # a copy, aligned
-            state[name][...] = buf
-        self.state = state
+            copied = _aligned.empty(params.shape, params.dtype)   # a copy, aligned
+            copied[...] = buf
+            dict.__setitem__(state, name, copied)
+        object.__setattr__(self, "state", state)
 
 
 def _learning_rate(value: object, name: str) -> float:

@@ -22,7 +22,7 @@ from ..nn.data import check_data as _check_data
 from ..nn.data import check_length as _check_length
 from ..nn.data import resolve_loss as _resolve_loss
 from ..nn.losses import LossFunction, LossLike
-from ..nn.model import Model, register_convenience
+from ..nn.model import Model, register_convenience, training_call
 from ..optim import Optimizer, optimizer_by_name
 from . import labels as _labels
 from .callbacks import Callback, LambdaCallback
@@ -471,6 +471,7 @@ def _wrap_callable(fn: object) -> LambdaCallback:
     return LambdaCallback(on_epoch_end=fn)
 
 
+@training_call("fit")
 def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
         optimizer: Optimizer | str = "adam", epochs: int = 1, batch_size: int = 32,
         shuffle: bool = True, seed: int | np.integer[Any] | None = None,
@@ -563,6 +564,7 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     return trainer.history
 
 
+@training_call("partial_fit")
 def partial_fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
                 optimizer: Optimizer | str, batch_size: int = 32, shuffle: bool = True,
                 seed: int | np.integer[Any] | None = 0,
