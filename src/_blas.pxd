@@ -11,6 +11,7 @@
 from cython cimport floating
 from scipy.linalg.cython_blas cimport saxpy, daxpy, sgemm, dgemm
 
+# (the kernels' table: a module that cimports these calls _loops.import_kernels())
 cdef extern from "_loops.h" nogil:
     enum: BP_SMALL_SCRATCH
     long bp_small_work_limit()
@@ -42,7 +43,7 @@ cdef inline bint small_product(bint trans_a, bint trans_b, long m, long n,
     """Whether bpcore's own loops compute this product instead of BLAS: they can take
     it (own_can_take) and either it has at most bp_small_work_limit() multiply-adds
     (2^18 without AVX-512, half that for delta.W^T, whose W^T the own loops copy
-    first; 4096 with AVX-512; see _loops.h) or, without AVX-512, the
+    first; 4096 with AVX-512 or on the portable path; see _kernels.c) or, without AVX-512, the
     batch is skinny: at most SKINNY rows of X or delta (m, or k for X^T.delta).
     OpenBLAS's Haswell kernels pack their operands for every call, which costs more
     than the arithmetic of a product with so few rows (784 x 256 weights at batch 1:

@@ -1,4 +1,12 @@
-/* Instantiated by _loops.h with T = float or double; see there. No include guard. */
+/* Element-wise loops of the dense core, instantiated by _kernels.c with T = float or
+ * double (no include guard).
+ *
+ * Every function here is a plain loop over contiguous buffers that GCC vectorises;
+ * on x86-64 GCC, `target_clones` (BP_CLONES) builds it for AVX-512, AVX2 and
+ * baseline x86-64 and picks the best at load time, so a portable wheel (-O3, no
+ * -march) still runs wide vectors. Plain C99 but for bp_all_finite's vector sums
+ * (BP_VECTOR; a plain loop otherwise). They own nothing, allocate nothing and never
+ * touch Python. Pointers documented as "may be NULL" mark optional outputs. */
 
 /* exp, sigmoid and tanh as branch-free arithmetic, so that the loops calling them
  * vectorise (a libm call per element does not). Only +, *, /, comparisons with
@@ -454,6 +462,7 @@ BP_CLONES static void NAME(bp_delta)(
  * blocks of 1024 entries, checked after each block (a loop that breaks at the first
  * bad entry does not vectorise; an or-reduction of the comparisons' masks took
  * twelve instructions per two vectors, this takes two). */
+#if BP_VECTOR
 BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
     typedef T V __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
     const long VL = (long) (32 / sizeof(T));
@@ -477,6 +486,18 @@ BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
     }
     return 1;
 }
+#else
+/* the portable path: the same sums of x - x in plain C, in order within each block */
+BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
+    for (long start = 0; start < n; start += 1024) {
+        const long end = n - start > 1024 ? start + 1024 : n;
+        T sum = 0;
+        for (long i = start; i < end; i++) sum += x[i] - x[i];
+        if (!(sum == 0)) return 0;
+    }
+    return 1;
+}
+#endif
 
 /* Bt (m x k) = B^T for B (k x m), both row-major. */
 static void NAME(bp_transpose)(long k, long m, const T *restrict B, T *restrict Bt) {

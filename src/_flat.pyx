@@ -31,7 +31,9 @@
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
 
-from _loops cimport adam_update, all_finite as finite, sgd_update
+from _loops cimport adam_update, all_finite as finite, import_kernels, sgd_update
+
+import_kernels()
 
 
 def sgd(floating[::1] params not None, const floating[::1] grads not None,

@@ -1,10 +1,10 @@
-/* Matrix products of small layers without BLAS. Instantiated by _loops.h with
- * T = float or double, like _elementwise_impl.h; no include guard.
+/* Matrix products of small layers without BLAS. Instantiated by _kernels.c (vector
+ * path) with T = float or double, like _elementwise_impl.h; no include guard.
  *
  * A BLAS call pays a fixed cost (argument checks, buffer set-up, packing) that on a
  * 2-16-16-1 network is larger than its arithmetic: a 100 x 16 x 16 dgemm costs
  * about as much as its own multiply-adds again. Below the crossover (small_product in
- * _blas.pxd, bp_small_work_limit in _loops.h)
+ * _blas.pxd, bp_small_work_limit in _kernels.c)
  * defines, products run here: register blocks of 3 rows x 4 vectors of 32 bytes
  * (above 8 rows, where a row spans 4 vectors, and for 2 or 3 rows), else of up to 4
  * rows x 2 vectors (one row x up to 8 vectors for a single row), accumulated

@@ -1,0 +1,162 @@
+/* bpcore's C kernels, compiled once (see _kernels.h for how they are reached).
+ *
+ * Two paths, chosen by the preprocessor:
+ *   vector    GCC or clang on x86-64 or aarch64: the register-blocked products and the
+ *             vector sums of _small_gemm_impl.h, _output_loss_impl.h and _guard.h are
+ *             written with GNU vector extensions (32-byte vectors, which every target
+ *             splits or widens as it can). On x86-64 GCC, target_clones builds each
+ *             kernel for AVX-512, AVX2 and baseline x86-64 and picks one at load time,
+ *             so a portable wheel (no -march) still runs wide vectors.
+ *   portable  any other C99 compiler (MSVC), or a build with BP_PORTABLE defined
+ *             (BPCORE_PORTABLE=1 in setup.py): the same kernels as plain loops
+ *             (_portable_impl.h), the element-wise loops of _elementwise_impl.h
+ *             unchanged, and every entry summed in the order of the plain loop.
+ * Both give the same results up to the order of summation (and FMA contraction): the
+ * tests hold each path to the same tolerances.
+ */
+/* sched_getcpu and CPU affinity for the helper thread (_pool.h): before any header */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
+#include <math.h>
+#include <string.h>
+
+#include "_kernels.h"
+
+#if !(defined(BP_PORTABLE) && BP_PORTABLE) && defined(__GNUC__) \
+    && (defined(__x86_64__) || defined(__aarch64__))
+#define BP_VECTOR 1
+#else
+#define BP_VECTOR 0
+#endif
+
+/* target_clones: GCC on x86-64 only (clang's support differs by version; it gets the
+ * vector code for its default target) */
+#if BP_VECTOR && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
+    && !defined(BPCORE_NO_CLONES)
+#define BP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define BP_CLONE_LIST "x86-64-v4,x86-64-v3,default"
+#else
+#define BP_CLONES
+#define BP_CLONE_LIST ""
+#endif
+
+#if defined(__GNUC__)
+#define BP_INLINE __attribute__((always_inline))
+#else
+#define BP_INLINE
+#endif
+
+/* The most multiply-adds a product may have for bp_small_gemm to compute it instead
+ * of BLAS: the crossover measured by benches/small_gemm.py. With AVX2 (OpenBLAS's
+ * Haswell kernels, which pay about 1 us per call here), the own loops (3 x 4 blocks)
+ * win X.W and X^T.delta up to 2^19 multiply-adds and delta.W^T (which copies W^T
+ * first) up to 2^17: the limit is 2^18, halved for delta.W^T (small_product in
+ * _blas.pxd). Where AVX-512 is present, OpenBLAS runs 64-byte vectors and
+ * small-matrix kernels with little fixed cost, and beat earlier 32-byte loops of ours
+ * on a 2-16-16-1 step (5.5 against 6.9 us): there the own loops keep only products of
+ * at most 4096 multiply-adds (a batch-1 step of a 64-wide layer), where BLAS's fixed
+ * cost dominates anyway. The portable loops (no register blocks) keep only those
+ * too, on every CPU. Decided once per process, by the CPU, not by timing: the same
+ * machine always takes the same path (and gets the same bits). */
+static long bp_small_work_limit(void) {
+    static long limit = 0;
+    if (limit == 0) {
+#if BP_VECTOR && defined(__x86_64__)
+        limit = __builtin_cpu_supports("avx512f") ? 4096 : 262144;
+#elif BP_VECTOR
+        limit = 262144;
+#else
+        limit = 4096;
+#endif
+    }
+    return limit;
+}
+
+#define T float
+#define ITYPE int
+#define NAME(name) name##_f32
+#define BP_DOUBLE 0
+#define SQRT sqrtf
+#define BP_LANES 8
+#include "_elementwise_impl.h"
+#if BP_VECTOR
+#include "_small_gemm_impl.h"
+#include "_output_loss_impl.h"
+#else
+#include "_portable_impl.h"
+#endif
+#undef BP_GEMM_COLUMNS
+#undef BP_GEMM_ROW_COLUMNS
+#undef BP_ROWS
+#undef BP_VL
+#undef T
+#undef ITYPE
+#undef NAME
+#undef BP_DOUBLE
+#undef SQRT
+#undef BP_LANES
+#undef BP_BY_WIDTH
+
+#define T double
+#define ITYPE long long
+#define NAME(name) name##_f64
+#define BP_DOUBLE 1
+#define SQRT sqrt
+#define BP_LANES 4
+#include "_elementwise_impl.h"
+#if BP_VECTOR
+#include "_small_gemm_impl.h"
+#include "_output_loss_impl.h"
+#else
+#include "_portable_impl.h"
+#endif
+#undef BP_GEMM_COLUMNS
+#undef BP_GEMM_ROW_COLUMNS
+#undef BP_ROWS
+#undef BP_VL
+#undef T
+#undef ITYPE
+#undef NAME
+#undef BP_DOUBLE
+#undef SQRT
+#undef BP_LANES
+#undef BP_BY_WIDTH
+
+#include "_guard.h"
+#include "_pool.h"
+
+#if defined(__clang__)
+#define BP_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define BP_COMPILER "gcc " __VERSION__
+#elif defined(_MSC_VER)
+#define BP_STR2(x) #x
+#define BP_STR(x) BP_STR2(x)
+#define BP_COMPILER "msvc " BP_STR(_MSC_VER)
+#else
+#define BP_COMPILER "unknown"
+#endif
+
+#define BP_KERNEL_POINTERS(S)                                                          \
+    bp_bias_activation_##S, bp_delta_##S, bp_all_finite_##S, bp_transpose_##S,         \
+    bp_sgd_##S, bp_outer_sgd_##S, bp_adam_##S, bp_small_gemm_##S,                      \
+    bp_small_dense_forward_##S, bp_small_delta_back_##S, bp_unit_mse_##S,              \
+    bp_abs_sum_##S, bp_adam_shared_##S, bp_sgd_shared_##S
+
+static const bp_kernel_table bp_table = {
+    BP_KERNEL_API_VERSION,
+    (int) sizeof(bp_kernel_table),
+    BP_VECTOR ? "vector" : "portable",
+    BP_CLONE_LIST,
+    BP_COMPILER,
+    bp_small_work_limit,
+    bp_pool_helper_chunks,
+    bp_pool_helper_on_turn,
+    BP_KERNEL_POINTERS(f32),
+    BP_KERNEL_POINTERS(f64),
+};
+
+const bp_kernel_table *bp_kernels_get(void) {
+    return &bp_table;
+}
