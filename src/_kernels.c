@@ -1,4 +1,6 @@
-/* bpcore's C kernels, compiled once (see _kernels.h for how they are reached).
+/* bpcore's C kernels, compiled once (see _kernels.h for how they are reached): this
+ * file holds their table, the guard's sums and the helper thread; _kernels_f32.c and
+ * _kernels_f64.c the kernels of each element type (built with _kernels_config.h).
  *
  * Two paths, chosen by the preprocessor:
  *   vector    GCC or clang on x86-64 or aarch64: the register-blocked products and the
@@ -14,38 +16,42 @@
  * Both give the same results up to the order of summation (and FMA contraction): the
  * tests hold each path to the same tolerances.
  */
-/* sched_getcpu and CPU affinity for the helper thread (_pool.h): before any header */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE
-#endif
-#include <math.h>
-#include <string.h>
+#include "_kernels_config.h"
 
-#include "_kernels.h"
+/* the kernels of _kernels_f32.c and _kernels_f64.c */
+#define BP_KERNEL_PROTOTYPES(T, S)                                                     \
+    BP_KERNEL void bp_bias_activation_##S(long n, long m, T *A, const T *b,             \
+                                          const T *scale, T *Z, T *D, T *G, int kind,   \
+                                          T slope);                                     \
+    BP_KERNEL void bp_delta_##S(long n, long m, const T *upstream, const T *D,          \
+                                const T *G, T *delta, T *db, T *dscale, int overwrite); \
+    BP_KERNEL int bp_all_finite_##S(long n, const T *x);                                \
+    BP_KERNEL void bp_transpose_##S(long k, long m, const T *B, T *Bt);                 \
+    BP_KERNEL void bp_sgd_##S(long n, T *params, const T *grads, T *velocity, T lr,     \
+                              T momentum, T weight_decay, int nesterov);                \
+    BP_KERNEL void bp_outer_sgd_##S(long k, long m, long n, const T *X, long ldx,       \
+                                    const T *delta, long ldd, T *W, T *velocity, T lr,  \
+                                    T momentum, T weight_decay, int nesterov);          \
+    BP_KERNEL void bp_adam_##S(long n, T *params, const T *grads, T *exp_avg,           \
+                               T *exp_avg_sq, T step_size, T beta1, T beta2, T eps,     \
+                               T l2, T decay, T inv_root_bc2);                          \
+    BP_KERNEL void bp_small_gemm_##S(int trans_a, int trans_b, long m, long n, long k,  \
+                                     T alpha, const T *A, long lda, const T *B,         \
+                                     long ldb, T beta, T *C, long ldc, T *Bt);          \
+    BP_KERNEL void bp_small_dense_forward_##S(long m, long n, long k, const T *A,       \
+                                              const T *B, const T *bias, T *C, T *D,    \
+                                              int act, T slope, T *Bt);                 \
+    BP_KERNEL void bp_small_delta_back_##S(long m, long n, long k, const T *A,          \
+                                           const T *B, const T *M, T *C, T *colsum,     \
+                                           int relu_output, T *Bt);                     \
+    BP_KERNEL double bp_unit_mse_##S(long m, long k, const T *A, const T *w,            \
+                                     const T *b, const T *target, double scale,         \
+                                     T *out, T *grad, const T *M, int relu_output,      \
+                                     T *delta, T *colsum, T *dW, T *db);
 
-#if !(defined(BP_PORTABLE) && BP_PORTABLE) && defined(__GNUC__) \
-    && (defined(__x86_64__) || defined(__aarch64__))
-#define BP_VECTOR 1
-#else
-#define BP_VECTOR 0
-#endif
-
-/* target_clones: GCC on x86-64 only (clang's support differs by version; it gets the
- * vector code for its default target) */
-#if BP_VECTOR && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
-    && !defined(BPCORE_NO_CLONES)
-#define BP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define BP_CLONE_LIST "x86-64-v4,x86-64-v3,default"
-#else
-#define BP_CLONES
-#define BP_CLONE_LIST ""
-#endif
-
-#if defined(__GNUC__)
-#define BP_INLINE __attribute__((always_inline))
-#else
-#define BP_INLINE
-#endif
+BP_KERNEL_PROTOTYPES(float, f32)
+BP_KERNEL_PROTOTYPES(double, f64)
+#undef BP_KERNEL_PROTOTYPES
 
 /* The most multiply-adds a product may have for bp_small_gemm to compute it instead
  * of BLAS: the crossover measured by benches/small_gemm.py. With AVX2 (OpenBLAS's
@@ -72,56 +78,6 @@ static long bp_small_work_limit(void) {
     }
     return limit;
 }
-
-#define T float
-#define ITYPE int
-#define NAME(name) name##_f32
-#define BP_DOUBLE 0
-#define SQRT sqrtf
-#define BP_LANES 8
-#include "_elementwise_impl.h"
-#if BP_VECTOR
-#include "_small_gemm_impl.h"
-#include "_output_loss_impl.h"
-#else
-#include "_portable_impl.h"
-#endif
-#undef BP_GEMM_COLUMNS
-#undef BP_GEMM_ROW_COLUMNS
-#undef BP_ROWS
-#undef BP_VL
-#undef T
-#undef ITYPE
-#undef NAME
-#undef BP_DOUBLE
-#undef SQRT
-#undef BP_LANES
-#undef BP_BY_WIDTH
-
-#define T double
-#define ITYPE long long
-#define NAME(name) name##_f64
-#define BP_DOUBLE 1
-#define SQRT sqrt
-#define BP_LANES 4
-#include "_elementwise_impl.h"
-#if BP_VECTOR
-#include "_small_gemm_impl.h"
-#include "_output_loss_impl.h"
-#else
-#include "_portable_impl.h"
-#endif
-#undef BP_GEMM_COLUMNS
-#undef BP_GEMM_ROW_COLUMNS
-#undef BP_ROWS
-#undef BP_VL
-#undef T
-#undef ITYPE
-#undef NAME
-#undef BP_DOUBLE
-#undef SQRT
-#undef BP_LANES
-#undef BP_BY_WIDTH
 
 #include "_guard.h"
 #include "_pool.h"

@@ -117,7 +117,7 @@ static inline BP_INLINE double NAME(bp_unit_mse_rows)(
  * positive, 0 elsewhere). The residual and the sum of squares are taken in double, as
  * by the loss kernels. Only for k a multiple of the vector width, at most
  * BP_UNIT_VECTORS vectors (bp_unit_mse_fits); returns -1 (nothing written) else. */
-BP_CLONES static double NAME(bp_unit_mse)(
+BP_CLONES BP_KERNEL double NAME(bp_unit_mse)(
         long m, long k, const T *A, const T *w, const T *b, const T *target, double scale,
         T *out, T *grad, const T *M, int relu_output, T *delta, T *colsum, T *dW, T *db) {
     const double c = 2.0 * scale;

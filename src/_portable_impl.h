@@ -19,7 +19,7 @@
 
 /* C (m x n, rows ldc apart) = alpha * op(A) . op(B) + beta * C (see _small_gemm_impl.h;
  * beta 0: C only written). Bt is not used: the plain loops need no scratch. */
-static void NAME(bp_small_gemm)(
+BP_KERNEL void NAME(bp_small_gemm)(
         int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
         const T *B, long ldb, T beta, T *C, long ldc, T *Bt) {
     T acc[BP_PORTABLE_COLUMNS];
@@ -45,7 +45,7 @@ static void NAME(bp_small_gemm)(
 /* C = f(A.B + bias) with D = f'(...) (D may be NULL), f relu, leaky relu (slope) or
  * identity; A m x k, B k x n, C and D m x n, all contiguous (see
  * bp_small_dense_forward in _small_gemm_impl.h). */
-static void NAME(bp_small_dense_forward)(
+BP_KERNEL void NAME(bp_small_dense_forward)(
         long m, long n, long k, const T *A, const T *B, const T *bias, T *C, T *D,
         int act, T slope, T *Bt) {
     NAME(bp_small_gemm)(0, 0, m, n, k, 1, A, k, B, n, 0, C, n, Bt);
@@ -68,7 +68,7 @@ static void NAME(bp_small_dense_forward)(
 /* C = (A.B^T) * M and colsum = its column sums (overwritten); A m x k, B n x k, C and
  * M m x n. relu_output: C = A.B^T where M > 0, 0 elsewhere (see
  * bp_small_delta_back in _small_gemm_impl.h). */
-static void NAME(bp_small_delta_back)(
+BP_KERNEL void NAME(bp_small_delta_back)(
         long m, long n, long k, const T *A, const T *B, const T *M, T *C, T *colsum,
         int relu_output, T *Bt) {
     NAME(bp_small_gemm)(0, 1, m, n, k, 1, A, k, B, k, 0, C, n, Bt);
@@ -85,7 +85,7 @@ static void NAME(bp_small_delta_back)(
 /* The one-unit identity output layer under the unweighted squared error, forward and
  * backward in one call (see bp_unit_mse in _output_loss_impl.h): the same outputs,
  * for the same k (bp_unit_mse_fits; returns -1, nothing written, else). */
-static double NAME(bp_unit_mse)(
+BP_KERNEL double NAME(bp_unit_mse)(
         long m, long k, const T *A, const T *w, const T *b, const T *target, double scale,
         T *out, T *grad, const T *M, int relu_output, T *delta, T *colsum, T *dW, T *db) {
     const double c = 2.0 * scale;
