@@ -48,7 +48,9 @@ if not SOURCES:
 # a .pyx above, or a leftover of one that is gone: never compiled)
 KERNEL_SOURCES = ["src/_kernels_f32.c", "src/_kernels_f64.c", "src/_kernels.c",
                   "src/_kernels_module.c"]
-KERNEL_HEADERS = sorted(str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h"))
+# (_loops.h is the Cython modules' view of them, not part of them)
+KERNEL_HEADERS = sorted(str(p.relative_to(HERE)) for p in (HERE / "src").glob("*.h")
+                        if p.name != "_loops.h")
 
 
 def _switch(name):

@@ -9,10 +9,18 @@
 # IN:  a, b (never written; BLAS's prototypes lack `const`, hence the casts).
 # OUT: c, which must not alias a or b.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport saxpy, daxpy, sgemm, dgemm
 
-# (the kernels' table: a module that cimports these calls _loops.import_kernels())
+# (the kernels' table, and SciPy's BLAS routines of scipy.linalg.cython_blas: a module
+# that cimports these calls _loops.import_kernels(), which loads both)
 cdef extern from "_loops.h" nogil:
+    void sgemm "bp_sgemm"(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
+                          float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                          int* ldc)
+    void dgemm "bp_dgemm"(char* transa, char* transb, int* m, int* n, int* k,
+                          double* alpha, double* a, int* lda, double* b, int* ldb,
+                          double* beta, double* c, int* ldc)
+    void saxpy "bp_saxpy"(int* n, float* alpha, float* x, int* incx, float* y, int* incy)
+    void daxpy "bp_daxpy"(int* n, double* alpha, double* x, int* incx, double* y, int* incy)
     enum: BP_SMALL_SCRATCH
     long bp_small_work_limit()
     void bp_small_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha,
