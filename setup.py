@@ -8,7 +8,7 @@ Metadata lives in pyproject.toml; this file only builds extensions:
 The extensions compile in parallel, one job per CPU (``build_ext -j N`` overrides).
 An editable install (``pip install -e .``) builds in a fresh folder each time; it
 reuses each in-place module that is newer than its sources and built with the same
-settings (build/bpcore-settings.txt), so a rebuild compiles only what changed.
+settings (build/bpcore-settings.*.txt, one per platform and Python), so a rebuild compiles only what changed.
 
 Environment switches:
   BPCORE_DEBUG=1     rebuild with bounds, wraparound and initialisation checks on
@@ -100,7 +100,7 @@ if PORTABLE:
 # Everything that decides what the compiler makes, written where every module
 # depends on it: a change of switch, compiler, Python or NumPy rebuilds them all,
 # and an unchanged one lets an editable install reuse what it built before.
-SETTINGS = HERE / "build" / "bpcore-settings.txt"
+SETTINGS = HERE / "build" / f"bpcore-settings.{sysconfig.get_platform()}-{sys.implementation.cache_tag}.txt"
 _settings = "\n".join([
     f"debug={DEBUG} native={NATIVE} portable={PORTABLE}",
     f"args={COMPILE_ARGS} {LINK_ARGS} {MSVC_COMPILE_ARGS} macros={MACROS}",
