@@ -100,7 +100,8 @@ if PORTABLE:
 # Everything that decides what the compiler makes, written where every module
 # depends on it: a change of switch, compiler, Python or NumPy rebuilds them all,
 # and an unchanged one lets an editable install reuse what it built before.
-SETTINGS = HERE / "build" / f"bpcore-settings.{sysconfig.get_platform()}-{sys.implementation.cache_tag}.txt"
+_tag = f"{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+SETTINGS = HERE / "build" / f"bpcore-settings.{_tag}.txt"
 _settings = "\n".join([
     f"debug={DEBUG} native={NATIVE} portable={PORTABLE}",
     f"args={COMPILE_ARGS} {LINK_ARGS} {MSVC_COMPILE_ARGS} macros={MACROS}",
