@@ -8,7 +8,8 @@ Metadata lives in pyproject.toml; this file only builds extensions:
 The extensions compile in parallel, one job per CPU (``build_ext -j N`` overrides).
 An editable install (``pip install -e .``) builds in a fresh folder each time; it
 reuses each in-place module that is newer than its sources and built with the same
-settings (build/bpcore-settings.*.txt, one per platform and Python), so a rebuild compiles only what changed.
+settings (build/bpcore-settings.*.txt, one per platform and Python), so a rebuild
+compiles only what changed.
 
 Environment switches:
   BPCORE_DEBUG=1     rebuild with bounds, wraparound and initialisation checks on
