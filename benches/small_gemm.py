@@ -9,7 +9,7 @@ delta.W^T for dX) it times ``bpcore._dense.matmul`` through the own loops and th
 SciPy's BLAS (the one bpcore links), interleaved, one thread, and prints the median
 time of each and their ratio. The time of a 1 x 1 x 1 call (the Python call into
 ``matmul``, the same for both) is subtracted, so the columns are the products
-themselves plus each path's own fixed cost. ``src/_loops.h`` sets the crossover
+themselves plus each path's own fixed cost. ``src/_kernels.c`` sets the crossover
 (``bp_small_work_limit``) from a run of this script; the last column says which path
 ``gemm`` takes for that shape on this CPU.
 """
@@ -84,7 +84,7 @@ def main(argv=None):
         print("threadpoolctl missing: BLAS threads not pinned", file=sys.stderr)
     limit = _dense.small_product_limit()
     rng = np.random.default_rng(0)
-    print(f"own-loop limit on this CPU: {limit} multiply-adds (src/_loops.h)")
+    print(f"own-loop limit on this CPU: {limit} multiply-adds (src/_kernels.c)")
     print("| dtype | op | m | n | k | m·n·k | own µs | BLAS µs | BLAS / own | taken |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for dtype in (np.float64, np.float32):

@@ -6,6 +6,7 @@ optimizer updates, all without the GIL) behind a small Python API.
 from importlib.metadata import version as _version
 
 from . import datasets  # noqa: F401  (bp.datasets.moons, ...)
+from ._build_info import build_info
 from .checkpoint import Checkpoint, CheckpointError, load, load_checkpoint
 from .gradcheck import GradCheckResult, gradcheck
 from .nn import (
@@ -80,6 +81,7 @@ __all__ = [
     "StepLR",
     "TrainingDiverged",
     "blas_threads",
+    "build_info",
     "clip_grad_norm",
     "clip_grad_value",
     "get_include",

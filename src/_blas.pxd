@@ -9,9 +9,18 @@
 # IN:  a, b (never written; BLAS's prototypes lack `const`, hence the casts).
 # OUT: c, which must not alias a or b.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport saxpy, daxpy, sgemm, dgemm
 
+# (the kernels' table, and SciPy's BLAS routines of scipy.linalg.cython_blas: a module
+# that cimports these calls _loops.import_kernels(), which loads both)
 cdef extern from "_loops.h" nogil:
+    void sgemm "bp_sgemm"(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
+                          float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                          int* ldc)
+    void dgemm "bp_dgemm"(char* transa, char* transb, int* m, int* n, int* k,
+                          double* alpha, double* a, int* lda, double* b, int* ldb,
+                          double* beta, double* c, int* ldc)
+    void saxpy "bp_saxpy"(int* n, float* alpha, float* x, int* incx, float* y, int* incy)
+    void daxpy "bp_daxpy"(int* n, double* alpha, double* x, int* incx, double* y, int* incy)
     enum: BP_SMALL_SCRATCH
     long bp_small_work_limit()
     void bp_small_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha,
@@ -42,7 +51,7 @@ cdef inline bint small_product(bint trans_a, bint trans_b, long m, long n,
     """Whether bpcore's own loops compute this product instead of BLAS: they can take
     it (own_can_take) and either it has at most bp_small_work_limit() multiply-adds
     (2^18 without AVX-512, half that for delta.W^T, whose W^T the own loops copy
-    first; 4096 with AVX-512; see _loops.h) or, without AVX-512, the
+    first; 4096 with AVX-512 or on the portable path; see _kernels.c) or, without AVX-512, the
     batch is skinny: at most SKINNY rows of X or delta (m, or k for X^T.delta).
     OpenBLAS's Haswell kernels pack their operands for every call, which costs more
     than the arithmetic of a product with so few rows (784 x 256 weights at batch 1:

@@ -19,7 +19,9 @@ from cython cimport floating
 
 from _blas cimport (BP_SMALL_SCRATCH, SKINNY, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
                    own_can_take, own_gemm, small_product)
-from _loops cimport bias_activation, delta_and_bias_grad
+from _loops cimport bias_activation, delta_and_bias_grad, import_kernels
+
+import_kernels()
 
 
 cdef inline floating* data_or_null(floating[:, ::1] array) noexcept nogil:
@@ -230,7 +232,7 @@ SKINNY_ROWS = SKINNY
 def small_product_limit():
     """The most multiply-adds (m * n * k) of a product that bpcore's own loops compute
     instead of BLAS on this CPU: 262144 without AVX-512 (half that for delta.W^T),
-    4096 with it (see src/_loops.h). Without AVX-512 they also take products of any
+    4096 with it, and on the portable path (see src/_kernels.c). Without AVX-512 they also take products of any
     size whose batch has at most 8 rows (src/_blas.pxd), where their scratch allows."""
     return bp_small_work_limit()
 

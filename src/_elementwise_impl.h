@@ -1,4 +1,12 @@
-/* Instantiated by _loops.h with T = float or double; see there. No include guard. */
+/* Element-wise loops of the dense core, instantiated by _kernels.c with T = float or
+ * double (no include guard).
+ *
+ * Every function here is a plain loop over contiguous buffers that GCC vectorises;
+ * on x86-64 GCC, `target_clones` (BP_CLONES) builds it for AVX-512, AVX2 and
+ * baseline x86-64 and picks the best at load time, so a portable wheel (-O3, no
+ * -march) still runs wide vectors. Plain C99 but for bp_all_finite's vector sums
+ * (BP_VECTOR; a plain loop otherwise). They own nothing, allocate nothing and never
+ * touch Python. Pointers documented as "may be NULL" mark optional outputs. */
 
 /* exp, sigmoid and tanh as branch-free arithmetic, so that the loops calling them
  * vectorise (a libm call per element does not). Only +, *, /, comparisons with
@@ -342,7 +350,7 @@ static inline BP_INLINE void NAME(bp_bias_smooth_rows)(long n, long m, T *restri
  * IN: A holds X.W (n x m) on entry; b (m); scale (m, scaled units only).
  * OUT: A = f(z) with z = A + b; Z = z, D = f'(z), G = sigmoid(z) -- each may be NULL.
  * relu'(0) = 0 and leaky_relu'(0) = slope, as in scikit-learn and PyTorch. */
-BP_CLONES static void NAME(bp_bias_activation)(
+BP_CLONES BP_KERNEL void NAME(bp_bias_activation)(
         long n, long m, T *restrict A, const T *restrict b, const T *restrict scale,
         T *restrict Z, T *restrict D, T *restrict G, int kind, T slope) {
     const long N = n * m;
@@ -426,7 +434,7 @@ BP_CLONES static void NAME(bp_bias_activation)(
  * column sums: db += sum_i delta_i (db = ... when overwrite), dscale += sum_i
  * upstream_i * G_i when G is given.
  * IN: upstream, D, G (n x m). OUT: delta (n x m, unused when D is NULL), db, dscale. */
-BP_CLONES static void NAME(bp_delta)(
+BP_CLONES BP_KERNEL void NAME(bp_delta)(
         long n, long m, const T *restrict upstream, const T *restrict D,
         const T *restrict G, T *restrict delta, T *restrict db, T *restrict dscale,
         int overwrite) {
@@ -488,7 +496,7 @@ static inline BP_INLINE T NAME(bp_log1p_unit)(T e, T low) {
 
 /* out[i] = log(1 + exp(-|z[i]|)), the softplus term of binary cross-entropy, within
  * about 2 ulps; never overflows (exp sees -|z| only). One vector loop. */
-BP_CLONES static void NAME(bp_softplus_neg_abs)(long n, const T *restrict z,
+BP_CLONES BP_KERNEL void NAME(bp_softplus_neg_abs)(long n, const T *restrict z,
                                                T *restrict out) {
     for (long i = 0; i < n; i++) {
         T low;
@@ -498,7 +506,7 @@ BP_CLONES static void NAME(bp_softplus_neg_abs)(long n, const T *restrict z,
 }
 
 /* out[i] = sigmoid(z[i]) (bp_sigmoid, within 2 ulps). One vector loop. */
-BP_CLONES static void NAME(bp_sigmoid_array)(long n, const T *restrict z, T *restrict out) {
+BP_CLONES BP_KERNEL void NAME(bp_sigmoid_array)(long n, const T *restrict z, T *restrict out) {
     for (long i = 0; i < n; i++) out[i] = NAME(bp_sigmoid)(z[i]);
 }
 
@@ -506,7 +514,7 @@ BP_CLONES static void NAME(bp_sigmoid_array)(long n, const T *restrict z, T *res
  * the same buffer. The exp inside the loss kernels (src/_loss_kernels.pxd): softmax
  * takes exp(z - max z), binary cross-entropy exp(-|z|), both never positive, so
  * nothing overflows. One vector loop (a libm call per element does not vectorise). */
-BP_CLONES static void NAME(bp_exp_nonpositive)(long n, const T *x, T *out) {
+BP_CLONES BP_KERNEL void NAME(bp_exp_nonpositive)(long n, const T *x, T *out) {
     for (long i = 0; i < n; i++) {
         T low;
         out[i] = NAME(bp_exp)(x[i], 0, &low);
@@ -518,7 +526,8 @@ BP_CLONES static void NAME(bp_exp_nonpositive)(long n, const T *x, T *out) {
  * blocks of 1024 entries, checked after each block (a loop that breaks at the first
  * bad entry does not vectorise; an or-reduction of the comparisons' masks took
  * twelve instructions per two vectors, this takes two). */
-BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
+#if BP_VECTOR
+BP_CLONES BP_KERNEL int NAME(bp_all_finite)(long n, const T *restrict x) {
     typedef T V __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
     const long VL = (long) (32 / sizeof(T));
     for (long start = 0; start < n; start += 1024) {
@@ -541,16 +550,28 @@ BP_CLONES static int NAME(bp_all_finite)(long n, const T *restrict x) {
     }
     return 1;
 }
+#else
+/* the portable path: the same sums of x - x in plain C, in order within each block */
+BP_CLONES BP_KERNEL int NAME(bp_all_finite)(long n, const T *restrict x) {
+    for (long start = 0; start < n; start += 1024) {
+        const long end = n - start > 1024 ? start + 1024 : n;
+        T sum = 0;
+        for (long i = start; i < end; i++) sum += x[i] - x[i];
+        if (!(sum == 0)) return 0;
+    }
+    return 1;
+}
+#endif
 
 /* Bt (m x k) = B^T for B (k x m), both row-major. */
-static void NAME(bp_transpose)(long k, long m, const T *restrict B, T *restrict Bt) {
+BP_KERNEL void NAME(bp_transpose)(long k, long m, const T *restrict B, T *restrict Bt) {
     for (long p = 0; p < k; p++)
         for (long j = 0; j < m; j++) Bt[j * k + p] = B[p * m + j];
 }
 
 /* PyTorch's SGD (dampening 0) over n parameters. velocity unused when momentum == 0.
  * IN: grads. OUT: params, velocity. */
-BP_CLONES static void NAME(bp_sgd)(
+BP_CLONES BP_KERNEL void NAME(bp_sgd)(
         long n, T *restrict params, const T *restrict grads, T *restrict velocity,
         T lr, T momentum, T weight_decay, int nesterov) {
     if (momentum == 0) {
@@ -609,7 +630,7 @@ static inline BP_INLINE void NAME(bp_outer_sgd_rows)(
     }
 }
 
-BP_CLONES static void NAME(bp_outer_sgd)(
+BP_CLONES BP_KERNEL void NAME(bp_outer_sgd)(
         long k, long m, long n, const T *restrict X, long ldx, const T *restrict delta,
         long ldd, T *restrict W, T *restrict velocity, T lr, T momentum, T weight_decay,
         int nesterov) {
@@ -629,7 +650,7 @@ BP_CLONES static void NAME(bp_outer_sgd)(
  * l2 * p is added to the gradient (Adam's weight_decay; 0 for AdamW).
  * step_size = lr / (1 - beta1^t), inv_root_bc2 = 1 / sqrt(1 - beta2^t).
  * IN: grads. OUT: params, exp_avg, exp_avg_sq. */
-BP_CLONES static void NAME(bp_adam)(
+BP_CLONES BP_KERNEL void NAME(bp_adam)(
         long n, T *restrict params, const T *restrict grads, T *restrict exp_avg,
         T *restrict exp_avg_sq, T step_size, T beta1, T beta2, T eps, T l2, T decay,
         T inv_root_bc2) {

@@ -70,19 +70,16 @@ from _blas cimport blas_axpy, blas_gemm, gemm, small_product
 from _pool cimport (adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn,
                    sgd_update_shared)
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, BP_SCALED_SIGMOID,
-                    adam_update,
-                    all_finite, bias_activation, delta_and_bias_grad, outer_sgd_update,
-                    sgd_update, small_delta_back, small_dense_forward, transpose, unit_mse,
+                    adam_update, all_finite, bias_activation, bp_abs_sum_f32, bp_abs_sum_f64,
+                    delta_and_bias_grad, import_kernels, outer_sgd_update, sgd_update,
+                    small_delta_back, small_dense_forward, transpose, unit_mse,
                     unit_mse_fits)
 from _loss_kernels cimport (LOSS_MSE, LOSS_CE_LABELS, LOSS_CE_PROBS, LOSS_BCE, LOSS_POISSON,
                             bce_kernel, cross_entropy_labels_kernel,
                             cross_entropy_probs_kernel, mse_kernel, poisson_kernel)
 
-cdef extern from "_guard.h" nogil:
-    double bp_abs_sum_f32(long n, const float* x, double* negative)
-    double bp_abs_sum_f64(long n, const double* x, double* negative)
-
 cnp.import_array()
+import_kernels()
 
 
 cdef enum:

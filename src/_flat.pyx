@@ -34,7 +34,9 @@
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf
 
-from _loops cimport adam_update, all_finite as finite, sgd_update
+from _loops cimport adam_update, all_finite as finite, import_kernels, sgd_update
+
+import_kernels()
 
 
 cdef int same_length(Py_ssize_t n, Py_ssize_t length, str name) except -1:

@@ -11,7 +11,8 @@
  * One pass over each buffer with four vector accumulators (as bp_all_finite in
  * _elementwise_impl.h), summed in blocks of 1024 entries whose sums are added in
  * double, so that rounding costs the bound at most a few parts in a million.
- * Own nothing, allocate nothing, never touch Python.
+ * Own nothing, allocate nothing, never touch Python. Included by _kernels.c, which
+ * defines BP_VECTOR and BP_CLONES; the portable path sums each block in order.
  */
 #ifndef BPCORE_GUARD_H
 #define BPCORE_GUARD_H
@@ -19,11 +20,6 @@
 #include <math.h>
 #include <stdint.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(BPCORE_NO_CLONES)
-#define BP_GUARD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define BP_GUARD_CLONES
-#endif
 
 /* The sum of |x[i]| over n entries, in double: finite exactly when every entry is
  * finite (+inf too when a block's sum overflows T, which only entries near T's
@@ -31,8 +27,9 @@
  * |x[i]| - x[i] (2|x[i]| for each negative entry, 0 for the others): above 0
  * exactly when some entry is below 0, since terms that are not negative never cancel.
  * T: the element type, U: the unsigned integer of its width (the sign bit masked). */
+#if BP_VECTOR
 #define BP_GUARD_ABS_SUM(NAME, T, U)                                                      \
-BP_GUARD_CLONES static double NAME(long n, const T *restrict x, double *negative) {      \
+BP_CLONES static double NAME(long n, const T *restrict x, double *negative) {      \
     typedef T V __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));         \
     typedef U W __attribute__((vector_size(32)));                                        \
     const long VL = (long) (32 / sizeof(T));                                             \
@@ -80,6 +77,26 @@ BP_GUARD_CLONES static double NAME(long n, const T *restrict x, double *negative
     if (negative) *negative = below;                                                     \
     return total;                                                                        \
 }
+
+#else
+#define BP_GUARD_ABS_SUM(NAME, T, U)                                                      \
+static double NAME(long n, const T *restrict x, double *negative) {                      \
+    double total = 0, below = 0;                                                         \
+    for (long start = 0; start < n; start += 1024) {                                     \
+        const long end = n - start > 1024 ? start + 1024 : n;                            \
+        T sum = 0, neg = 0;                                                              \
+        for (long i = start; i < end; i++) {                                             \
+            const T a = x[i] < 0 ? -x[i] : x[i];                                         \
+            sum += a;                                                                    \
+            neg += a - x[i];                                                             \
+        }                                                                                \
+        total += (double) sum;                                                           \
+        below += (double) neg;                                                           \
+    }                                                                                    \
+    if (negative) *negative = below;                                                     \
+    return total;                                                                        \
+}
+#endif
 
 BP_GUARD_ABS_SUM(bp_abs_sum_f32, float, uint32_t)
 BP_GUARD_ABS_SUM(bp_abs_sum_f64, double, uint64_t)

@@ -1,106 +1,133 @@
-/* Element-wise loops of the dense core, compiled once per instruction set.
+/* The Cython modules' view of bpcore's C kernels (_kernels.h), and of SciPy's BLAS.
  *
- * Every function here is a plain loop over contiguous buffers that GCC vectorises;
- * `target_clones` builds it for AVX-512, AVX2 and baseline x86-64 and picks the
- * best at load time, so a portable wheel (-O3, no -march) still runs wide vectors.
- * The loops are written once in _elementwise_impl.h and instantiated for float and
- * double below. They own nothing, allocate nothing and never touch Python.
- * Pointers documented as "may be NULL" mark optional outputs.
+ * The kernels are compiled once, into bpcore._kernels, which exports their table in
+ * the capsule bpcore._kernels._table. Each module that calls them runs
+ * bp_import_kernels() once at import (before any kernel call); a kernel's name
+ * (bp_adam_f32, ...) then calls through the table. The same call loads the four BLAS
+ * routines of SciPy's scipy.linalg.cython_blas that _blas.pxd calls (bp_sgemm, ...),
+ * from the capsules SciPy exports, as a cimport of them would at run time: building
+ * bpcore needs no SciPy. Included after Python.h.
  */
 #ifndef BPCORE_LOOPS_H
 #define BPCORE_LOOPS_H
 
-#include <math.h>
-#include <string.h>
+#include "_kernels.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(BPCORE_NO_CLONES)
-#define BP_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define BP_CLONES
-#endif
+static const bp_kernel_table *bp_kernels = NULL;
+static long bp_small_limit = 0;
 
-#if defined(__GNUC__)
-#define BP_INLINE __attribute__((always_inline))
-#else
-#define BP_INLINE
-#endif
+/* SciPy's BLAS (LP64: int dimensions), Fortran calling convention */
+typedef void (*bp_gemm_f32_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
+                               float *, int *, float *, float *, int *);
+typedef void (*bp_gemm_f64_fn)(char *, char *, int *, int *, int *, double *, double *,
+                               int *, double *, int *, double *, double *, int *);
+typedef void (*bp_axpy_f32_fn)(int *, float *, float *, int *, float *, int *);
+typedef void (*bp_axpy_f64_fn)(int *, double *, double *, int *, double *, int *);
+static bp_gemm_f32_fn bp_sgemm;
+static bp_gemm_f64_fn bp_dgemm;
+static bp_axpy_f32_fn bp_saxpy;
+static bp_axpy_f64_fn bp_daxpy;
 
-/* entries of the scratch buffer bp_small_gemm takes (see _small_gemm_impl.h) */
-#define BP_SMALL_SCRATCH 4096
-
-/* The most multiply-adds a product may have for bp_small_gemm to compute it instead
- * of BLAS: the crossover measured by benches/small_gemm.py. With AVX2 (OpenBLAS's
- * Haswell kernels, which pay about 1 us per call here), the own loops (3 x 4 blocks)
- * win X.W and X^T.delta up to 2^19 multiply-adds and delta.W^T (which copies W^T
- * first) up to 2^17: the limit is 2^18, halved for delta.W^T (small_product in
- * _blas.pxd). Where AVX-512 is
- * present, OpenBLAS runs 64-byte vectors and small-matrix kernels with little fixed
- * cost, and beat earlier 32-byte loops of ours on a 2-16-16-1 step (5.5 against
- * 6.9 us): there the own loops keep only products of at most 4096 multiply-adds
- * (a batch-1 step of a 64-wide layer), where BLAS's fixed cost dominates anyway.
- * Decided once per process, by the CPU, not by timing: the same machine always
- * takes the same path (and gets the same bits). */
-static inline long bp_small_work_limit(void) {
-    static long limit = 0;
-    if (limit == 0) {
-#if defined(__GNUC__) && defined(__x86_64__)
-        limit = __builtin_cpu_supports("avx512f") ? 4096 : 262144;
-#else
-        limit = 262144;
-#endif
+/* the function `name` of the dict capi (a Cython module's __pyx_capi__), or NULL with
+ * ImportError set */
+static void *bp_capi_function(PyObject *capi, const char *name) {
+    PyObject *capsule = PyDict_GetItemString(capi, name);    /* borrowed */
+    if (!capsule || !PyCapsule_CheckExact(capsule)) {
+        PyErr_Format(PyExc_ImportError, "scipy.linalg.cython_blas does not export %s", name);
+        return NULL;
     }
-    return limit;
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule));
 }
 
-/* epilogues of bp_small_gemm (see _small_gemm_impl.h) */
-enum { BP_EP_FORWARD = 1, BP_EP_DELTA = 2 };
+/* 0 once SciPy's BLAS routines are loaded; -1 with an error set */
+static int bp_import_blas(void) {
+    PyObject *module, *capi;
+    module = PyImport_ImportModule("scipy.linalg.cython_blas");
+    if (!module) return -1;
+    capi = PyObject_GetAttrString(module, "__pyx_capi__");
+    Py_DECREF(module);
+    if (!capi) return -1;
+    if (!PyDict_Check(capi)) {
+        Py_DECREF(capi);
+        PyErr_SetString(PyExc_ImportError, "scipy.linalg.cython_blas.__pyx_capi__ is not a dict");
+        return -1;
+    }
+    bp_sgemm = (bp_gemm_f32_fn) bp_capi_function(capi, "sgemm");
+    bp_dgemm = bp_sgemm ? (bp_gemm_f64_fn) bp_capi_function(capi, "dgemm") : NULL;
+    bp_saxpy = bp_dgemm ? (bp_axpy_f32_fn) bp_capi_function(capi, "saxpy") : NULL;
+    bp_daxpy = bp_saxpy ? (bp_axpy_f64_fn) bp_capi_function(capi, "daxpy") : NULL;
+    Py_DECREF(capi);
+    return bp_daxpy ? 0 : -1;
+}
 
-/* activation codes: the registry in bpcore/nn/layers.py maps names to these */
-enum {
-    BP_IDENTITY = 0, BP_SIGMOID = 1, BP_TANH = 2, BP_RELU = 3, BP_LEAKY_RELU = 4,
-    BP_SCALED_SIGMOID = 5
-};
+/* 0 once the table (and SciPy's BLAS) is loaded; -1 with ImportError (or the
+ * import's own error) set */
+static int bp_import_kernels(void) {
+    const bp_kernel_table *table;
+    PyObject *module, *capsule;
+    if (bp_kernels) return 0;
+    if (bp_import_blas() < 0) return -1;
+    /* the module itself, not PyCapsule_Import's walk from the package: this runs
+     * while bpcore/__init__.py is still importing */
+    module = PyImport_ImportModule("bpcore._kernels");
+    if (!module) return -1;
+    capsule = PyObject_GetAttrString(module, "_table");
+    Py_DECREF(module);
+    if (!capsule) return -1;
+    table = (const bp_kernel_table *) PyCapsule_GetPointer(capsule, "bpcore._kernels._table");
+    Py_DECREF(capsule);
+    if (!table) return -1;
+    if (table->version != BP_KERNEL_API_VERSION || table->size != (int) sizeof(bp_kernel_table)) {
+        PyErr_Format(PyExc_ImportError,
+                     "bpcore._kernels has kernel table version %d (%d bytes), this module "
+                     "expects version %d (%d bytes): rebuild bpcore", table->version,
+                     table->size, BP_KERNEL_API_VERSION, (int) sizeof(bp_kernel_table));
+        return -1;
+    }
+    bp_small_limit = table->small_work_limit();
+    bp_kernels = table;
+    return 0;
+}
 
-#define T float
-#define ITYPE int
-#define NAME(name) name##_f32
-#define BP_DOUBLE 0
-#define SQRT sqrtf
-#define BP_LANES 8
-#include "_elementwise_impl.h"
-#include "_small_gemm_impl.h"
-#include "_output_loss_impl.h"
-#undef BP_GEMM_COLUMNS
-#undef BP_GEMM_ROW_COLUMNS
-#undef BP_ROWS
-#undef BP_VL
-#undef T
-#undef ITYPE
-#undef NAME
-#undef BP_DOUBLE
-#undef SQRT
-#undef BP_LANES
-#undef BP_BY_WIDTH
+#define bp_small_work_limit() (bp_small_limit)
+#define bp_unit_mse_fits_f32(k) bp_unit_mse_fits((k), (long) sizeof(float))
+#define bp_unit_mse_fits_f64(k) bp_unit_mse_fits((k), (long) sizeof(double))
+#define bp_pool_helper_chunks() (bp_kernels->pool_helper_chunks())
+#define bp_pool_helper_on_turn() (bp_kernels->pool_helper_on_turn())
 
-#define T double
-#define ITYPE long long
-#define NAME(name) name##_f64
-#define BP_DOUBLE 1
-#define SQRT sqrt
-#define BP_LANES 4
-#include "_elementwise_impl.h"
-#include "_small_gemm_impl.h"
-#include "_output_loss_impl.h"
-#undef BP_GEMM_COLUMNS
-#undef BP_GEMM_ROW_COLUMNS
-#undef BP_ROWS
-#undef BP_VL
-#undef T
-#undef ITYPE
-#undef NAME
-#undef BP_DOUBLE
-#undef SQRT
-#undef BP_LANES
-#undef BP_BY_WIDTH
+#define bp_bias_activation_f32 (bp_kernels->bias_activation_f32)
+#define bp_bias_activation_f64 (bp_kernels->bias_activation_f64)
+#define bp_delta_f32 (bp_kernels->delta_f32)
+#define bp_delta_f64 (bp_kernels->delta_f64)
+#define bp_all_finite_f32 (bp_kernels->all_finite_f32)
+#define bp_all_finite_f64 (bp_kernels->all_finite_f64)
+#define bp_transpose_f32 (bp_kernels->transpose_f32)
+#define bp_transpose_f64 (bp_kernels->transpose_f64)
+#define bp_sgd_f32 (bp_kernels->sgd_f32)
+#define bp_sgd_f64 (bp_kernels->sgd_f64)
+#define bp_outer_sgd_f32 (bp_kernels->outer_sgd_f32)
+#define bp_outer_sgd_f64 (bp_kernels->outer_sgd_f64)
+#define bp_adam_f32 (bp_kernels->adam_f32)
+#define bp_adam_f64 (bp_kernels->adam_f64)
+#define bp_small_gemm_f32 (bp_kernels->small_gemm_f32)
+#define bp_small_gemm_f64 (bp_kernels->small_gemm_f64)
+#define bp_small_dense_forward_f32 (bp_kernels->small_dense_forward_f32)
+#define bp_small_dense_forward_f64 (bp_kernels->small_dense_forward_f64)
+#define bp_small_delta_back_f32 (bp_kernels->small_delta_back_f32)
+#define bp_small_delta_back_f64 (bp_kernels->small_delta_back_f64)
+#define bp_unit_mse_f32 (bp_kernels->unit_mse_f32)
+#define bp_unit_mse_f64 (bp_kernels->unit_mse_f64)
+#define bp_abs_sum_f32 (bp_kernels->abs_sum_f32)
+#define bp_abs_sum_f64 (bp_kernels->abs_sum_f64)
+#define bp_adam_shared_f32 (bp_kernels->adam_shared_f32)
+#define bp_adam_shared_f64 (bp_kernels->adam_shared_f64)
+#define bp_sgd_shared_f32 (bp_kernels->sgd_shared_f32)
+#define bp_sgd_shared_f64 (bp_kernels->sgd_shared_f64)
+#define bp_exp_nonpositive_f32 (bp_kernels->exp_nonpositive_f32)
+#define bp_exp_nonpositive_f64 (bp_kernels->exp_nonpositive_f64)
+#define bp_softplus_neg_abs_f32 (bp_kernels->softplus_neg_abs_f32)
+#define bp_softplus_neg_abs_f64 (bp_kernels->softplus_neg_abs_f64)
+#define bp_sigmoid_array_f32 (bp_kernels->sigmoid_array_f32)
+#define bp_sigmoid_array_f64 (bp_kernels->sigmoid_array_f64)
 
 #endif

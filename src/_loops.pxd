@@ -1,6 +1,12 @@
-# Cython's view of _loops.h: the element-wise loops, with one fused entry point each.
-# All nogil, no exceptions; pointers marked "may be NULL" in _loops.h accept NULL.
+# Cython's view of the C kernels (_kernels.h, reached through _loops.h): the
+# element-wise loops and the small products, with one fused entry point each.
+# All nogil, no exceptions; pointers marked "may be NULL" in the implementation
+# headers accept NULL. A module that cimports any of them calls import_kernels() once
+# at its top, before any kernel runs.
 from cython cimport floating
+
+cdef extern from "_loops.h":
+    int bp_import_kernels() except -1
 
 cdef extern from "_loops.h" nogil:
     void bp_bias_activation_f32(long n, long m, float* A, const float* b,
@@ -52,6 +58,8 @@ cdef extern from "_loops.h" nogil:
                            double* delta, double* colsum, double* dW, double* db)
     int bp_unit_mse_fits_f32(long k)
     int bp_unit_mse_fits_f64(long k)
+    double bp_abs_sum_f32(long n, const float* x, double* negative)
+    double bp_abs_sum_f64(long n, const double* x, double* negative)
     void bp_outer_sgd_f32(long k, long m, long n, const float* X, long ldx,
                           const float* delta, long ldd, float* W, float* velocity,
                           float lr, float momentum, float weight_decay, int nesterov)
@@ -85,6 +93,11 @@ cdef inline void sigmoid_array(long n, const floating* z, floating* out) noexcep
         bp_sigmoid_array_f32(n, z, out)
     else:
         bp_sigmoid_array_f64(n, z, out)
+
+
+cdef inline int import_kernels() except -1:
+    """Load the kernels' table from bpcore._kernels (at a module's import)."""
+    return bp_import_kernels()
 
 
 cdef inline void bias_activation(long n, long m, floating* A, const floating* b,

@@ -10,6 +10,9 @@ from libc.stdint cimport int64_t
 
 from _loss_kernels cimport (bce_kernel, cross_entropy_labels_kernel,
                             cross_entropy_probs_kernel, mse_kernel, poisson_kernel)
+from _loops cimport import_kernels
+
+import_kernels()   # (the loss kernels call the vector exp through the table)
 
 
 cdef inline const floating* weights_or_null(const floating[::1] weight) noexcept nogil:

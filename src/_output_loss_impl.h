@@ -1,4 +1,4 @@
-/* Instantiated by _loops.h with T = float or double, after _small_gemm_impl.h, whose
+/* Instantiated by _kernels.c (vector path) with T = float or double, after _small_gemm_impl.h, whose
  * vector types and register blocks it uses; no include guard.
  *
  * The fused output layer and loss of the training step (src/_engine.pyx, unit_output):
@@ -6,9 +6,6 @@
  * loss, dL/doutput, the layer's dW and db, and the delta (and bias gradient) of the
  * layer below are all formed in one pass over the rows while each row is in registers.
  */
-
-/* The most inputs of the one-unit output layer that bp_unit_mse takes, in vectors. */
-#define BP_UNIT_VECTORS 4
 
 /* The backward of bp_unit_mse for row i, whose dL/doutput is g. */
 static inline BP_INLINE void NAME(bp_unit_mse_back)(
@@ -120,7 +117,7 @@ static inline BP_INLINE double NAME(bp_unit_mse_rows)(
  * positive, 0 elsewhere). The residual and the sum of squares are taken in double, as
  * by the loss kernels. Only for k a multiple of the vector width, at most
  * BP_UNIT_VECTORS vectors (bp_unit_mse_fits); returns -1 (nothing written) else. */
-BP_CLONES static double NAME(bp_unit_mse)(
+BP_CLONES BP_KERNEL double NAME(bp_unit_mse)(
         long m, long k, const T *A, const T *w, const T *b, const T *target, double scale,
         T *out, T *grad, const T *M, int relu_output, T *delta, T *colsum, T *dW, T *db) {
     const double c = 2.0 * scale;
@@ -145,9 +142,4 @@ BP_CLONES static double NAME(bp_unit_mse)(
     }
 #undef BP_UNIT_CASE
     return scale * sum;
-}
-
-/* Whether bp_unit_mse takes an output layer of k inputs. */
-static inline int NAME(bp_unit_mse_fits)(long k) {
-    return k > 0 && k % BP_VL == 0 && k / BP_VL <= BP_UNIT_VECTORS;
 }

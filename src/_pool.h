@@ -35,12 +35,11 @@
 #if defined(__linux__) && !defined(__ANDROID__)
 #define BP_POOL_THREADS 1
 #endif
-/* sched_getcpu and CPU affinity; in a Cython module Python.h, included first, has
- * defined it already */
+/* sched_getcpu and CPU affinity; _kernels.c, which includes this file, has defined
+ * it before its first header */
 #if defined(BP_POOL_THREADS) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
 #endif
-#include "_loops.h"
 
 typedef void (*bp_range_fn)(void *arg, long start, long stop);
 
@@ -216,7 +215,7 @@ static void bp_pool_run(bp_range_fn fn, void *arg, long n, long chunk) {
          * takes microseconds), then asleep (the helper lost its CPU) */
         for (int spins = 0; spins < 4096; spins++) {
             if (atomic_load(&bp_pool.turn) == BP_TURN_DONE) break;
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
             __builtin_ia32_pause();
 #endif
         }
@@ -258,7 +257,7 @@ static int bp_pool_helper_on_turn(void) {
 
 #endif
 
-/* The Adam pass of bp_adam (_loops_impl.h) shared with the helper. */
+/* The Adam pass of bp_adam (_elementwise_impl.h) shared with the helper. */
 #define BP_ADAM_SPLIT(T, SUFFIX)                                                     \
     typedef struct {                                                                 \
         T *params; const T *grads; T *exp_avg; T *exp_avg_sq;                        \

@@ -1,9 +1,10 @@
-# bpcore's helper thread for element-wise passes (_pool.h): the Adam and SGD updates
-# shared between the calling thread and the helper, with the same results as
-# adam_update and sgd_update.
+# bpcore's helper thread for element-wise passes (_pool.h, in the kernels' table of
+# _loops.h): the Adam and SGD updates shared between the calling thread and the
+# helper, with the same results as adam_update and sgd_update. Its users call
+# _loops.import_kernels() at import.
 from cython cimport floating
 
-cdef extern from "_pool.h" nogil:
+cdef extern from "_loops.h" nogil:
     void bp_adam_shared_f32(long n, float* params, const float* grads, float* exp_avg,
                             float* exp_avg_sq, float step_size, float beta1, float beta2,
                             float eps, float l2, float decay, float inv_root_bc2)

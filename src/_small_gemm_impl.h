@@ -1,10 +1,10 @@
-/* Matrix products of small layers without BLAS. Instantiated by _loops.h with
- * T = float or double, like _elementwise_impl.h; no include guard.
+/* Matrix products of small layers without BLAS. Instantiated by _kernels.c (vector
+ * path) with T = float or double, like _elementwise_impl.h; no include guard.
  *
  * A BLAS call pays a fixed cost (argument checks, buffer set-up, packing) that on a
  * 2-16-16-1 network is larger than its arithmetic: a 100 x 16 x 16 dgemm costs
  * about as much as its own multiply-adds again. Below the crossover (small_product in
- * _blas.pxd, bp_small_work_limit in _loops.h)
+ * _blas.pxd, bp_small_work_limit in _kernels.c)
  * defines, products run here: register blocks of 3 rows x 4 vectors of 32 bytes
  * (above 8 rows, where a row spans 4 vectors, and for 2 or 3 rows), else of up to 4
  * rows x 2 vectors (one row x up to 8 vectors for a single row), accumulated
@@ -428,7 +428,7 @@ static inline BP_INLINE void NAME(bp_small_gemm_body)(
     }
 }
 
-BP_CLONES static void NAME(bp_small_gemm)(
+BP_CLONES BP_KERNEL void NAME(bp_small_gemm)(
         int trans_a, int trans_b, long m, long n, long k, T alpha, const T *A, long lda,
         const T *B, long ldb, T beta, T *C, long ldc, T *Bt) {
     if (beta == 0)      /* C only written: the store's test folds away */
@@ -490,7 +490,7 @@ static inline BP_INLINE int NAME(bp_tiny_k_forward)(
 
 /* C = f(A.B + bias) with D = f'(...) (D may be NULL), f relu, leaky relu (slope) or
  * identity: a layer's forward pass in one pass over its output. */
-BP_CLONES static void NAME(bp_small_dense_forward)(
+BP_CLONES BP_KERNEL void NAME(bp_small_dense_forward)(
         long m, long n, long k, const T *A, const T *B, const T *bias, T *C, T *D,
         int act, T slope, T *Bt) {
     /* one instance per activation: the store's tests fold away; a one-unit layer
@@ -519,7 +519,7 @@ BP_CLONES static void NAME(bp_small_dense_forward)(
  * the derivative cache of the layer below, and that layer's bias gradient, in one
  * pass. A is m x k, B is n x k, C and M are m x n. relu_output: M is instead the
  * output of a ReLU layer, and C = A.B^T where M > 0, 0 elsewhere. */
-BP_CLONES static void NAME(bp_small_delta_back)(
+BP_CLONES BP_KERNEL void NAME(bp_small_delta_back)(
         long m, long n, long k, const T *A, const T *B, const T *M, T *C, T *colsum,
         int relu_output, T *Bt) {
     for (long j = 0; j < n; j++) colsum[j] = 0;

@@ -4,7 +4,9 @@
 from libc.math cimport pow, sqrt
 
 from _blas cimport gemm
-from _loops cimport adam_update, bias_activation, sgd_update
+from _loops cimport adam_update, bias_activation, import_kernels, sgd_update
+
+import_kernels()
 
 
 cdef void adam_f32(long n, float* params, const float* grads, float* exp_avg,

@@ -19,7 +19,7 @@ from bpcore import _dense
 
 mp = pytest.importorskip("mpmath")
 
-SIGMOID, TANH = 1, 2                  # the codes of src/_loops.h
+SIGMOID, TANH = 1, 2                  # the codes of src/_kernels.h
 DTYPES = [np.float32, np.float64]
 FUNCTIONS = {"sigmoid": SIGMOID, "tanh": TANH}
 

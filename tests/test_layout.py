@@ -17,9 +17,9 @@ PACKAGE = Path(bpcore.__file__).resolve().parent
 # The layer of each module (by its dotted name under bpcore, first match wins): a
 # module may import modules of a lower layer, and of its own layer without a circle.
 LAYERS = [
-    ("kernels", ("_engine", "_dense", "_losses", "_flat")),
-    ("helpers", ("_validation", "_aligned", "_typing", "threads", "inspection", "datasets",
-                 "plotting")),
+    ("kernels", ("_kernels", "_engine", "_dense", "_losses", "_flat")),
+    ("helpers", ("_validation", "_aligned", "_typing", "_build_info", "threads", "inspection",
+                 "datasets", "plotting")),
     ("nn", ("nn",)),
     ("optim", ("optim",)),
     ("checkpoint", ("checkpoint", "gradcheck")),

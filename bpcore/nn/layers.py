@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 Activation: TypeAlias = Literal["identity", "sigmoid", "tanh", "relu", "leaky_relu",
                                 "scaled_sigmoid"]
 
-# name -> (kernel code, the bp_activation enum of src/_loops.h; initialisation scheme)
+# name -> (kernel code, the activation enum of src/_kernels.h; initialisation scheme)
 ACTIVATIONS: dict[str, tuple[int, str]] = {
     "identity": (0, "glorot"),
     "sigmoid": (1, "glorot"),
