@@ -377,7 +377,7 @@ def test_the_table_walks_every_public_entry_point():
               "Callback", "Loss", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
               "PoissonLoss", "Optimizer", "TrainingDiverged", "blas_threads",
               "SupportsStep",
-              "get_include"}          # (takes no arguments)
+              "get_include", "build_info"}     # (take no arguments)
     names = {"Adam": "Adam-", "AdamW": "AdamW", "SGD": "SGD", "Model": "Model",
              "Dense": "Dense", "RMSprop": "RMSprop", "Rprop": "Rprop", "StepLR": "StepLR",
              "ExponentialLR": "ExponentialLR", "CosineLR": "CosineLR", "LambdaLR": "LambdaLR",

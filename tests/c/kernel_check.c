@@ -15,8 +15,12 @@
  * Floating-point scalars are printed with %a, so they are read back exactly.
  * Usage: kernel_check [output file]   (standard output by default)
  */
-#include "_pool.h"
-#include "_guard.h"
+/* the kernels' prototypes and table, and the guard's and the pool's kernels, which
+ * src/_kernels.c compiles itself (the element-wise and product kernels come from
+ * src/_kernels_f32.c and src/_kernels_f64.c, built beside this file) */
+#include "_kernels.c"
+#define bp_unit_mse_fits_f32(k) bp_unit_mse_fits((k), (long) sizeof(float))
+#define bp_unit_mse_fits_f64(k) bp_unit_mse_fits((k), (long) sizeof(double))
 
 #include <stdint.h>
 #include <stdio.h>
