@@ -28,6 +28,6 @@ def build_info() -> dict[str, Any]:
     return {
         "kernels": info["kernels"],
         "target_clones": tuple(clones.split(",")) if clones else (),
-        "compiler": info["compiler"],
+        "compiler": info["compiler"].strip(),
         "small_product_limit": info["small_product_limit"],
     }

@@ -211,7 +211,10 @@ def test_training_step_allocates_no_arrays_after_the_first_batch(optimizer, loss
         bp.clip_grad_norm(model, 1.0)
         opt.step()
 
-    assert numpy_allocations_during(step, repeat=5) < 4096
+    # NumPy before 2.3 allocates a buffer inside min() and max() (the target checks
+    # of bce and poisson take them); measured here, it is 0 on later versions
+    reductions = numpy_allocations_during(lambda: (y.min(), y.max()), repeat=1)
+    assert numpy_allocations_during(step, repeat=5) < 4096 + reductions
 
 
 def test_allocation_probe_can_fail(rng):
