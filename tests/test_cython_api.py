@@ -129,6 +129,9 @@ def _build(where, module, sources):
     for name, text in sources.items():
         (where / name).write_text(text)
     env = dict(os.environ)
+    # the compiler is not under test: under the sanitizer run (a preloaded ASan
+    # runtime) it builds without it; the built extension is imported here, under it
+    env.pop("LD_PRELOAD", None)
     # the subprocess imports the same bpcore as the tests (checkout or installed wheel)
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(bp.__file__)))]
