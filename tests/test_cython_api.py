@@ -60,12 +60,11 @@ def forward32(const float[:, ::1] X, const float[:, ::1] W, const float[::1] b,
 '''
 
 SETUP = '''
-import bpcore
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 setup(ext_modules=cythonize([Extension("bpcore_consumer", ["bpcore_consumer.pyx"])],
-                            include_path=[bpcore.get_include()],
+                            include_path=[INCLUDE],
                             compiler_directives={"language_level": 3}, quiet=True),
       script_args=["build_ext", "--inplace"])
 '''
@@ -112,11 +111,10 @@ PyMODINIT_FUNC PyInit_bpcore_c_consumer(void) {
 '''
 
 C_SETUP = '''
-import bpcore
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("bpcore_c_consumer", ["bpcore_c_consumer.c"],
-                             include_dirs=[bpcore.get_include()])],
+                             include_dirs=[INCLUDE])],
       script_args=["build_ext", "--inplace"])
 '''
 
@@ -128,14 +126,15 @@ def _build(where, module, sources):
         pytest.skip(f"no C compiler ({compiler!r}) to build a test extension with")
     for name, text in sources.items():
         (where / name).write_text(text)
+    # bpcore.get_include() of the bpcore under test, handed to the build script, which
+    # does not import bpcore itself; the compiler is not under test, so under the
+    # sanitizer run (a preloaded ASan runtime) it runs without it. The extension is
+    # imported here, under it.
+    for name, text in sources.items():
+        if name == "setup.py":
+            (where / name).write_text(f"INCLUDE = {bp.get_include()!r}\n" + text)
     env = dict(os.environ)
-    # the compiler is not under test: under the sanitizer run (a preloaded ASan
-    # runtime) it builds without it; the built extension is imported here, under it
     env.pop("LD_PRELOAD", None)
-    # the subprocess imports the same bpcore as the tests (checkout or installed wheel)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(bp.__file__)))]
-        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     result = subprocess.run([sys.executable, "setup.py"], cwd=where, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
