@@ -342,7 +342,7 @@ ROWS = [
 
 def _interop(name):
     from bpcore.interop import torch as bt
-    if name == "to_torch":
+    if name in ("to_torch", "load_state_dict"):     # (both import torch first)
         pytest.importorskip("torch")
     return getattr(bt, name)
 
