@@ -335,6 +335,16 @@ _CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueEr
             NotImplementedError, tokenize.TokenError)
 
 
+def npy_header_reader(version: tuple[int, int]) -> Any:
+    """NumPy's header reader for a .npy format ``version`` (1.0 or 2.0), else None:
+    shared by the checkpoint loader and the CLI's NPZ reader."""
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0
+    return None
+
+
 def fail(path: str, reason: str) -> NoReturn:
     """Raise ``CheckpointError(path, reason)`` without a chained traceback: the reason
     already says what the error being handled, if any, was."""
@@ -644,11 +654,8 @@ class _Reader:
         nbytes = self.check_size(info, shape, dtype)
         with self.archive.open(info) as member:
             version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                read_header = np.lib.format.read_array_header_1_0
-            elif version == (2, 0):
-                read_header = np.lib.format.read_array_header_2_0
-            else:
+            read_header = npy_header_reader(version)
+            if read_header is None:
                 self.fail(f"member {name!r} is .npy version {version}; expected 1.0 or 2.0")
             found_shape, fortran_order, found_dtype = read_header(
                 member, max_header_size=_MAX_NPY_HEADER)

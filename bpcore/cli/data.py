@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..checkpoint import npy_header_reader
 from ..datasets import DATASETS
 from ..nn.losses import LOSSES
 
@@ -301,11 +302,8 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int,
                          f"{size}-byte file can hold: truncated or forged")
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            read_header = np.lib.format.read_array_header_1_0
-        elif version == (2, 0):
-            read_header = np.lib.format.read_array_header_2_0
-        else:
+        read_header = npy_header_reader(version)
+        if read_header is None:
             raise UsageError(f"{where} is .npy version {version}; expected 1.0 or 2.0")
         shape, fortran_order, dtype = read_header(member, max_header_size=_MAX_NPY_HEADER)
         if dtype.kind not in "biuf" or dtype.hasobject:
