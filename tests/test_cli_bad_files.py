@@ -278,7 +278,9 @@ def test_broken_csv_is_one_line_naming_the_file(case, command, model_file, tmp_p
     ("truncated-60%", zipfile.BadZipFile), ("bad-crc", zipfile.BadZipFile),
     ("deflate-stream-cut", zipfile.BadZipFile), ("unknown-compression", NotImplementedError),
     ("encrypted", RuntimeError), ("unterminated-npy-header", tokenize.TokenError),
-    ("member-beyond-the-file", EOFError), ("declares-2**40-rows", MemoryError),
+    # Python 3.13's zipfile sees the overlap before reading; older ones run out of bytes.
+    ("member-beyond-the-file", (EOFError, zipfile.BadZipFile)),
+    ("declares-2**40-rows", MemoryError),
 ])
 def test_the_library_errors_are_what_the_cases_claim(case, expected, tmp_path):
     """np.load itself lets these escape: the CLI must not."""
