@@ -2,8 +2,8 @@
 
 Every import in bpcore/ is read from the source, module-level and function-level
 alike, and checked against the layer order: kernels, then the helpers, then nn,
-optim, checkpoint, train, the scikit-learn estimators and the interop helpers (one
-layer), and cli; the scalar engine imports nothing of the rest.
+optim (with distributed), checkpoint, train, the scikit-learn estimators and the
+interop helpers (one layer), and cli; the scalar engine imports nothing of the rest.
 """
 import ast
 from pathlib import Path
@@ -21,7 +21,7 @@ LAYERS = [
     ("helpers", ("_validation", "_aligned", "_typing", "_build_info", "threads", "inspection",
                  "datasets", "plotting")),
     ("nn", ("nn",)),
-    ("optim", ("optim",)),
+    ("optim", ("optim", "distributed")),
     ("checkpoint", ("checkpoint", "gradcheck")),
     ("train", ("train",)),
     ("estimators", ("sklearn", "interop")),

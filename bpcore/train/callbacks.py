@@ -146,7 +146,8 @@ class ModelCheckpoint(Callback):
     ``path`` after each epoch, atomically; with ``save_best_only`` only when
     ``monitor`` improved. Resume with ``bpcore.checkpoint.load_checkpoint(path)`` and
     ``fit(..., optimizer=checkpoint.optimizer, initial_epoch=progress['epoch'],
-    seed=progress['seed'])``."""
+    seed=progress['seed'])``. In a distributed run only rank 0 writes (its
+    ``trainer.is_root``): every rank holds the same parameters."""
 
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss",
                  save_best_only: bool = False, mode: Literal["auto", "min", "max"] = "auto",
@@ -165,6 +166,8 @@ class ModelCheckpoint(Callback):
             if not self._monitor.improved(value):
                 return
             self._monitor.best = value
+        if not trainer.is_root:
+            return
         save(self.path, trainer.model,
              optimizer=trainer.optimizer if self.save_optimizer else None,
              progress=trainer.progress(epoch))

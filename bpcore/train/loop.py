@@ -10,6 +10,7 @@ bit for bit like an uninterrupted one.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -208,6 +209,33 @@ class Trainer:
         self._start = (optimizer.steps, frozenset(optimizer.state))
         # (X, y, weight, their batches) of the last epoch without shuffling
         self._views: tuple[Any, Any, Any, list[Any]] | None = None
+        #: with a DistributedOptimizer: the collective side of the run
+        #: (bpcore.distributed.FitRanks), else None
+        self.ranks: Any = None
+        # with ranks: the steps of an epoch (the most any rank's rows need), and the
+        # fused forward and backward (train_step with an optimizer that changes nothing)
+        self._steps = 0
+        self._no_update: Optimizer | None = None
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process reports and writes files: always, except on the ranks
+        other than 0 of a distributed run."""
+        return self.ranks is None or self.ranks.rank == 0
+
+    def distribute(self, ranks: Any, rows: list[int]) -> None:
+        """Make this a data-parallel run over ``ranks`` (``rows``: each rank's training
+        rows): every rank starts from rank 0's parameters and optimizer state."""
+        from .. import distributed
+        from ..optim.minimize import _NoUpdate
+        self.ranks = ranks
+        self._steps = max(math.ceil(n / self.batch_size) for n in rows)
+        distributed.broadcast_parameters(self.model, comm=ranks.comm)
+        distributed.broadcast_optimizer_state(self.optimizer, comm=ranks.comm)
+        self._start = (self.optimizer.steps, frozenset(self.optimizer.state))
+        if isinstance(self.loss, Loss) and fused.loss_kind(self.loss, False) is not None \
+                and not any(layer.dropout for layer in self.model.layers):
+            self._no_update = _NoUpdate(self.model)
 
     def progress(self, epoch: int) -> dict[str, Any]:
         """What a checkpoint needs to resume after ``epoch``."""
@@ -225,12 +253,18 @@ class Trainer:
             if self.shuffle else None
         if any(layer.dropout for layer in model.layers):
             model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
-        n_batches = math.ceil(n / batch_size)
+        n_batches = math.ceil(n / batch_size) if self.ranks is None else self._steps
         bar = ProgressBar(self.epochs, n_batches, self.verbose)
         bar.start_epoch(epoch)
         logs: Logs = {}
         if hasattr(optimizer, "lr"):
             logs["lr"] = float(optimizer.lr)
+        if self.ranks is not None:
+            total, mass, skipped = self._distributed_batches(epoch, X, y, weight, order, bar)
+            logs["loss"] = total / mass if mass else float("nan")
+            if skipped:
+                logs["skipped_steps"] = float(skipped)
+            return self._end_epoch(epoch, X, y, weight, logs, bar)
         total, mass, skipped = 0.0, 0.0, 0
         # the fused step under the guard, in the kernel (None: run the batch the
         # two-call way, see _fused_step)
@@ -277,21 +311,125 @@ class Trainer:
         logs["loss"] = total / mass if mass else float("nan")
         if skipped:
             logs["skipped_steps"] = float(skipped)
+        return self._end_epoch(epoch, X, y, weight, logs, bar)
+
+    def _end_epoch(self, epoch: int, X: FloatArray, y: Any, weight: FloatArray | None,
+                   logs: Logs, bar: ProgressBar) -> Logs:
+        """The metrics and validation scores, the history and the epoch's callbacks.
+        With ranks, each score is every rank's averaged (weighted by its samples), and
+        the ranks agree whether to stop."""
+        model = self.model
         if self.metrics:
-            logs.update(evaluate(model, X, y, metrics=self.metrics.values(),
-                                 _names=list(self.metrics), sample_weight=weight,
-                                 _fit_loss=False, _encoded=True))
+            scores = evaluate(model, X, y, metrics=self.metrics.values(),
+                              _names=list(self.metrics), sample_weight=weight,
+                              _fit_loss=False, _encoded=True)
+            logs.update(self._averaged(scores, X.shape[0], None))
         if self.validation is not None:
             Xv, yv, wv = self.validation
             scores = evaluate(model, Xv, yv, loss=self.loss, metrics=self.metrics.values(),
                               _names=list(self.metrics), sample_weight=wv, _encoded=True)
+            scores = self._averaged(scores, Xv.shape[0], wv)
             logs.update({"val_" + k: v for k, v in scores.items()})
         self.history.append(epoch, logs)
         model.epochs_trained += 1
         for callback in self.callbacks:
             callback.on_epoch_end(self, epoch, logs)
+        if self.ranks is not None:
+            # a callback that decides on something of its own rank must not leave the
+            # other ranks waiting in the next epoch's reductions
+            self.stop_training = self.ranks.any(self.stop_training)
         bar.end_epoch(logs)
         return logs
+
+    def _averaged(self, scores: Logs, rows: int, weight: FloatArray | None) -> Logs:
+        """``scores`` of this rank's ``rows`` samples, averaged over the ranks: the
+        loss weighted by each rank's total sample weight, the metrics by its samples
+        (exact for the loss, accuracy, mse and mae; r2 is the ranks' weighted mean).
+        Without ranks, ``scores`` as they are."""
+        if self.ranks is None:
+            return scores
+        names = list(scores)
+        mass = rows if weight is None else float(weight.sum(dtype=np.float64))
+        shares = [mass if name == "loss" else rows for name in names]
+        sums = self.ranks.sum([scores[name] * share for name, share in zip(names, shares)]
+                              + [rows, mass])
+        total_rows, total_mass = sums[-2], sums[-1]
+        return {name: float(value / (total_mass if name == "loss" else total_rows))
+                for name, value in zip(names, sums[:-2])}
+
+    def _distributed_batches(self, epoch: int, X: FloatArray, y: Any,
+                             weight: FloatArray | None, order: npt.NDArray[np.intp] | None,
+                             bar: ProgressBar) -> tuple[float, float, int]:
+        """An epoch's steps on this rank of a distributed run: (loss total, its mass,
+        skipped steps), summed over the ranks.
+
+        Every rank takes the same number of steps (``_steps``); a rank whose rows run
+        out first takes the rest with empty batches. Each step's gradient is the mean
+        over the rows of every rank's batch together: this rank's mean gradient is
+        weighted by its batch's share of the step's rows (or sample weight) before the
+        one reduction, so that uneven batches count as one process's batch of all
+        their rows would."""
+        model, loss, size = self.model, self.loss, self.batch_size
+        optimizer: Any = self.optimizer         # a DistributedOptimizer
+        ranks, steps, n = self.ranks, self._steps, X.shape[0]
+        batches = []
+        for step in range(steps):
+            index = (order[step * size:(step + 1) * size] if order is not None
+                     else np.arange(min(step * size, n), min((step + 1) * size, n)))
+            w = None if weight is None else weight[index]
+            batches.append((index, w))
+        masses = np.array([index.size if w is None else float(w.sum(dtype=np.float64))
+                           for index, w in batches])
+        summed = getattr(loss, "reduction", "mean") == "sum"
+        totals = ranks.sum(masses)       # one reduction per epoch: each step's mass
+        total, mass, skipped = 0.0, 0.0, 0
+        model.train()
+        for step, (index, w) in enumerate(batches):
+            if totals[step] == 0:
+                continue                 # no rank has a sample (of positive weight)
+            share = 0.0 if masses[step] == 0 else 1.0 if summed else \
+                masses[step] / totals[step]
+            value = math.nan
+            if masses[step] > 0:
+                value = self._local_gradient(X[index], _rows(y, index), w)
+            else:
+                model.zero_grad()
+            optimizer.synchronize(weight=share)
+            # the reduced gradient decides for every rank; a non-finite loss on this
+            # rank made it non-finite (_local_gradient)
+            checked = value if masses[step] > 0 and not math.isfinite(value) else 0.0
+            try:
+                done = self.guard.step(epoch, step, checked)
+            finally:
+                optimizer._discard_reduction()
+            if not done:
+                skipped += 1
+                continue
+            if masses[step] > 0 and math.isfinite(value):
+                total += value * masses[step]
+                mass += masses[step]
+            bar.update(step, value if math.isfinite(value) else 0.0, index.size)
+            for callback in self.callbacks:
+                if type(callback).on_batch_end is not Callback.on_batch_end:
+                    callback.on_batch_end(self, step, {"loss": value})
+        # (skipped steps are the same on every rank: the reduced gradient decided)
+        total, mass = ranks.sum([total, mass])
+        return float(total), float(mass), skipped
+
+    def _local_gradient(self, X: FloatArray, y: Any, weight: FloatArray | None) -> float:
+        """This rank's batch loss, its gradient in ``model.grads`` (+ L2); a non-finite
+        loss makes the gradient NaN, so that the reduction carries it to every rank."""
+        model = self.model
+        if self._no_update is not None and weight is None:
+            value = model.train_step(X, y, self.loss, self._no_update, keep_grads=True)
+        else:
+            value, _ = model.loss_and_grad(X, y, self.loss, sample_weight=weight)
+        if self.l2:
+            for layer in model.layers:
+                value += _flat.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
+        if not math.isfinite(value):
+            model.grads.fill(math.nan)
+        return float(value)
 
     def _batch_views(self, X: FloatArray, y: Any, weight: FloatArray | None
                      ) -> list[tuple[FloatArray, Any, FloatArray | None]]:
@@ -391,6 +529,7 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
              keep_classes=False):
     loss = _resolve_loss(loss)
     optimizer = _resolve_optimizer(model, optimizer)
+    ranks = _fit_ranks(optimizer)
     shuffle = _validation.flag(shuffle, "shuffle")
     batch_size = _validation.positive_int(batch_size, "batch_size")
     accumulate = _validation.positive_int(accumulate, "accumulate")
@@ -401,12 +540,58 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
+        if ranks is not None:
+            seed = ranks.bcast(seed)        # one run, one seed (History.seed)
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
     callbacks = [c if isinstance(c, Callback) else _wrap_callable(c) for c in callbacks]
 
     # class labels of any kind become codes; the classes are recorded at the end
     classes = _fit_classes(model, loss, classes, keep_classes)
+    if ranks is not None and classes is None:
+        classes = _classes_of_every_rank(ranks, model, loss, y)
+    # (with ranks: what depends on this rank's data is refused on every rank, below)
+    error: Exception | None = None
+    try:
+        trainer, X, y, weight, classes = _prepare_data(
+            model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
+            shuffle=shuffle, seed=seed, validation_data=validation_data,
+            validation_split=validation_split, sample_weight=sample_weight,
+            class_weight=class_weight, metrics=metrics, callbacks=callbacks,
+            verbose=verbose, l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
+            epochs=epochs, validation_order=validation_order, classes=classes,
+            keep_classes=keep_classes, ranks=ranks)
+    except Exception as raised:
+        if ranks is None:
+            raise
+        error = raised
+    if ranks is not None:
+        settings = None if error is not None else {
+            "loss": _validation.describe(loss), "optimizer": type(optimizer).__name__,
+            "batch_size": batch_size, "shuffle": shuffle, "seed": seed, "epochs": epochs,
+            "metrics": list(trainer.metrics), "validation": trainer.validation is not None,
+            "sample_weight": weight is not None, "l2": l2, "on_nonfinite": on_nonfinite,
+            "classes": None if classes is None else classes.tolist()}
+        rows = ranks.check(error, "fit's arguments", settings,
+                           None if error is not None else X.shape[0])
+        trainer.distribute(ranks, rows)
+    model.fit_loss = loss
+    if not keep_classes or classes is not None:
+        model.classes = classes          # fit starts over; partial_fit keeps them
+    return trainer, X, y, weight
+
+
+def _prepare_data(model, X, y, *, loss, optimizer, batch_size, shuffle, seed,
+                  validation_data, validation_split, sample_weight, class_weight, metrics,
+                  callbacks, verbose, l2, accumulate, on_nonfinite, epochs,
+                  validation_order, classes, keep_classes, ranks):
+    if ranks is not None:
+        if accumulate != 1:
+            raise ValueError(f"accumulate must be 1 with a DistributedOptimizer (the ranks' "
+                             f"batches already add up to one step); got {accumulate}")
+        if isinstance(class_weight, str):
+            raise ValueError("class_weight='balanced' counts this rank's classes only; with "
+                             "a DistributedOptimizer pass a dict of weights")
     y, classes = _labels.encode_target(model, loss, y, classes)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -454,14 +639,44 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         Xv, yv, *wv = validation_data
         validation = _check_data(model, Xv, yv, loss, wv[0] if wv else None,
                                  "validation_data X", "validation_data y")
-    model.fit_loss = loss
-    if not keep_classes or classes is not None:
-        model.classes = classes          # fit starts over; partial_fit keeps them
     trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=shuffle,
-                      seed=int(seed), metrics=metrics, callbacks=callbacks, verbose=verbose,
+                      seed=int(seed), metrics=metrics, callbacks=callbacks,
+                      verbose=verbose if ranks is None or ranks.rank == 0 else 0,
                       l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
                       validation=validation, epochs=epochs)
-    return trainer, X, y, weight
+    return trainer, X, y, weight, classes
+
+
+def _fit_ranks(optimizer: Optimizer) -> Any:
+    """The collective side of fit (bpcore.distributed.FitRanks) for a
+    DistributedOptimizer, else None (bpcore.distributed is imported only then)."""
+    distributed = sys.modules.get("bpcore.distributed")
+    if distributed is None or not isinstance(optimizer, distributed.DistributedOptimizer):
+        return None
+    return distributed.FitRanks(optimizer)
+
+
+def _classes_of_every_rank(ranks: Any, model: Model, loss: Loss | LossFunction,
+                           y: Any) -> npt.NDArray[Any] | None:
+    """The classes that one process would find in the labels of every rank together
+    (each rank's shard may lack some), or None when ``y`` is not labels somewhere."""
+    found = None
+    if _labels.n_classes(model, loss) is not None:
+        try:
+            array = y if isinstance(y, np.ndarray) else np.asarray(y)
+            if array.ndim == 1 and array.size:
+                found = np.unique(_labels.label_array(y, "y"))
+        except (TypeError, ValueError):
+            found = None     # refused below by this rank's own encode, on every rank
+    gathered = ranks.gather(found)
+    if any(values is None for values in gathered):
+        return None
+    try:
+        union = np.unique(np.concatenate(gathered))
+        _, classes = _labels.encode_target(model, loss, union, None)
+    except (TypeError, ValueError):
+        return None          # labels of different kinds: each rank's encode says so
+    return classes
 
 
 def _wrap_callable(fn: object) -> LambdaCallback:
