@@ -35,7 +35,7 @@ from .. import __version__
 from ..checkpoint import CheckpointError, load_checkpoint, save
 from ..datasets import DATASETS
 from ..nn import ACTIVATIONS, LOSSES, Dense, Model
-from ..optim import SGD, Adam
+from ..optim import SGD, Adam, Optimizer
 from ..train import Callback, EarlyStopping, LambdaCallback, TrainingDiverged
 from ..train.loop import split_indices
 from .data import (
@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop when the validation loss has not improved for this many "
                           "epochs, keeping the best weights")
     net.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    net.add_argument("--distributed", action="store_true",
+                     help="data-parallel over MPI: run as 'mpiexec -n N bpcore train "
+                          "--distributed ...'; each rank trains on its shard, rank 0 "
+                          "prints and writes --out (needs the mpi extra: mpi4py)")
     output = train.add_argument_group("output")
     output.add_argument("--out", default="model.bpc", metavar="FILE",
                         help="where to save the model (default model.bpc)")
@@ -252,6 +256,10 @@ def _progress(args: argparse.Namespace, log: Log) -> tuple[int, list[Callback]]:
     return args.verbose, []
 
 
+def _silent(message: str, stream: TextIO | None = None) -> None:
+    """The log of the ranks other than 0 of a distributed run."""
+
+
 def _check_writable(path: str, option: str) -> None:
     """Fail before training rather than after it."""
     if os.path.isdir(path):
@@ -261,7 +269,19 @@ def _check_writable(path: str, option: str) -> None:
         raise UsageError(f"{option} {path!r}: the folder {folder!r} does not exist")
 
 
-def run_train(args, log):
+def _ranks(args: argparse.Namespace) -> Any:
+    """bpcore.distributed for --distributed (UsageError without mpi4py), else None."""
+    if not args.distributed:
+        return None
+    from .. import distributed
+    try:
+        distributed.size()
+    except ImportError as error:
+        raise UsageError(f"--distributed: {error}") from None
+    return distributed
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
     _check_writable(args.out, "--out")
     if args.plot is not None:
         _check_writable(args.plot, "--plot")
@@ -270,6 +290,26 @@ def run_train(args, log):
             require_matplotlib()
         except ImportError as error:
             raise UsageError(f"--plot: {error}") from None
+
+
+def run_train(args, log):
+    dist = _ranks(args)
+    root = dist is None or dist.rank() == 0
+    if dist is None:
+        _check_outputs(args)
+    else:
+        # rank 0 writes: it checks, and every rank stops on its refusal
+        refusal = None
+        if root:
+            try:
+                _check_outputs(args)
+            except UsageError as error:
+                refusal = str(error)
+        refusal = dist.allgather(refusal)[0]
+        if refusal is not None:
+            raise UsageError(refusal)
+        if not root:
+            log = _silent
     data = load_data(args, need_target=True)
     X, y = data.X, data.y
     task, n_out, reason = choose_task(args, y, data.source)
@@ -286,12 +326,23 @@ def run_train(args, log):
     layers = [Dense(n_in, width, args.activation) for n_in, width in zip(sizes, sizes[1:-1])]
     layers.append(Dense(sizes[-2], sizes[-1]))          # identity: logits or values
     model = Model(layers, dtype=np.dtype(args.dtype), seed=args.seed)
+    optimizer: Optimizer
     if args.optimizer == "sgd":
         optimizer = SGD(model, lr=args.lr, momentum=args.momentum)
     else:
         if args.momentum:
             raise UsageError("--momentum applies to --optimizer sgd")
         optimizer = Adam(model, lr=args.lr)
+    train_rows, validation_rows = (X_train, y_train), validation
+    if dist is not None:
+        # each rank its shard of the training and the validation rows (fit averages
+        # the validation scores over the ranks)
+        optimizer = dist.DistributedOptimizer(optimizer)
+        part = dist.shard(len(X_train))
+        train_rows = (X_train[part], y_train[part])
+        if validation is not None:
+            part = dist.shard(len(validation[0]))
+            validation_rows = (validation[0][part], validation[1][part])
     verbose, callbacks = _progress(args, log)
     if args.patience is not None:
         if validation is None:
@@ -308,14 +359,19 @@ def run_train(args, log):
     log(f"task: {what} ({reason}); loss {task.loss}")
     log(f"model: {shape} {args.activation}, {model.n_params} parameters, {args.dtype}; "
         f"{args.optimizer} lr {args.lr:g}, {args.epochs} epochs of batch {args.batch_size}")
+    if dist is not None:
+        log(f"distributed: {dist.size()} ranks, each a shard of about "
+            f"{len(train_rows[0])} samples and batch {args.batch_size}")
     started = time.perf_counter()
-    history = model.fit(X_train, y_train, loss=task.loss, optimizer=optimizer,
+    history = model.fit(*train_rows, loss=task.loss, optimizer=optimizer,
                         epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                        validation_data=validation, metrics=task.metrics,
+                        validation_data=validation_rows, metrics=task.metrics,
                         callbacks=callbacks, verbose=verbose, l2=args.l2)
     seconds = time.perf_counter() - started
     epochs = len(history.epoch)
 
+    if not root:
+        return 0        # every rank holds the same model: rank 0 reports and saves it
     final = model.evaluate(X_train, y_train, loss=task.loss, metrics=task.metrics)
     if validation is not None:
         scores = model.evaluate(*validation, loss=task.loss, metrics=task.metrics)
