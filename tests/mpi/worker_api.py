@@ -1,0 +1,133 @@
+"""rank, size, shard, allreduce, allgather, the broadcasts, synchronize with clipping,
+schedules and state_dict through a DistributedOptimizer, and one Allreduce per step."""
+import numpy as np
+from _common import RANK, SIZE, close, done, model, same_on_every_rank
+from mpi4py import MPI
+
+import bpcore as bp
+from bpcore import distributed as dist
+from bpcore.nn.model import Model
+
+# ---- rank, size, shard: np.array_split's pieces, in rank order
+assert (dist.rank(), dist.size()) == (MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size())
+for n in (0, 1, 2, 7, 10, 1001):
+    piece = np.arange(n)[dist.shard(n)]
+    assert np.array_equal(piece, np.array_split(np.arange(n), SIZE)[RANK]), n
+    pieces = dist.allgather(piece)
+    assert np.array_equal(np.concatenate(pieces), np.arange(n)), n
+
+# ---- allreduce against NumPy over every rank's values
+mine = np.array([[1.5, -2.0], [3.0, RANK * 10.0]]) * (RANK + 1)
+every = np.stack(dist.allgather(mine))
+for op, reference in (("sum", every.sum(0)), ("mean", every.mean(0)),
+                      ("min", every.min(0)), ("max", every.max(0))):
+    out = dist.allreduce(mine, op=op)
+    assert out.shape == mine.shape and np.allclose(out, reference, rtol=0, atol=1e-15), op
+assert dist.allreduce(RANK + 1, op="sum") == 3 and dist.allreduce(True, op="mean") == 1.0
+assert dist.allreduce(np.int64(RANK), op="max") == 1
+try:
+    dist.allreduce(mine, op="median")
+    raise AssertionError("op='median' was accepted")
+except ValueError as error:
+    assert "op must be one of" in str(error) and "median" in str(error)
+
+# ---- broadcast_optimizer_state: hyper-parameters, steps and state, even state that
+# rank 1's optimizer has not created yet
+net = model(seed=3)
+opt = bp.Adam(net, lr=0.01 if RANK == 0 else 0.5)
+if RANK == 0:
+    for _ in range(3):
+        net.loss_and_grad(np.ones((4, 3)), np.zeros(4, int), bp.CrossEntropyLoss())
+        opt.step()
+else:
+    assert opt.state == {} and opt.steps == 0
+dist.broadcast_parameters(net)
+dist.broadcast_optimizer_state(opt)
+assert opt.lr == 0.01 and opt.steps == 3 and sorted(opt.state) == ["exp_avg", "exp_avg_sq"]
+for key in opt.state:
+    assert same_on_every_rank(opt.state[key]) and np.any(opt.state[key] != 0), key
+
+# ---- a mismatch is refused on every rank, nothing changed
+other = model(seed=4, n_out=3 if RANK == 0 else 2)
+before = other.params.copy()
+try:
+    dist.broadcast_parameters(other)
+    raise AssertionError("different architectures were broadcast")
+except ValueError as error:
+    assert "differs between ranks" in str(error), error
+assert np.array_equal(other.params, before)
+mixed = bp.Adam(net) if RANK == 0 else bp.SGD(net)
+try:
+    dist.broadcast_optimizer_state(mixed)
+    raise AssertionError("different optimizer classes were broadcast")
+except ValueError as error:
+    assert "differs between ranks" in str(error), error
+
+# ---- one Allreduce per step, and train_step keeps the fused forward and backward
+
+
+class Counting(MPI.Intracomm):
+    """COMM_WORLD, counting its Allreduce calls."""
+    calls = 0
+
+    def Allreduce(self, *args, **kwargs):
+        Counting.calls += 1
+        return super().Allreduce(*args, **kwargs)
+
+
+comm = Counting(MPI.COMM_WORLD)
+net = model(seed=5)
+opt = dist.DistributedOptimizer(bp.SGD(net, lr=0.1, momentum=0.9), comm=comm)
+X, y = np.random.default_rng(RANK).normal(size=(16, 3)), np.arange(16) % 3
+two_call = Model.loss_and_grad
+
+
+def refused(*args, **kwargs):
+    raise AssertionError("train_step with a DistributedOptimizer took the two-call path")
+
+
+Model.loss_and_grad = refused
+try:
+    for _ in range(5):
+        net.train_step(X, y, bp.CrossEntropyLoss(), opt)
+finally:
+    Model.loss_and_grad = two_call
+assert Counting.calls == 5, Counting.calls
+assert same_on_every_rank(net.params)
+
+# ---- synchronize, clip the averaged gradient, step: as one process clipping the mean
+net, reference = model(seed=6), model(seed=6)
+opt = dist.DistributedOptimizer(bp.SGD(net, lr=0.1), comm=comm)
+ref_opt = bp.SGD(reference, lr=0.1)
+rng = np.random.default_rng(11)
+Xall, yall = rng.normal(size=(16, 3)) * 5, rng.integers(0, 3, 16)
+calls = Counting.calls
+for _ in range(3):
+    net.loss_and_grad(Xall[8 * RANK:8 * RANK + 8], yall[8 * RANK:8 * RANK + 8],
+                      bp.CrossEntropyLoss())
+    opt.synchronize()
+    bp.clip_grad_norm(net, 0.05)
+    opt.step()                           # does not reduce again
+    reference.loss_and_grad(Xall, yall, bp.CrossEntropyLoss())
+    bp.clip_grad_norm(reference, 0.05)
+    ref_opt.step()
+assert close(net.params, reference.params), np.abs(net.params - reference.params).max()
+assert Counting.calls == calls + 3, Counting.calls - calls
+
+# ---- the same optimizer in every other respect: schedules, hyper-parameters, state_dict
+plain = bp.Adam(net, lr=0.1)
+wrapped = dist.DistributedOptimizer(plain)
+assert isinstance(wrapped, bp.Adam) and wrapped.optimizer is plain
+schedule = bp.StepLR(wrapped, step_size=1, gamma=0.5)
+schedule.step()
+assert plain.lr == wrapped.lr == 0.05
+wrapped.betas = (0.8, 0.9)
+assert plain.betas == (0.8, 0.9)
+net.loss_and_grad(Xall, yall, bp.CrossEntropyLoss())
+wrapped.step()
+state = wrapped.state_dict()
+restored = bp.Adam(model(seed=0))
+restored.load_state_dict(state)
+assert restored.steps == plain.steps == 1 and restored.lr == 0.05
+assert np.array_equal(restored.state["exp_avg"], plain.state["exp_avg"])
+done()
