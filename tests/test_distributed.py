@@ -70,6 +70,18 @@ def test_cli_trains_on_two_ranks_and_rank_0_writes_one_checkpoint(tmp_path):
     assert scores["loss"] == pytest.approx(printed, rel=1e-3)
 
 
+def test_the_example_on_two_ranks(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "distributed_moons.py"
+    result = _mpiexec(str(example), "--epochs", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rank(s)" in result.stdout, result.stdout
+    assert "same weights on every rank: True" in result.stdout
+    for line in ("fit: ", "loop: "):
+        accuracy = float(result.stdout.split(line)[1].split("accuracy ")[1].split()[0]
+                         .rstrip(";"))
+        assert accuracy > 0.9, result.stdout
+
+
 # ------------------------------------------------------------------ one process
 def test_import_bpcore_does_not_import_mpi4py():
     code = ("import sys, bpcore, bpcore.distributed, bpcore.train.loop; "

@@ -43,3 +43,14 @@ def test_examples_plot(tmp_path):
     run_example("regression_sine.py", "--epochs", "3", "--plot", "sine.png", cwd=tmp_path)
     for name in ("moons.png", "sine.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_distributed_moons_on_one_rank(tmp_path):
+    """Without mpiexec the example is one rank (or says it needs mpi4py)."""
+    out = run_example("distributed_moons.py", "--epochs", "5", cwd=tmp_path)
+    if importlib.util.find_spec("mpi4py") is None:
+        assert "skipped" in out
+    else:
+        assert "1 rank(s)" in out and "same weights on every rank: True" in out
+        accuracy = float(out.split("loop: held-out accuracy ")[1].split(";")[0])
+        assert accuracy > 0.8

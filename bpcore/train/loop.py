@@ -755,6 +755,13 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     again the other way, which raises or skips (and undoes an update that made a
     parameter non-finite). After ``fit``, ``model.grads`` holds the last batch's
     gradient (zeros when that batch was skipped).
+
+    With a ``bpcore.distributed.DistributedOptimizer``, each MPI rank passes its own
+    shard (of any size) and every rank calls ``fit`` with the same settings: every
+    rank starts from rank 0's parameters and optimizer state, each step's gradient is
+    the mean over the rows of every rank's batch (one reduction), the logs are
+    averaged over the ranks, and only rank 0 prints and writes checkpoints; see
+    docs/distributed.md.
     """
     epochs = _validation.positive_int(epochs, "epochs")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
