@@ -21,7 +21,9 @@ See docs/distributed.md.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -127,7 +129,8 @@ def _agree(c: Any, what: str, value: object) -> None:
 
 def _architecture(model: Model) -> tuple[Any, ...]:
     return (str(model.dtype), model.n_params,
-            tuple((layer.n_in, layer.n_out, layer.activation) for layer in model.layers))
+            tuple((layer.n_in, layer.n_out, layer.activation, layer.negative_slope,
+                   layer.dropout) for layer in model.layers))
 
 
 def broadcast_parameters(model: Model, root: int = 0, comm: object = None) -> None:
@@ -146,28 +149,53 @@ def broadcast_parameters(model: Model, root: int = 0, comm: object = None) -> No
 def broadcast_optimizer_state(optimizer: Optimizer, root: int = 0,
                               comm: object = None) -> None:
     """Make every rank's ``optimizer`` equal ``root``'s: its hyper-parameters, step
-    count and state buffers. Buffers the optimizer has not created yet (before its
-    first step) are created on every rank, so that all ranks hold the same ones.
+    count and state buffers (the same buffers: those the root's next step needs,
+    created on the root now if it has not made them yet; others are dropped).
 
-    Collective. Checks first that every rank has an optimizer of the same class over
-    a model of the same layers (ValueError on every rank, nothing changed)."""
+    Collective. Every rank first checks the root's values against its own optimizer
+    (the same class, a model of the same layers, hyper-parameters it accepts), and
+    the ranks agree: on any refusal, ValueError on every rank and nothing changed."""
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a bpcore Optimizer; got "
                         f"{_validation.describe(optimizer)}")
     c = _comm(comm)
     root = _root(root, c)
     plain = optimizer.optimizer if isinstance(optimizer, DistributedOptimizer) else optimizer
-    _agree(c, "the optimizer's class and model", (type(plain).__qualname__,
-                                                   _architecture(optimizer.model)))
-    header = c.bcast((optimizer.hyperparameters, optimizer.steps)
-                     if c.Get_rank() == root else None, root=root)
-    hyper, steps = header
+    kind = (type(plain).__qualname__, _architecture(optimizer.model))
+    header = None
+    if c.Get_rank() == root:
+        optimizer.buffers()                     # those its next step needs, made now
+        names = list(optimizer.state)
+        header = (kind, optimizer.hyperparameters, optimizer.steps, names)
+    header = c.bcast(header, root=root)
+    root_kind, hyper, steps, names = header
+    error = None
+    if root_kind != kind:
+        error = f"the optimizer's class and model differ between ranks: rank {root} has " \
+                f"{root_kind!r}, rank {c.Get_rank()} has {kind!r}"
+    else:
+        try:
+            checks = type(plain)._hyper
+            checked = {name: checks[name](value, name) for name, value in hyper.items()}
+            plain._check_combination(checked)
+        except (TypeError, ValueError, KeyError) as refused:
+            error = f"rank {c.Get_rank()} refuses rank {root}'s hyper-parameters: {refused}"
+    errors = [e for e in c.allgather(error) if e is not None]
+    if errors:
+        raise ValueError(errors[0])
     if c.Get_rank() != root:
-        for name, value in hyper.items():
-            setattr(optimizer, name, value)
-        optimizer.steps = steps
-    for buffer in optimizer.buffers():          # created now where missing
-        c.Bcast(buffer, root=root)
+        for name, value in checked.items():
+            object.__setattr__(plain, name, value)
+        plain._sync_scalars()
+        plain.steps = steps
+        state = plain.state
+        for name in [name for name in state if name not in names]:
+            del state[name]
+        for name in names:
+            if name not in state:
+                dict.__setitem__(state, name, plain._new_buffer(name))
+    for name in names:
+        c.Bcast(optimizer.state[name], root=root)
 
 
 class DistributedOptimizer(Optimizer):
@@ -184,10 +212,11 @@ class DistributedOptimizer(Optimizer):
     ``model.train_step(X, y, loss, opt)`` (the fused forward and backward, the
     reduction, then the update) or ``model.fit(X_shard, y_shard, optimizer=opt)``.
     To clip or inspect the averaged gradient before the update, call
-    ``synchronize()`` yourself: the next ``step()`` then does not reduce again.
+    ``synchronize()`` yourself, then step inside ``skip_synchronize()`` (as
+    Horovod's): ``step()`` outside it always reduces.
     """
 
-    __slots__ = ("_wrapped", "_comm", "_reduced")
+    __slots__ = ("_wrapped", "_comm", "_skip")
     #: never fused into the training kernel: the reduction sits between the
     #: backward pass and the update (read from the class's own body)
     fused_kind: ClassVar[str | None] = None
@@ -195,7 +224,7 @@ class DistributedOptimizer(Optimizer):
 
     _wrapped: Optimizer
     _comm: Any
-    _reduced: bool
+    _skip: bool
 
     def __new__(cls, optimizer: Optimizer, comm: object = None) -> DistributedOptimizer:
         if not isinstance(optimizer, Optimizer):
@@ -221,7 +250,7 @@ class DistributedOptimizer(Optimizer):
         object.__setattr__(self, "__dict__", optimizer.__dict__)
         object.__setattr__(self, "_wrapped", optimizer)
         object.__setattr__(self, "_comm", c)
-        object.__setattr__(self, "_reduced", False)
+        object.__setattr__(self, "_skip", False)
 
     @property
     def optimizer(self) -> Optimizer:
@@ -234,8 +263,9 @@ class DistributedOptimizer(Optimizer):
         return self._comm
 
     def synchronize(self, weight: float | None = None) -> None:
-        """Average ``model.grads`` over the ranks now, in place (one ``Allreduce``);
-        the next ``step()`` then applies them without reducing again.
+        """Average ``model.grads`` over the ranks now, in place (one ``Allreduce``).
+        Collective. To update with the averaged (say, clipped) gradient without
+        reducing it again, step inside ``skip_synchronize()``.
 
         ``weight``: this rank's share of the average, for ranks whose batches differ
         in size (for example its rows over the rows of every rank's batch; the shares
@@ -246,18 +276,34 @@ class DistributedOptimizer(Optimizer):
             share = _validation.real(weight, "weight", low=0.0)
             if share != 1.0:
                 grads *= share
-        c.Allreduce(_mpi().IN_PLACE, grads, op=_mpi().SUM)
+        MPI = _mpi()
+        c.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
         if weight is None and c.Get_size() > 1:
             grads *= 1.0 / c.Get_size()
-        object.__setattr__(self, "_reduced", True)
+
+    @contextlib.contextmanager
+    def skip_synchronize(self) -> Iterator[None]:
+        """``with opt.skip_synchronize(): opt.step()``: the update alone, for
+        gradients that ``synchronize()`` already averaged (as Horovod's)."""
+        if self._skip:
+            raise RuntimeError("skip_synchronize() is already active")
+        object.__setattr__(self, "_skip", True)
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_skip", False)
 
     def step(self) -> None:
-        """Average the gradients over the ranks (unless ``synchronize()`` already did
-        since the last step), then the wrapped optimizer's update. Collective."""
-        if not self._reduced:
+        """Average the gradients over the ranks, then the wrapped optimizer's update
+        (inside ``skip_synchronize()``: the update alone). Collective."""
+        if not self._skip:
             self.synchronize()
-        object.__setattr__(self, "_reduced", False)
         super().step()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The wrapped optimizer's ``load_state_dict`` (this rank only: to give every
+        rank one rank's state, ``broadcast_optimizer_state``)."""
+        self._wrapped.load_state_dict(state_dict)
 
     def state_dict(self) -> dict[str, Any]:
         """The wrapped optimizer's ``state_dict()`` (loads into a plain one)."""
@@ -269,10 +315,6 @@ class DistributedOptimizer(Optimizer):
     def __reduce__(self) -> Any:
         raise TypeError("a DistributedOptimizer holds an MPI communicator and does not "
                         "pickle or copy; save or copy its .optimizer (the same state)")
-
-    def _discard_reduction(self) -> None:
-        """Forget a ``synchronize()`` whose step was not taken (fit's guard skipped it)."""
-        object.__setattr__(self, "_reduced", False)
 
 
 class FitRanks:

@@ -340,7 +340,11 @@ def run_train(args, log):
         optimizer = dist.DistributedOptimizer(optimizer)
         part = dist.shard(len(X_train))
         train_rows = (X_train[part], y_train[part])
-        if validation is not None:
+        if len(X_train) < dist.size():
+            raise UsageError(f"--distributed: {len(X_train)} training samples for "
+                             f"{dist.size()} ranks; each rank needs at least one")
+        if validation is not None and len(validation[0]) >= dist.size():
+            # (fewer rows than ranks: every rank scores them all, the same mean)
             part = dist.shard(len(validation[0]))
             validation_rows = (validation[0][part], validation[1][part])
     verbose, callbacks = _progress(args, log)
@@ -507,7 +511,31 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Log], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0, 1 diverged, 2 user mistake)."""
+    """Run the command line; return the exit status (0, 1 diverged, 2 user mistake).
+
+    In a ``--distributed`` run of more than one rank, a rank that fails aborts the
+    whole MPI job with its status (``MPI_Abort``), so that no other rank waits for it."""
+    try:
+        status = _main(argv)
+    except BaseException:
+        _abort_the_job(1)                # (then the traceback, where it returns)
+        raise
+    if status:
+        _abort_the_job(status)
+    return status
+
+
+def _abort_the_job(status: int) -> None:
+    """MPI_Abort of COMM_WORLD when this process is a rank of a multi-rank job."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() \
+            and MPI.COMM_WORLD.Get_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(status)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     prog = parser.prog
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import numpy.typing as npt
 
 from .. import _validation
@@ -63,3 +64,10 @@ def check_length(y: Any, n: int, target_name: str = "y", name: str = "X") -> Non
                         f"sample of {name} ({n}); got {_validation.describe(y)}") from None
     if length != n:
         raise ValueError(f"{target_name} has {length} samples but {name} has {n}")
+
+
+def rows(values: Any, index: npt.NDArray[np.intp]) -> Any:
+    """The rows ``index`` of an array, or of a sequence (a custom loss's target)."""
+    if isinstance(values, np.ndarray):
+        return values[index]
+    return [values[i] for i in index]

@@ -10,7 +10,6 @@ bit for bit like an uninterrupted one.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,10 +21,12 @@ from ..nn import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, PoissonLoss
 from ..nn.data import check_data as _check_data
 from ..nn.data import check_length as _check_length
 from ..nn.data import resolve_loss as _resolve_loss
+from ..nn.data import rows as _rows
 from ..nn.losses import LossFunction, LossLike
 from ..nn.model import Model, register_convenience, training_call
 from ..optim import Optimizer, optimizer_by_name
 from . import labels as _labels
+from . import parallel
 from .callbacks import Callback, LambdaCallback
 from .guard import NONFINITE, DivergenceGuard
 from .metrics import (
@@ -138,13 +139,6 @@ def _class_labels(loss: object, y: Any) -> npt.NDArray[Any] | None:
     return None
 
 
-def _rows(values: Any, index: npt.NDArray[np.intp]) -> Any:
-    """The rows ``index`` of an array, or of a sequence (a custom loss's target)."""
-    if isinstance(values, np.ndarray):
-        return values[index]
-    return [values[i] for i in index]
-
-
 def _class_weights(class_weight: object, y: Any, n_classes: int,
                    classes: npt.NDArray[Any] | None = None) -> FloatArray:
     """Per-sample weights from a {class: weight} dict or "balanced". ``y`` is the
@@ -202,6 +196,8 @@ class Trainer:
         self.metrics, self.callbacks, self.verbose = metrics, callbacks, verbose
         self.l2, self.accumulate, self.on_nonfinite = l2, accumulate, on_nonfinite
         self.validation, self.epochs = validation, epochs
+        #: the first epoch of fit (its ``initial_epoch``)
+        self.initial_epoch = 0
         self.stop_training = False
         self.history = History(seed)
         self.guard = DivergenceGuard(model, optimizer, on_nonfinite)
@@ -216,6 +212,8 @@ class Trainer:
         # fused forward and backward (train_step with an optimizer that changes nothing)
         self._steps = 0
         self._no_update: Optimizer | None = None
+        # with ranks: an error of on_train_begin, raised at the first epoch's start
+        self._pending: Exception | None = None
 
     @property
     def is_root(self) -> bool:
@@ -245,26 +243,32 @@ class Trainer:
     def run_epoch(self, epoch: int, X: FloatArray, y: Any, weight: FloatArray | None) -> Logs:
         model, n, batch_size = self.model, X.shape[0], self.batch_size
         loss, optimizer, callbacks = self.loss, self.optimizer, self.callbacks
-        for callback in callbacks:
-            callback.on_epoch_begin(self, epoch)
+        ranks = self.ranks
+        error, self._pending = self._pending, None
+        try:
+            for callback in callbacks:
+                callback.on_epoch_begin(self, epoch)
+        except Exception as raised:
+            if ranks is None:
+                raise
+            error = error or raised      # raised on every rank at the epoch's start
         # (each generator is seeded only where it is drawn from: seeding costs as
         # much as several small steps)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) \
             if self.shuffle else None
         if any(layer.dropout for layer in model.layers):
-            model.dropout_rng = np.random.default_rng([self.seed, epoch, 1])
-        n_batches = math.ceil(n / batch_size) if self.ranks is None else self._steps
+            # (each rank its own masks, as one process draws for each of its rows)
+            model.dropout_rng = np.random.default_rng(
+                [self.seed, epoch, 1] if ranks is None else [self.seed, epoch, 1, ranks.rank])
+        n_batches = math.ceil(n / batch_size) if ranks is None else self._steps
         bar = ProgressBar(self.epochs, n_batches, self.verbose)
         bar.start_epoch(epoch)
         logs: Logs = {}
         if hasattr(optimizer, "lr"):
             logs["lr"] = float(optimizer.lr)
-        if self.ranks is not None:
-            total, mass, skipped = self._distributed_batches(epoch, X, y, weight, order, bar)
-            logs["loss"] = total / mass if mass else float("nan")
-            if skipped:
-                logs["skipped_steps"] = float(skipped)
-            return self._end_epoch(epoch, X, y, weight, logs, bar)
+        if ranks is not None:
+            records = parallel.run_steps(self, epoch, X, y, weight, order, bar, error)
+            return self._end_epoch(epoch, X, y, weight, logs, bar, records)
         total, mass, skipped = 0.0, 0.0, 0
         # the fused step under the guard, in the kernel (None: run the batch the
         # two-call way, see _fused_step)
@@ -314,122 +318,68 @@ class Trainer:
         return self._end_epoch(epoch, X, y, weight, logs, bar)
 
     def _end_epoch(self, epoch: int, X: FloatArray, y: Any, weight: FloatArray | None,
-                   logs: Logs, bar: ProgressBar) -> Logs:
+                   logs: Logs, bar: ProgressBar,
+                   records: npt.NDArray[np.float64] | None = None) -> Logs:
         """The metrics and validation scores, the history and the epoch's callbacks.
-        With ranks, each score is every rank's averaged (weighted by its samples), and
-        the ranks agree whether to stop."""
-        model = self.model
-        if self.metrics:
-            scores = evaluate(model, X, y, metrics=self.metrics.values(),
-                              _names=list(self.metrics), sample_weight=weight,
-                              _fit_loss=False, _encoded=True)
-            logs.update(self._averaged(scores, X.shape[0], None))
-        if self.validation is not None:
-            Xv, yv, wv = self.validation
-            scores = evaluate(model, Xv, yv, loss=self.loss, metrics=self.metrics.values(),
-                              _names=list(self.metrics), sample_weight=wv, _encoded=True)
-            scores = self._averaged(scores, Xv.shape[0], wv)
-            logs.update({"val_" + k: v for k, v in scores.items()})
+        With ranks, the logs are every rank's combined (``records``: the step losses
+        of ``parallel.run_steps``), and the ranks agree whether to stop; an error on
+        one rank raises on every rank (bpcore.train.parallel)."""
+        model, ranks = self.model, self.ranks
+        scores: Logs = {}
+        val_scores: Logs = {}
+        val_rows, val_mass = 0, 0.0
+        error: Exception | None = None
+        try:
+            if self.metrics:
+                scores = evaluate(model, X, y, metrics=self.metrics.values(),
+                                  _names=list(self.metrics), sample_weight=weight,
+                                  _fit_loss=False, _encoded=True)
+            if self.validation is not None:
+                Xv, yv, wv = self.validation
+                val_scores = evaluate(model, Xv, yv, loss=self.loss,
+                                      metrics=self.metrics.values(),
+                                      _names=list(self.metrics), sample_weight=wv,
+                                      _encoded=True)
+                val_rows = Xv.shape[0]
+                val_mass = val_rows if wv is None else float(wv.sum(dtype=np.float64))
+        except Exception as raised:
+            if ranks is None:
+                raise
+            error = raised
+        if ranks is not None:
+            assert records is not None
+            logs.update(parallel.end_epoch(self, error, records, scores, X.shape[0],
+                                           val_scores, val_rows, val_mass))
+        else:
+            logs.update(scores)
+            logs.update({"val_" + k: v for k, v in val_scores.items()})
         self.history.append(epoch, logs)
         model.epochs_trained += 1
-        for callback in self.callbacks:
-            callback.on_epoch_end(self, epoch, logs)
-        if self.ranks is not None:
-            # a callback that decides on something of its own rank must not leave the
-            # other ranks waiting in the next epoch's reductions
-            self.stop_training = self.ranks.any(self.stop_training)
+        error = None
+        try:
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, epoch, logs)
+        except Exception as raised:
+            if ranks is None:
+                raise
+            error = raised
+        if ranks is not None:
+            # a request to stop on one rank (a callback that decides on something of
+            # its own) stops every rank at this epoch's end
+            self.stop_training = parallel.agree_to_stop(self, error)
         bar.end_epoch(logs)
         return logs
 
-    def _averaged(self, scores: Logs, rows: int, weight: FloatArray | None) -> Logs:
-        """``scores`` of this rank's ``rows`` samples, averaged over the ranks: the
-        loss weighted by each rank's total sample weight, the metrics by its samples
-        (exact for the loss, accuracy, mse and mae; r2 is the ranks' weighted mean).
-        Without ranks, ``scores`` as they are."""
-        if self.ranks is None:
-            return scores
-        names = list(scores)
-        mass = rows if weight is None else float(weight.sum(dtype=np.float64))
-        shares = [mass if name == "loss" else rows for name in names]
-        sums = self.ranks.sum([scores[name] * share for name, share in zip(names, shares)]
-                              + [rows, mass])
-        total_rows, total_mass = sums[-2], sums[-1]
-        return {name: float(value / (total_mass if name == "loss" else total_rows))
-                for name, value in zip(names, sums[:-2])}
-
-    def _distributed_batches(self, epoch: int, X: FloatArray, y: Any,
-                             weight: FloatArray | None, order: npt.NDArray[np.intp] | None,
-                             bar: ProgressBar) -> tuple[float, float, int]:
-        """An epoch's steps on this rank of a distributed run: (loss total, its mass,
-        skipped steps), summed over the ranks.
-
-        Every rank takes the same number of steps (``_steps``); a rank whose rows run
-        out first takes the rest with empty batches. Each step's gradient is the mean
-        over the rows of every rank's batch together: this rank's mean gradient is
-        weighted by its batch's share of the step's rows (or sample weight) before the
-        one reduction, so that uneven batches count as one process's batch of all
-        their rows would."""
-        model, loss, size = self.model, self.loss, self.batch_size
-        optimizer: Any = self.optimizer         # a DistributedOptimizer
-        ranks, steps, n = self.ranks, self._steps, X.shape[0]
-        batches = []
-        for step in range(steps):
-            index = (order[step * size:(step + 1) * size] if order is not None
-                     else np.arange(min(step * size, n), min((step + 1) * size, n)))
-            w = None if weight is None else weight[index]
-            batches.append((index, w))
-        masses = np.array([index.size if w is None else float(w.sum(dtype=np.float64))
-                           for index, w in batches])
-        summed = getattr(loss, "reduction", "mean") == "sum"
-        totals = ranks.sum(masses)       # one reduction per epoch: each step's mass
-        total, mass, skipped = 0.0, 0.0, 0
-        model.train()
-        for step, (index, w) in enumerate(batches):
-            if totals[step] == 0:
-                continue                 # no rank has a sample (of positive weight)
-            share = 0.0 if masses[step] == 0 else 1.0 if summed else \
-                masses[step] / totals[step]
-            value = math.nan
-            if masses[step] > 0:
-                value = self._local_gradient(X[index], _rows(y, index), w)
-            else:
-                model.zero_grad()
-            optimizer.synchronize(weight=share)
-            # the reduced gradient decides for every rank; a non-finite loss on this
-            # rank made it non-finite (_local_gradient)
-            checked = value if masses[step] > 0 and not math.isfinite(value) else 0.0
-            try:
-                done = self.guard.step(epoch, step, checked)
-            finally:
-                optimizer._discard_reduction()
-            if not done:
-                skipped += 1
-                continue
-            if masses[step] > 0 and math.isfinite(value):
-                total += value * masses[step]
-                mass += masses[step]
-            bar.update(step, value if math.isfinite(value) else 0.0, index.size)
+    def begin(self) -> None:
+        """The callbacks' ``on_train_begin`` (with ranks, an error waits for the first
+        epoch's start, where every rank raises it)."""
+        try:
             for callback in self.callbacks:
-                if type(callback).on_batch_end is not Callback.on_batch_end:
-                    callback.on_batch_end(self, step, {"loss": value})
-        # (skipped steps are the same on every rank: the reduced gradient decided)
-        total, mass = ranks.sum([total, mass])
-        return float(total), float(mass), skipped
-
-    def _local_gradient(self, X: FloatArray, y: Any, weight: FloatArray | None) -> float:
-        """This rank's batch loss, its gradient in ``model.grads`` (+ L2); a non-finite
-        loss makes the gradient NaN, so that the reduction carries it to every rank."""
-        model = self.model
-        if self._no_update is not None and weight is None:
-            value = model.train_step(X, y, self.loss, self._no_update, keep_grads=True)
-        else:
-            value, _ = model.loss_and_grad(X, y, self.loss, sample_weight=weight)
-        if self.l2:
-            for layer in model.layers:
-                value += _flat.l2(layer.W.reshape(-1), layer.dW.reshape(-1), self.l2)
-        if not math.isfinite(value):
-            model.grads.fill(math.nan)
-        return float(value)
+                callback.on_train_begin(self)
+        except Exception as raised:
+            if self.ranks is None:
+                raise
+            self._pending = raised
 
     def _batch_views(self, X: FloatArray, y: Any, weight: FloatArray | None
                      ) -> list[tuple[FloatArray, Any, FloatArray | None]]:
@@ -525,11 +475,88 @@ def _fit_classes(model: Model, loss: Loss | LossFunction, classes: npt.ArrayLike
 
 def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validation_data,
              validation_split, sample_weight, class_weight, metrics, callbacks, verbose,
-             l2, accumulate, on_nonfinite, epochs, validation_order="random", classes=None,
-             keep_classes=False):
+             l2, accumulate, on_nonfinite, epochs, initial_epoch=0,
+             validation_order="random", classes=None, keep_classes=False):
+    """Every argument checked, the data converted: (trainer, X, y, weight). Nothing
+    changes before all is checked. With a DistributedOptimizer the checks run in two
+    phases, the arguments then the data, each ending in one agreement of the ranks
+    (bpcore.train.parallel): a refusal on one rank raises on every rank."""
+    ranks = parallel.ranks_of(optimizer)
+    error: Exception | None = None
+    try:
+        args = _arguments(model, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
+                          shuffle=shuffle, seed=seed, callbacks=callbacks, verbose=verbose,
+                          l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
+                          epochs=epochs, initial_epoch=initial_epoch, classes=classes,
+                          keep_classes=keep_classes, class_weight=class_weight,
+                          distributed=ranks is not None)
+    except Exception as raised:
+        if ranks is None:
+            raise
+        error = raised
+    if ranks is not None:
+        settings = None if error is not None else {
+            "loss": parallel.named(args["loss"]), "optimizer": type(args["optimizer"]).__name__,
+            "batch_size": args["batch_size"], "shuffle": args["shuffle"],
+            "seed": None if seed is None else args["seed"], "epochs": args["epochs"],
+            "initial_epoch": args["initial_epoch"], "epochs_trained": model.epochs_trained,
+            "l2": args["l2"], "on_nonfinite": args["on_nonfinite"],
+            "callbacks": parallel.named([type(c) for c in args["callbacks"]]),
+            "classes": parallel.named(args["classes"]),
+            "metrics": parallel.named(list(metrics) if metrics is not None else None),
+            "validation_data": validation_data is not None,
+            "validation_split": parallel.named(validation_split),
+            "validation_order": parallel.named(validation_order),
+            "sample_weight": sample_weight is not None,
+            "class_weight": parallel.named(class_weight)}
+        local = None if error is not None else (args["labels"], args["seed"])
+        every = ranks.check(error, "fit's arguments", settings, local)
+        args["seed"] = every[0][1]           # with seed=None: rank 0's draw
+        if args["classes"] is None:
+            args["classes"] = parallel.union_classes(model, args["loss"],
+                                                     [found for found, _ in every])
+    loss, optimizer = args["loss"], args["optimizer"]
+    error = None
+    try:
+        trainer, X, y, weight, classes = _prepare_data(
+            model, X, y, loss=loss, optimizer=optimizer, batch_size=args["batch_size"],
+            shuffle=args["shuffle"], seed=args["seed"], validation_data=validation_data,
+            validation_split=validation_split, sample_weight=sample_weight,
+            class_weight=class_weight, metrics=metrics, callbacks=args["callbacks"],
+            verbose=args["verbose"] if ranks is None or ranks.rank == 0 else 0,
+            l2=args["l2"], accumulate=args["accumulate"],
+            on_nonfinite=args["on_nonfinite"], epochs=args["epochs"],
+            validation_order=validation_order, classes=args["classes"])
+    except Exception as raised:
+        if ranks is None:
+            raise
+        error = raised
+    if ranks is not None:
+        settings = None if error is not None else {
+            "classes": parallel.named(classes), "validation": trainer.validation is not None,
+            "sample_weight": weight is not None, "metrics": list(trainer.metrics)}
+        rows = ranks.check(error, "fit's data", settings,
+                           None if error is not None else X.shape[0])
+        trainer.distribute(ranks, rows)
+    trainer.initial_epoch = args["initial_epoch"]
+    model.fit_loss = loss
+    if not keep_classes or classes is not None:
+        model.classes = classes          # fit starts over; partial_fit keeps them
+    return trainer, X, y, weight
+
+
+def _arguments(model, y, *, loss, optimizer, batch_size, shuffle, seed, callbacks, verbose,
+               l2, accumulate, on_nonfinite, epochs, initial_epoch, classes, keep_classes,
+               class_weight, distributed):
+    """fit's arguments checked (not the data): a dict of them resolved, with ``labels``
+    (this rank's distinct class labels, for the ranks' classes) when ``distributed``."""
+    epochs = _validation.positive_int(epochs, "epochs")
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
+            or not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"initial_epoch must be an integer in [0, epochs={epochs}]; "
+                         f"got {initial_epoch!r}")
     loss = _resolve_loss(loss)
     optimizer = _resolve_optimizer(model, optimizer)
-    ranks = _fit_ranks(optimizer)
     shuffle = _validation.flag(shuffle, "shuffle")
     batch_size = _validation.positive_int(batch_size, "batch_size")
     accumulate = _validation.positive_int(accumulate, "accumulate")
@@ -540,58 +567,31 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
         raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-        if ranks is not None:
-            seed = ranks.bcast(seed)        # one run, one seed (History.seed)
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}")
     callbacks = [c if isinstance(c, Callback) else _wrap_callable(c) for c in callbacks]
-
-    # class labels of any kind become codes; the classes are recorded at the end
-    classes = _fit_classes(model, loss, classes, keep_classes)
-    if ranks is not None and classes is None:
-        classes = _classes_of_every_rank(ranks, model, loss, y)
-    # (with ranks: what depends on this rank's data is refused on every rank, below)
-    error: Exception | None = None
-    try:
-        trainer, X, y, weight, classes = _prepare_data(
-            model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
-            shuffle=shuffle, seed=seed, validation_data=validation_data,
-            validation_split=validation_split, sample_weight=sample_weight,
-            class_weight=class_weight, metrics=metrics, callbacks=callbacks,
-            verbose=verbose, l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
-            epochs=epochs, validation_order=validation_order, classes=classes,
-            keep_classes=keep_classes, ranks=ranks)
-    except Exception as raised:
-        if ranks is None:
-            raise
-        error = raised
-    if ranks is not None:
-        settings = None if error is not None else {
-            "loss": _validation.describe(loss), "optimizer": type(optimizer).__name__,
-            "batch_size": batch_size, "shuffle": shuffle, "seed": seed, "epochs": epochs,
-            "metrics": list(trainer.metrics), "validation": trainer.validation is not None,
-            "sample_weight": weight is not None, "l2": l2, "on_nonfinite": on_nonfinite,
-            "classes": None if classes is None else classes.tolist()}
-        rows = ranks.check(error, "fit's arguments", settings,
-                           None if error is not None else X.shape[0])
-        trainer.distribute(ranks, rows)
-    model.fit_loss = loss
-    if not keep_classes or classes is not None:
-        model.classes = classes          # fit starts over; partial_fit keeps them
-    return trainer, X, y, weight
-
-
-def _prepare_data(model, X, y, *, loss, optimizer, batch_size, shuffle, seed,
-                  validation_data, validation_split, sample_weight, class_weight, metrics,
-                  callbacks, verbose, l2, accumulate, on_nonfinite, epochs,
-                  validation_order, classes, keep_classes, ranks):
-    if ranks is not None:
+    if distributed:
         if accumulate != 1:
             raise ValueError(f"accumulate must be 1 with a DistributedOptimizer (the ranks' "
                              f"batches already add up to one step); got {accumulate}")
         if isinstance(class_weight, str):
             raise ValueError("class_weight='balanced' counts this rank's classes only; with "
                              "a DistributedOptimizer pass a dict of weights")
+    # class labels of any kind become codes; the classes are recorded at the end
+    classes = _fit_classes(model, loss, classes, keep_classes)
+    labels = parallel.labels_of(model, loss, y) if distributed and classes is None else None
+    return {"loss": loss, "optimizer": optimizer, "shuffle": shuffle,
+            "batch_size": batch_size, "accumulate": accumulate, "l2": l2,
+            "on_nonfinite": on_nonfinite, "verbose": verbose, "seed": int(seed),
+            "callbacks": callbacks, "epochs": epochs, "initial_epoch": int(initial_epoch),
+            "classes": classes, "labels": labels}
+
+
+def _prepare_data(model, X, y, *, loss, optimizer, batch_size, shuffle, seed,
+                  validation_data, validation_split, sample_weight, class_weight, metrics,
+                  callbacks, verbose, l2, accumulate, on_nonfinite, epochs,
+                  validation_order, classes):
+    """The data checked and converted, and the Trainer (nothing of the model changed)."""
     y, classes = _labels.encode_target(model, loss, y, classes)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -641,42 +641,10 @@ def _prepare_data(model, X, y, *, loss, optimizer, batch_size, shuffle, seed,
                                  "validation_data X", "validation_data y")
     trainer = Trainer(model, optimizer, loss, batch_size=batch_size, shuffle=shuffle,
                       seed=int(seed), metrics=metrics, callbacks=callbacks,
-                      verbose=verbose if ranks is None or ranks.rank == 0 else 0,
+                      verbose=verbose,
                       l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
                       validation=validation, epochs=epochs)
     return trainer, X, y, weight, classes
-
-
-def _fit_ranks(optimizer: Optimizer) -> Any:
-    """The collective side of fit (bpcore.distributed.FitRanks) for a
-    DistributedOptimizer, else None (bpcore.distributed is imported only then)."""
-    distributed = sys.modules.get("bpcore.distributed")
-    if distributed is None or not isinstance(optimizer, distributed.DistributedOptimizer):
-        return None
-    return distributed.FitRanks(optimizer)
-
-
-def _classes_of_every_rank(ranks: Any, model: Model, loss: Loss | LossFunction,
-                           y: Any) -> npt.NDArray[Any] | None:
-    """The classes that one process would find in the labels of every rank together
-    (each rank's shard may lack some), or None when ``y`` is not labels somewhere."""
-    found = None
-    if _labels.n_classes(model, loss) is not None:
-        try:
-            array = y if isinstance(y, np.ndarray) else np.asarray(y)
-            if array.ndim == 1 and array.size:
-                found = np.unique(_labels.label_array(y, "y"))
-        except (TypeError, ValueError):
-            found = None     # refused below by this rank's own encode, on every rank
-    gathered = ranks.gather(found)
-    if any(values is None for values in gathered):
-        return None
-    try:
-        union = np.unique(np.concatenate(gathered))
-        _, classes = _labels.encode_target(model, loss, union, None)
-    except (TypeError, ValueError):
-        return None          # labels of different kinds: each rank's encode says so
-    return classes
 
 
 def _wrap_callable(fn: object) -> LambdaCallback:
@@ -763,21 +731,15 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     averaged over the ranks, and only rank 0 prints and writes checkpoints; see
     docs/distributed.md.
     """
-    epochs = _validation.positive_int(epochs, "epochs")
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
-            or not 0 <= initial_epoch <= epochs:
-        raise ValueError(f"initial_epoch must be an integer in [0, epochs={epochs}]; "
-                         f"got {initial_epoch!r}")
     trainer, X, y, weight = _prepare(
         model, X, y, loss=loss, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
         seed=seed, validation_data=validation_data, validation_split=validation_split,
         sample_weight=sample_weight, class_weight=class_weight, metrics=metrics,
         callbacks=callbacks, verbose=verbose, l2=l2, accumulate=accumulate,
-        on_nonfinite=on_nonfinite, epochs=epochs, validation_order=validation_order,
-        classes=classes)
-    for callback in trainer.callbacks:
-        callback.on_train_begin(trainer)
-    for epoch in range(int(initial_epoch), epochs):
+        on_nonfinite=on_nonfinite, epochs=epochs, initial_epoch=initial_epoch,
+        validation_order=validation_order, classes=classes)
+    trainer.begin()
+    for epoch in range(trainer.initial_epoch, trainer.epochs):
         trainer.run_epoch(epoch, X, y, weight)
         if trainer.stop_training:
             break

@@ -61,7 +61,7 @@ try:
     dist.broadcast_optimizer_state(mixed)
     raise AssertionError("different optimizer classes were broadcast")
 except ValueError as error:
-    assert "differs between ranks" in str(error), error
+    assert "differ between ranks" in str(error), error
 
 # ---- one Allreduce per step, and train_step keeps the fused forward and backward
 
@@ -107,12 +107,38 @@ for _ in range(3):
                       bp.CrossEntropyLoss())
     opt.synchronize()
     bp.clip_grad_norm(net, 0.05)
-    opt.step()                           # does not reduce again
+    with opt.skip_synchronize():
+        opt.step()                       # does not reduce again
     reference.loss_and_grad(Xall, yall, bp.CrossEntropyLoss())
     bp.clip_grad_norm(reference, 0.05)
     ref_opt.step()
 assert close(net.params, reference.params), np.abs(net.params - reference.params).max()
 assert Counting.calls == calls + 3, Counting.calls - calls
+
+# ---- a synchronize() whose step never came leaves nothing behind: the next step
+# reduces its own gradient (the ranks' gradients differ: without the reduction the
+# parameters would too)
+net.loss_and_grad(Xall[8 * RANK:8 * RANK + 8], yall[8 * RANK:8 * RANK + 8],
+                  bp.CrossEntropyLoss())
+opt.synchronize()                        # ... and no step
+calls = Counting.calls
+net.train_step(Xall[8 * RANK:8 * RANK + 8], yall[8 * RANK:8 * RANK + 8],
+               bp.CrossEntropyLoss(), opt)
+assert Counting.calls == calls + 1 and same_on_every_rank(net.params)
+
+# ---- broadcast_optimizer_state with hyper-parameters that only make sense together
+# (rank 1's nesterov needs its momentum; rank 0 has neither): rank 1 takes rank 0's
+# whole set, and drops the buffer rank 0 does not have
+net = model(seed=8)
+sgd = bp.SGD(net, lr=0.1) if RANK == 0 else bp.SGD(net, lr=0.5, momentum=0.9, nesterov=True)
+if RANK == 1:
+    net.loss_and_grad(Xall, yall, bp.CrossEntropyLoss())
+    sgd.step()
+    assert "momentum_buffer" in sgd.state
+dist.broadcast_optimizer_state(sgd)
+assert sgd.hyperparameters == {"lr": 0.1, "momentum": 0.0, "nesterov": False,
+                               "weight_decay": 0.0}
+assert sgd.steps == 0 and sgd.state == {}
 
 # ---- the same optimizer in every other respect: schedules, hyper-parameters, state_dict
 plain = bp.Adam(net, lr=0.1)
@@ -126,6 +152,8 @@ assert plain.betas == (0.8, 0.9)
 net.loss_and_grad(Xall, yall, bp.CrossEntropyLoss())
 wrapped.step()
 state = wrapped.state_dict()
+wrapped.load_state_dict(state)               # into itself, through the wrapper
+assert wrapped.steps == 1 and wrapped.lr == 0.05
 restored = bp.Adam(model(seed=0))
 restored.load_state_dict(state)
 assert restored.steps == plain.steps == 1 and restored.lr == 0.05
