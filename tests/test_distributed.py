@@ -70,6 +70,32 @@ def test_cli_trains_on_two_ranks_and_rank_0_writes_one_checkpoint(tmp_path):
     assert scores["loss"] == pytest.approx(printed, rel=1e-3)
 
 
+def test_cli_a_rank_that_fails_aborts_the_job_instead_of_leaving_the_other_waiting(
+        tmp_path):
+    pytest.importorskip("mpi4py")
+    if not MPIEXEC.exists():
+        pytest.skip(f"no mpiexec beside {sys.executable} (pip install mpich)")
+    good = tmp_path / "good.csv"
+    X, y = bp.datasets.moons(60, seed=0)
+    np.savetxt(good, np.column_stack([X, y]), delimiter=",")
+    rank = [sys.executable, "-m", "bpcore", "train", "--distributed", "--epochs", "50",
+            "--out", str(tmp_path / "m.bpc"), "--data"]
+    result = subprocess.run([str(MPIEXEC), "-n", "1", *rank, str(good), ":",
+                             "-n", "1", *rank, str(tmp_path / "missing.csv")],
+                            capture_output=True, text=True, timeout=120, env=_environment())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "missing.csv" in result.stderr and not (tmp_path / "m.bpc").exists()
+
+
+def test_cli_fewer_validation_rows_than_ranks_score_on_every_rank(tmp_path):
+    out = tmp_path / "model.bpc"
+    result = _mpiexec("-m", "bpcore", "train", "--distributed", "--dataset", "moons",
+                      "--n-samples", "10", "--validation-split", "0.1", "--epochs", "2",
+                      "--batch-size", "4", "--out", str(out), "--verbose", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 to validate" in result.stdout and bp.load_checkpoint(out).progress["epoch"] == 2
+
+
 def test_the_example_on_two_ranks(tmp_path):
     example = Path(__file__).resolve().parents[1] / "examples" / "distributed_moons.py"
     result = _mpiexec(str(example), "--epochs", "10")

@@ -725,10 +725,11 @@ def fit(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: LossLike,
     gradient (zeros when that batch was skipped).
 
     With a ``bpcore.distributed.DistributedOptimizer``, each MPI rank passes its own
-    shard (of any size) and every rank calls ``fit`` with the same settings: every
-    rank starts from rank 0's parameters and optimizer state, each step's gradient is
-    the mean over the rows of every rank's batch (one reduction), the logs are
-    averaged over the ranks, and only rank 0 prints and writes checkpoints; see
+    shard (any number of rows but zero) and every rank calls ``fit`` with the same
+    settings: every rank starts from rank 0's parameters and optimizer state, each
+    step's gradient is the mean over the rows of every rank's batch (one reduction),
+    the logs are combined over the ranks, only rank 0 prints and writes checkpoints,
+    and a refusal on one rank raises on every rank (bpcore.train.parallel); see
     docs/distributed.md.
     """
     trainer, X, y, weight = _prepare(
