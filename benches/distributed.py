@@ -255,7 +255,17 @@ def header_lines(comm, threads, pinned):
     lines.append("environment: " + (", ".join(environment) or
                                     "no OPENBLAS_/OMP_ thread or kernel variables set"))
     lines += ["rank 0's " + line for line in compare_sklearn.blas_lines()]
+    lines.append(load_line("at the start"))
     return lines
+
+
+def load_line(when):
+    """The machine's load averages ``when`` (a shared machine's other work shows here)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return f"load average {when}: not available"
+    return f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min), {fifteen:.2f} (15 min)"
 
 
 def cell(figures, key):
@@ -360,6 +370,7 @@ def main(argv=None):
               "process's fused step on the rank's batch; (b) the distributed step; (c) the "
               "bare in-place Allreduce of a buffer of the gradient's size; (d) (b) over "
               "MPI.COMM_SELF (no other rank); '-' not timed.")
+        print(load_line("at the end"))
     if limits is not None:
         limits.restore_original_limits()
     return 1 if failures else 0
