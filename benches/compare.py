@@ -578,9 +578,13 @@ def block_size(peer):
     return int(np.clip(round(BLOCK_SECONDS / per_step), *BLOCK_STEPS))
 
 
-def interleaved_samples(peers, rounds, threads=1):
+def interleaved_samples(peers, rounds, threads=1, block_sizes=None):
     """{name: [µs per step of each round's block]}, the peers run in turn, round
     after round; with more than one thread every block after ``warm_up`` of its peer.
+
+    ``block_sizes``: {name: steps per block} to use instead of timing each peer's
+    (``block_size``); benches/distributed.py passes sizes its MPI ranks agreed on, so
+    that every rank runs the same number of collective steps.
 
     The garbage collector is off for the whole timing, calibration included (as
     ``timeit`` turns it off), after one full collection. A full collection before
@@ -595,8 +599,10 @@ def interleaved_samples(peers, rounds, threads=1):
     gc.collect()
     gc.disable()
     try:
-        sizes = {}
+        sizes = dict(block_sizes) if block_sizes is not None else {}
         for name, peer in peers.items():
+            if name in sizes:
+                continue
             if warm:
                 warm_up(peer, warm)
             sizes[name] = block_size(peer)
