@@ -216,7 +216,7 @@ class DistributedOptimizer(Optimizer):
     Horovod's): ``step()`` outside it always reduces.
     """
 
-    __slots__ = ("_wrapped", "_comm", "_skip")
+    __slots__ = ("_wrapped", "_comm", "_skip", "_sum", "_in_place")
     #: never fused into the training kernel: the reduction sits between the
     #: backward pass and the update (read from the class's own body)
     fused_kind: ClassVar[str | None] = None
@@ -225,6 +225,8 @@ class DistributedOptimizer(Optimizer):
     _wrapped: Optimizer
     _comm: Any
     _skip: bool
+    _sum: Any            # MPI.SUM and MPI.IN_PLACE, looked up once
+    _in_place: Any
 
     def __new__(cls, optimizer: Optimizer, comm: object = None) -> DistributedOptimizer:
         if not isinstance(optimizer, Optimizer):
@@ -251,6 +253,9 @@ class DistributedOptimizer(Optimizer):
         object.__setattr__(self, "_wrapped", optimizer)
         object.__setattr__(self, "_comm", c)
         object.__setattr__(self, "_skip", False)
+        MPI = _mpi()
+        object.__setattr__(self, "_sum", MPI.SUM)
+        object.__setattr__(self, "_in_place", MPI.IN_PLACE)
 
     @property
     def optimizer(self) -> Optimizer:
@@ -276,10 +281,11 @@ class DistributedOptimizer(Optimizer):
             share = _validation.real(weight, "weight", low=0.0)
             if share != 1.0:
                 grads *= share
-        MPI = _mpi()
-        c.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
-        if weight is None and c.Get_size() > 1:
-            grads *= 1.0 / c.Get_size()
+        c.Allreduce(self._in_place, grads, op=self._sum)
+        if weight is None:
+            size = c.Get_size()
+            if size > 1:
+                grads *= 1.0 / size
 
     @contextlib.contextmanager
     def skip_synchronize(self) -> Iterator[None]:
