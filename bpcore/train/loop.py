@@ -228,8 +228,10 @@ class Trainer:
         from ..optim.minimize import _NoUpdate
         self.ranks = ranks
         self._steps = max(math.ceil(n / self.batch_size) for n in rows)
-        distributed.broadcast_parameters(self.model, comm=ranks.comm)
+        # (the optimizer's first: it checks everything, the layers included, on every
+        # rank before it changes anything)
         distributed.broadcast_optimizer_state(self.optimizer, comm=ranks.comm)
+        distributed.broadcast_parameters(self.model, comm=ranks.comm)
         self._start = (self.optimizer.steps, frozenset(self.optimizer.state))
         if isinstance(self.loss, Loss) and fused.loss_kind(self.loss, False) is not None \
                 and not any(layer.dropout for layer in self.model.layers):
