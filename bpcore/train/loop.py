@@ -246,14 +246,12 @@ class Trainer:
         model, n, batch_size = self.model, X.shape[0], self.batch_size
         loss, optimizer, callbacks = self.loss, self.optimizer, self.callbacks
         ranks = self.ranks
-        error, self._pending = self._pending, None
-        try:
+        # (with ranks, an error here or in on_train_begin is raised on every rank at
+        # the epoch's start)
+        with parallel.Hold(ranks) as held:
+            held.error, self._pending = self._pending, None
             for callback in callbacks:
                 callback.on_epoch_begin(self, epoch)
-        except Exception as raised:
-            if ranks is None:
-                raise
-            error = error or raised      # raised on every rank at the epoch's start
         # (each generator is seeded only where it is drawn from: seeding costs as
         # much as several small steps)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) \
@@ -269,7 +267,7 @@ class Trainer:
         if hasattr(optimizer, "lr"):
             logs["lr"] = float(optimizer.lr)
         if ranks is not None:
-            records = parallel.run_steps(self, epoch, X, y, weight, order, bar, error)
+            records = parallel.run_steps(self, epoch, X, y, weight, order, bar, held.error)
             return self._end_epoch(epoch, X, y, weight, logs, bar, records)
         total, mass, skipped = 0.0, 0.0, 0
         # the fused step under the guard, in the kernel (None: run the batch the
@@ -330,8 +328,7 @@ class Trainer:
         scores: Logs = {}
         val_scores: Logs = {}
         val_rows, val_mass = 0, 0.0
-        error: Exception | None = None
-        try:
+        with parallel.Hold(ranks) as scoring:
             if self.metrics:
                 scores = evaluate(model, X, y, metrics=self.metrics.values(),
                                   _names=list(self.metrics), sample_weight=weight,
@@ -344,44 +341,32 @@ class Trainer:
                                       _encoded=True)
                 val_rows = Xv.shape[0]
                 val_mass = val_rows if wv is None else float(wv.sum(dtype=np.float64))
-        except Exception as raised:
-            if ranks is None:
-                raise
-            error = raised
         if ranks is not None:
             assert records is not None
-            logs.update(parallel.end_epoch(self, error, records, scores, X.shape[0],
+            logs.update(parallel.end_epoch(self, scoring.error, records, scores, X.shape[0],
                                            val_scores, val_rows, val_mass))
         else:
             logs.update(scores)
             logs.update({"val_" + k: v for k, v in val_scores.items()})
         self.history.append(epoch, logs)
         model.epochs_trained += 1
-        error = None
-        try:
+        with parallel.Hold(ranks) as calling:
             for callback in self.callbacks:
                 callback.on_epoch_end(self, epoch, logs)
-        except Exception as raised:
-            if ranks is None:
-                raise
-            error = raised
         if ranks is not None:
             # a request to stop on one rank (a callback that decides on something of
             # its own) stops every rank at this epoch's end
-            self.stop_training = parallel.agree_to_stop(self, error)
+            self.stop_training = parallel.agree_to_stop(self, calling.error)
         bar.end_epoch(logs)
         return logs
 
     def begin(self) -> None:
         """The callbacks' ``on_train_begin`` (with ranks, an error waits for the first
         epoch's start, where every rank raises it)."""
-        try:
+        with parallel.Hold(self.ranks) as held:
             for callback in self.callbacks:
                 callback.on_train_begin(self)
-        except Exception as raised:
-            if self.ranks is None:
-                raise
-            self._pending = raised
+        self._pending = held.error
 
     def _batch_views(self, X: FloatArray, y: Any, weight: FloatArray | None
                      ) -> list[tuple[FloatArray, Any, FloatArray | None]]:
@@ -484,18 +469,14 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
     phases, the arguments then the data, each ending in one agreement of the ranks
     (bpcore.train.parallel): a refusal on one rank raises on every rank."""
     ranks = parallel.ranks_of(optimizer)
-    error: Exception | None = None
-    try:
+    with parallel.Hold(ranks) as held:
         args = _arguments(model, y, loss=loss, optimizer=optimizer, batch_size=batch_size,
                           shuffle=shuffle, seed=seed, callbacks=callbacks, verbose=verbose,
                           l2=l2, accumulate=accumulate, on_nonfinite=on_nonfinite,
                           epochs=epochs, initial_epoch=initial_epoch, classes=classes,
                           keep_classes=keep_classes, class_weight=class_weight,
                           distributed=ranks is not None)
-    except Exception as raised:
-        if ranks is None:
-            raise
-        error = raised
+    error = held.error
     if ranks is not None:
         settings = None if error is not None else {
             "loss": parallel.named(args["loss"]), "optimizer": type(args["optimizer"]).__name__,
@@ -518,8 +499,7 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
             args["classes"] = parallel.union_classes(model, args["loss"],
                                                      [found for found, _ in every])
     loss, optimizer = args["loss"], args["optimizer"]
-    error = None
-    try:
+    with parallel.Hold(ranks) as held:
         trainer, X, y, weight, classes = _prepare_data(
             model, X, y, loss=loss, optimizer=optimizer, batch_size=args["batch_size"],
             shuffle=args["shuffle"], seed=args["seed"], validation_data=validation_data,
@@ -529,10 +509,7 @@ def _prepare(model, X, y, *, loss, optimizer, batch_size, shuffle, seed, validat
             l2=args["l2"], accumulate=args["accumulate"],
             on_nonfinite=args["on_nonfinite"], epochs=args["epochs"],
             validation_order=validation_order, classes=args["classes"])
-    except Exception as raised:
-        if ranks is None:
-            raise
-        error = raised
+    error = held.error
     if ranks is not None:
         settings = None if error is not None else {
             "classes": parallel.named(classes), "validation": trainer.validation is not None,

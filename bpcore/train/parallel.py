@@ -36,6 +36,25 @@ if TYPE_CHECKING:
 Trainer = Any
 
 
+class Hold:
+    """``with hold:`` keeps an Exception raised in the block in ``hold.error`` when
+    there are ranks (it is raised on every rank at their next agreement, ``check``);
+    without ranks it propagates as usual."""
+
+    def __init__(self, ranks: Any) -> None:
+        self.ranks = ranks
+        self.error: Exception | None = None
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, kind: object, value: BaseException | None, traceback: object) -> bool:
+        if self.ranks is None or not isinstance(value, Exception):
+            return False
+        self.error = self.error or value
+        return True
+
+
 def ranks_of(optimizer: object) -> Any:
     """The collective side of fit (bpcore.distributed.FitRanks) for a
     DistributedOptimizer, else None (bpcore.distributed is never imported here: an
