@@ -79,6 +79,24 @@ def test_concurrent_predicts_on_one_model_are_bit_identical_to_single_threaded(d
     np.testing.assert_array_equal(model.predict(X), twin.predict(X))
 
 
+def test_concurrent_evaluate_with_one_loss_object_agrees_with_one_thread():
+    """evaluate's loss value from four threads sharing one model and one Loss object:
+    each call computes the value in a gradient buffer of its own (the loss's own buffer,
+    shared, gave NaN in about half the calls at this size)."""
+    big = np.random.default_rng(5).normal(size=(4096, 12))
+    labels = np.arange(4096) % 3
+    model = model_of()
+    loss = bp.CrossEntropyLoss()
+    expected = model.evaluate(big, labels, loss=loss)["loss"]
+    got = []
+
+    def run():
+        for _ in range(30):
+            got.append(model.evaluate(big, labels, loss=loss)["loss"])
+    assert run_threads([run] * 4) == []
+    assert got == [expected] * 120
+
+
 def test_concurrent_predict_labels_proba_and_evaluate_agree_with_one_thread():
     model = model_of()
     labels = np.arange(64) % 3

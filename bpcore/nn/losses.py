@@ -124,6 +124,14 @@ class Loss:
         value = self._kernel_for(target)(output, target, weight, grad, scale)
         return value, grad
 
+    def value(self, output: FloatArray, target: npt.NDArray[Any], weight: FloatArray,
+              scale: float) -> float:
+        """The loss value alone, on arguments checked by ``validate``. Its gradient is
+        written to a buffer of this call's own, not the loss's, so concurrent calls
+        (``evaluate`` from several threads) do not share one."""
+        return float(self._kernel_for(target)(output, target, weight,
+                                              np.empty_like(output), scale))
+
     if TYPE_CHECKING:
         # what each subclass defines (declared for the type checker only: the base
         # class itself has neither)

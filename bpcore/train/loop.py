@@ -794,8 +794,8 @@ def evaluate(model: Model, X: npt.ArrayLike, y: npt.ArrayLike, *,
                                  for i in range(0, n, batch_size)])
     logs = {}
     if isinstance(loss, Loss):
-        logs["loss"] = float(loss.compute(output, *loss.validate(
-            y, output.shape, output.dtype, sample_weight, name="y"))[0])
+        logs["loss"] = loss.value(output, *loss.validate(
+            y, output.shape, output.dtype, sample_weight, name="y"))
     elif loss is not None:
         logs["loss"] = float(loss(output, y)[0])
     names: Sequence[str]
