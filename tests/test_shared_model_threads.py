@@ -97,6 +97,36 @@ def test_concurrent_evaluate_with_one_loss_object_agrees_with_one_thread():
     assert got == [expected] * 120
 
 
+def test_threads_training_their_own_models_with_one_loss_object_match_one_thread():
+    """The two-call path (loss_and_grad, then step) on two models in two threads, with
+    one shared Loss object: each thread's gradients are its own (the loss's reusable
+    grad_output buffer is per thread), so each model equals the same steps alone.
+    (With one buffer for both threads, both models came out different.)"""
+    loss = bp.CrossEntropyLoss()
+    big = np.random.default_rng(6).normal(size=(4096, 12))
+    targets = [np.random.default_rng(s).integers(0, 64, 4096) for s in (7, 8)]
+
+    def wide():
+        return bp.Model([bp.Dense(12, 64, "relu"), bp.Dense(64, 64)], seed=1)
+
+    def train(model, target):
+        opt = bp.SGD(model, lr=1e-3)
+        for _ in range(50):
+            model.loss_and_grad(big, target, loss)
+            opt.step()
+    alone = [wide(), wide()]
+    for model, target in zip(alone, targets):
+        train(model, target)
+    shared = [wide(), wide()]
+    assert run_threads([lambda m=m, t=t: train(m, t) for m, t in zip(shared, targets)]) == []
+    for got, expected in zip(shared, alone):
+        np.testing.assert_array_equal(got.params, expected.params)
+    copied = copy.deepcopy(loss)        # a copy has buffers of its own, and the same math
+    output = big[:, :8] @ np.ones((8, 64))
+    assert copied.reduction == loss.reduction
+    assert copied(output, targets[0])[0] == loss(output, targets[0])[0]
+
+
 def test_concurrent_predict_labels_proba_and_evaluate_agree_with_one_thread():
     model = model_of()
     labels = np.arange(64) % 3

@@ -12,6 +12,7 @@ results.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, SupportsFloat, TypeAlias
 
@@ -54,8 +55,20 @@ class Loss:
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
         self.reduction = reduction
-        self._grad: FloatArray | None = None
+        # each thread's reusable grad_output buffer (threads training different models
+        # with one Loss object do not share one)
+        self._local = threading.local()
         self._empty: dict[npt.DTypeLike, FloatArray] = {}
+
+    # copies and pickles get buffers of their own (a threading.local does not copy)
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reduction={self.reduction!r})"
@@ -64,8 +77,8 @@ class Loss:
                  sample_weight: npt.ArrayLike | None = None) -> tuple[float, FloatArray]:
         """Return ``(value, grad_output)`` for output (n_samples, n_outputs).
 
-        ``grad_output`` is owned by the loss and overwritten by its next call with the
-        same shape; copy it to keep it.
+        ``grad_output`` is owned by the loss (one buffer per thread) and overwritten by
+        its next call with the same shape on the same thread; copy it to keep it.
         """
         dtype: npt.DTypeLike
         if (isinstance(output, np.ndarray)
@@ -118,9 +131,10 @@ class Loss:
     def compute(self, output: FloatArray, target: npt.NDArray[Any], weight: FloatArray,
                 scale: float) -> tuple[float, FloatArray]:
         """Run the kernel on arguments checked by ``validate``; return (value, grad)."""
-        grad = self._grad
+        local = self._local
+        grad = getattr(local, "grad", None)
         if grad is None or grad.shape != output.shape or grad.dtype != output.dtype:
-            grad = self._grad = np.empty_like(output)
+            grad = local.grad = np.empty_like(output)
         value = self._kernel_for(target)(output, target, weight, grad, scale)
         return value, grad
 
