@@ -355,22 +355,3 @@ class FitRanks:
                 raise ValueError(f"{what} differ between ranks ({detail}); every rank "
                                  "must call it with the same settings")
         return [value for _, _, value in gathered]
-
-    def gather(self, value: object) -> list[Any]:
-        """Every rank's ``value``, in rank order."""
-        return list(self.comm.allgather(value))
-
-    def bcast(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank."""
-        return self.comm.bcast(value, root=0)
-
-    def sum(self, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """The float64 sum of every rank's ``values`` (a new array)."""
-        send = np.ascontiguousarray(values, dtype=np.float64)
-        out = np.empty_like(send)
-        self.comm.Allreduce(send, out, op=_mpi().SUM)
-        return out
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is True on one."""
-        return bool(self.sum([1.0 if flag else 0.0])[0] > 0)
