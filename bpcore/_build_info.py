@@ -19,9 +19,14 @@ def build_info() -> dict[str, Any]:
     - ``"compiler"``: the compiler that built them, e.g. ``"gcc 12.2.0"``.
     - ``"small_product_limit"``: the most multiply-adds of a matrix product that
       bpcore's own loops compute instead of BLAS on this CPU.
+    - ``"fused_product_limit"``: how far beyond that the own loops take a layer's
+      product whose store also applies the bias and activation (forward) or the
+      derivative of the layer below (backward), at batches above 8 rows and up to 32
+      columns: the most multiply-adds, or 0 where they take no more than
+      ``small_product_limit`` (262144 on CPUs with AVX-512).
 
     >>> sorted(build_info())
-    ['compiler', 'kernels', 'small_product_limit', 'target_clones']
+    ['compiler', 'fused_product_limit', 'kernels', 'small_product_limit', 'target_clones']
     """
     info = _kernels.build_info()
     clones = info["target_clones"]
@@ -30,4 +35,5 @@ def build_info() -> dict[str, Any]:
         "target_clones": tuple(clones.split(",")) if clones else (),
         "compiler": info["compiler"].strip(),
         "small_product_limit": info["small_product_limit"],
+        "fused_product_limit": info["fused_product_limit"],
     }

@@ -23,6 +23,7 @@ cdef extern from "_loops.h" nogil:
     void daxpy "bp_daxpy"(int* n, double* alpha, double* x, int* incx, double* y, int* incy)
     enum: BP_SMALL_SCRATCH
     long bp_small_work_limit()
+    long bp_fused_work_limit()
     void bp_small_gemm_f32(int trans_a, int trans_b, long m, long n, long k, float alpha,
                            const float* A, long lda, const float* B, long ldb, float beta,
                            float* C, long ldc, float* Bt)
@@ -33,6 +34,7 @@ cdef extern from "_loops.h" nogil:
 cdef enum:
     SMALL_DEPTH = 512      # k at most for B's last columns, transposed, to fit the scratch
     SKINNY = 8             # a batch of at most this many rows is "skinny" (see below)
+    FUSED_COLUMNS = 32     # the widest product the fused rule extends to (fused_product)
 
 
 cdef inline bint own_can_take(bint trans_a, bint trans_b, long m, long n,
@@ -65,6 +67,21 @@ cdef inline bint small_product(bint trans_a, bint trans_b, long m, long n,
     if trans_b and limit > 4096:
         limit //= 2
     return m * n * k <= limit
+
+
+cdef inline bint fused_product(bint trans_b, long m, long n, long k) noexcept nogil:
+    """Whether a layer's product whose store carries an epilogue (forward: X . W with
+    the bias and activation; backward: delta . W^T, trans_b, with the derivative of
+    the layer below and its bias gradient) is computed by bpcore's own loops with that
+    epilogue: where small_product holds, and also where bp_fused_work_limit() (2^18
+    with AVX-512, else 0: see _kernels.c) allows a product of more than SKINNY rows,
+    of at most that many multiply-adds, whose n columns are whole vectors of either
+    type and at most FUSED_COLUMNS (the shapes benches/fused_gemm.py found the own
+    route faster on: 10 or 64 columns lost by 5-20%)."""
+    if small_product(False, trans_b, m, n, k):
+        return True
+    return (m > SKINNY and n % 8 == 0 and n <= FUSED_COLUMNS
+            and m * n * k <= bp_fused_work_limit() and own_can_take(False, trans_b, m, n, k))
 
 
 cdef inline void own_gemm(bint trans_a, bint trans_b, int m, int n, int k,

@@ -17,9 +17,11 @@
 # not be X.
 from cython cimport floating
 
-from _blas cimport (BP_SMALL_SCRATCH, SKINNY, SMALL_DEPTH, blas_gemm, bp_small_work_limit, gemm,
-                   own_can_take, own_gemm, small_product)
-from _loops cimport bias_activation, delta_and_bias_grad, import_kernels
+from _blas cimport (BP_SMALL_SCRATCH, FUSED_COLUMNS, SKINNY, SMALL_DEPTH, blas_gemm, bp_fused_work_limit,
+                   bp_small_work_limit, fused_product, gemm, own_can_take, own_gemm,
+                   small_product)
+from _loops cimport (bias_activation, delta_and_bias_grad, import_kernels, small_delta_back,
+                     small_dense_forward, transpose)
 
 import_kernels()
 
@@ -223,10 +225,12 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
 
 
 #: the rule's constants (src/_blas.pxd): the own loops' scratch entries, the deepest
-#: product whose last columns fit it transposed, and the most rows of a skinny batch
+#: product whose last columns fit it transposed, the most rows of a skinny batch, and
+#: the widest product the fused rule extends to
 SMALL_SCRATCH = BP_SMALL_SCRATCH
 SMALL_PRODUCT_DEPTH = SMALL_DEPTH
 SKINNY_ROWS = SKINNY
+FUSED_PRODUCT_COLUMNS = FUSED_COLUMNS
 
 
 def small_product_limit():
@@ -242,3 +246,117 @@ def takes_own_loops(bint trans_a, bint trans_b, long m, long n, long k):
     bpcore's own loops on this CPU rather than BLAS (see small_product in
     src/_blas.pxd)."""
     return small_product(trans_a, trans_b, m, n, k)
+
+
+def fused_product_limit():
+    """How far beyond small_product_limit() the own loops take a layer's product whose
+    store carries an epilogue (see fused_product in src/_blas.pxd), at batches above
+    8 rows and for products of at most FUSED_PRODUCT_COLUMNS columns, a multiple of
+    8: the most multiply-adds, 262144 with AVX-512, or 0 (no further) elsewhere and on
+    the portable path (see src/_kernels.c)."""
+    return bp_fused_work_limit()
+
+
+def takes_fused_loops(bint trans_b, long m, long n, long k):
+    """Whether the training engine computes a layer's product X . W (C m x n, inner
+    dimension k) with its bias and activation, or delta . W^T (trans_b) with the
+    derivative of the layer below, in bpcore's own loops on this CPU (see
+    fused_product in src/_blas.pxd)."""
+    return fused_product(trans_b, m, n, k)
+
+
+def layer_forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
+                  const floating[::1] b not None, floating[:, ::1] A not None,
+                  floating[:, ::1] D not None, int kind, double slope=0.01,
+                  str path="auto"):
+    """A = f(X . W + b) and D = f'(X . W + b) (D with no rows: not written), for f
+    identity (0), relu (3) or leaky relu (4, ``slope``), by one of the training
+    engine's two routes: "own" the own loops with the bias and activation in their
+    store, "blas" BLAS's product and then the bias-activation pass, "auto" the one
+    the engine takes on this CPU (takes_fused_loops). For tests and
+    benches/fused_gemm.py. Shapes are checked; outputs must not share memory with the
+    inputs (not checked)."""
+    cdef long n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    if path not in ("auto", "blas", "own"):
+        raise ValueError(f"layer_forward: path must be 'auto', 'blas' or 'own', got {path!r}")
+    if kind not in (0, 3, 4):
+        raise ValueError(f"layer_forward: kind must be 0 (identity), 3 (relu) or 4 "
+                         f"(leaky relu), got {kind}")
+    check_matrix(W, n_in, n_out, "W")
+    check_vector(b, n_out, "b")
+    check_matrix(A, n, n_out, "A")
+    check_matrix(D, n, n_out, "D", optional=True)
+    if path == "own" and not own_can_take(False, False, n, n_out, n_in):
+        raise ValueError(f"layer_forward: the own loops cannot take a {n} x {n_out} "
+                         f"product over {n_in} inputs")
+    if n == 0 or n_out == 0:
+        return
+    cdef bint own = path == "own" or (path == "auto" and fused_product(False, n, n_out, n_in))
+    cdef floating* d = data_or_null(D)
+    cdef const floating* x = &X[0, 0] if n_in > 0 else NULL
+    cdef const floating* w = &W[0, 0] if n_in > 0 else NULL
+    with nogil:
+        if own:
+            small_dense_forward(n, n_out, n_in, x, w, &b[0], &A[0, 0], d, kind, slope)
+        else:
+            blas_gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1.0, x,
+                      <int> max(n_in, 1), w, <int> n_out, <floating> 0.0, &A[0, 0],
+                      <int> n_out)
+            bias_activation(n, n_out, &A[0, 0], &b[0], NULL, NULL, d, NULL, kind, slope)
+
+
+def layer_delta(const floating[:, ::1] delta not None, const floating[:, ::1] W not None,
+                const floating[:, ::1] M not None, floating[:, ::1] out not None,
+                floating[::1] colsum not None, bint relu_output=False,
+                floating[:, ::1] dX=None, floating[::1] Wt=None, str path="auto"):
+    """out = (delta . W^T) * M and colsum = its column sums (overwritten): dL/dX of a
+    layer (W is n_in x n_out) through the derivative cache M of the layer below, and
+    that layer's bias gradient. relu_output: M is the output of a ReLU layer below
+    instead, and out = delta . W^T where M > 0, 0 elsewhere. By one of the training
+    engine's two routes: "own" the own loops with all that in their store, "blas"
+    BLAS's product into ``dX`` (n x n_in, needed by this route) and then the delta
+    pass into ``out`` (with ``Wt``, an n_out x n_in buffer, BLAS
+    multiplies by a copy of W^T written there, as the engine does where OpenBLAS's
+    small kernels refuse the transposed product), "auto" the one the engine takes on
+    this CPU (takes_fused_loops). The "blas" route reads M as a derivative cache even
+    with relu_output (what the engine's forward pass then writes). For tests and
+    benches/fused_gemm.py. Shapes are checked; outputs must not share memory with the
+    inputs (not checked)."""
+    cdef long n = delta.shape[0], n_out = delta.shape[1], n_in = W.shape[0]
+    if path not in ("auto", "blas", "own"):
+        raise ValueError(f"layer_delta: path must be 'auto', 'blas' or 'own', got {path!r}")
+    check_matrix(W, n_in, n_out, "W")
+    check_matrix(M, n, n_in, "M")
+    check_matrix(out, n, n_in, "out")
+    check_vector(colsum, n_in, "colsum")
+    if Wt is not None:
+        check_vector(Wt, n_in * n_out, "Wt")
+    if dX is not None:
+        check_matrix(dX, n, n_in, "dX")
+    if path == "own" and not own_can_take(False, True, n, n_in, n_out):
+        raise ValueError(f"layer_delta: the own loops cannot take a {n} x {n_in} "
+                         f"product over {n_out} columns of delta")
+    if n == 0 or n_in == 0 or n_out == 0:
+        return
+    cdef bint own = path == "own" or (path == "auto" and fused_product(True, n, n_in, n_out))
+    if not own and dX is None:
+        raise ValueError("layer_delta: the BLAS route needs dX, an (n, n_in) buffer for "
+                         "its product")
+    cdef floating* wt = &Wt[0] if Wt is not None and Wt.shape[0] > 0 else NULL
+    cdef floating* dx = &dX[0, 0] if dX is not None else NULL
+    with nogil:
+        if own:
+            small_delta_back(n, n_in, n_out, &delta[0, 0], &W[0, 0], &M[0, 0],
+                             &out[0, 0], &colsum[0], relu_output)
+        else:
+            if wt != NULL:
+                transpose(n_in, n_out, &W[0, 0], wt)
+                blas_gemm(False, False, <int> n, <int> n_in, <int> n_out,
+                          <floating> 1.0, &delta[0, 0], <int> n_out, wt, <int> n_in,
+                          <floating> 0.0, dx, <int> n_in)
+            else:
+                blas_gemm(False, True, <int> n, <int> n_in, <int> n_out, <floating> 1.0,
+                          &delta[0, 0], <int> n_out, &W[0, 0], <int> n_out,
+                          <floating> 0.0, dx, <int> n_in)
+            delta_and_bias_grad(n, n_in, dx, &M[0, 0], NULL, &out[0, 0], &colsum[0],
+                                NULL, True)

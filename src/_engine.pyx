@@ -66,7 +66,7 @@ from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport isfinite, sqrt
 from cpython.pythread cimport PyThread_get_thread_ident
 
-from _blas cimport blas_axpy, blas_gemm, gemm, small_product
+from _blas cimport blas_axpy, blas_gemm, fused_product, gemm, small_product
 from _pool cimport (adam_update_shared, bp_pool_helper_chunks, bp_pool_helper_on_turn,
                    sgd_update_shared)
 from _loops cimport (BP_IDENTITY, BP_LEAKY_RELU, BP_OUTER_ROWS, BP_RELU, BP_SCALED_SIGMOID,
@@ -722,9 +722,10 @@ cdef object acquire_and_run(Engine e, X, target, const Update* u, int flags,
 cdef inline bint delta_in_store(Layer* layers, int l, long n) noexcept nogil:
     """Whether the fused step forms layer l's delta in the store of layer l + 1's
     product dX = delta . W^T (small_delta_back), skipping the layer's own delta pass:
-    it has a derivative cache, no gates, and that product is small."""
+    it has a derivative cache, no gates, and the own loops take that product with its
+    epilogue (fused_product)."""
     return (layers[l].D != NULL and layers[l].G == NULL
-            and small_product(False, True, n, layers[l + 1].n_in, layers[l + 1].n_out))
+            and fused_product(True, n, layers[l + 1].n_in, layers[l + 1].n_out))
 
 
 cdef inline bint relu_from_output(Layer* layers, int n_layers, int l, long n) noexcept nogil:
@@ -765,7 +766,7 @@ cdef void forward_layers(Layer* layers, int n_layers, long n, const floating* X,
             D = NULL
         if (L.c == NULL and (L.kind == BP_RELU or L.kind == BP_LEAKY_RELU
                              or L.kind == BP_IDENTITY)
-                and small_product(False, False, n, L.n_out, L.n_in)):
+                and fused_product(False, n, L.n_out, L.n_in)):
             # bias and activation applied as the product's blocks are stored
             small_dense_forward(n, L.n_out, L.n_in, inputs, <floating*> L.W,
                                 <floating*> L.b, <floating*> L.A, D, L.kind, L.slope)

@@ -82,6 +82,31 @@ static long bp_small_work_limit(void) {
     return limit;
 }
 
+/* How far beyond bp_small_work_limit the own loops take a layer's product whose
+ * store carries an epilogue (fused_product in _blas.pxd): X.W with the bias and
+ * activation, delta.W^T with the derivative of the layer below and its bias gradient.
+ * Such a product saves the separate pass over its output that BLAS's route makes
+ * after the call. With AVX-512, where OpenBLAS's small kernels take plain products
+ * above 4096 multiply-adds, benches/fused_gemm.py found the fused loops ahead for
+ * batches above SKINNY rows and products of 16 to 32 columns up to 2^18
+ * multiply-adds (own / BLAS route 0.5-0.92 in float64, one float32 delta at 1.07),
+ * and behind at 8 rows, at 10 columns (tails as dot products) and at 64 (1.08-1.2):
+ * _blas.pxd holds the columns' condition. A 2-16-16-1 step (W1) went from 4.74 to
+ * 4.17 us. Returns 0 where there is no such extension: without AVX-512,
+ * small_product already covers these products, and on the portable path the plain
+ * loops do not win. */
+static long bp_fused_work_limit(void) {
+    static long limit = -1;
+    if (limit < 0) {
+#if BP_VECTOR && defined(__x86_64__)
+        limit = __builtin_cpu_supports("avx512f") ? 262144 : 0;
+#else
+        limit = 0;
+#endif
+    }
+    return limit;
+}
+
 #include "_guard.h"
 #include "_pool.h"
 
@@ -111,6 +136,7 @@ static const bp_kernel_table bp_table = {
     BP_CLONE_LIST,
     BP_COMPILER,
     bp_small_work_limit,
+    bp_fused_work_limit,
     bp_pool_helper_chunks,
     bp_pool_helper_on_turn,
     BP_KERNEL_POINTERS(f32),

@@ -26,7 +26,7 @@
 
 /* bumped whenever the table below changes: a module built against another layout
  * refuses to import (src/_loops.h) */
-#define BP_KERNEL_API_VERSION 2
+#define BP_KERNEL_API_VERSION 3
 
 /* entries of the scratch buffer bp_small_gemm takes (see _small_gemm_impl.h) */
 #define BP_SMALL_SCRATCH 4096
@@ -107,6 +107,10 @@ typedef struct {
     /* the most multiply-adds of a product that the own loops compute instead of BLAS
      * on this CPU (see bp_small_work_limit in _kernels.c) */
     long (*small_work_limit)(void);
+    /* the most multiply-adds of a layer's product with an epilogue (bias and
+     * activation, or the delta below) that the own loops take beyond that limit, at
+     * batches above 8 rows; 0: none (see bp_fused_work_limit in _kernels.c) */
+    long (*fused_work_limit)(void);
     long (*pool_helper_chunks)(void);
     int (*pool_helper_on_turn)(void);
     BP_KERNEL_ENTRIES(float, f32)

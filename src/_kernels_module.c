@@ -12,9 +12,10 @@ static PyObject *bp_build_info(PyObject *self, PyObject *unused) {
     const bp_kernel_table *table = bp_kernels_get();
     (void) self;
     (void) unused;
-    return Py_BuildValue("{s:s, s:s, s:s, s:l}", "kernels", table->path, "target_clones",
-                         table->target_clones, "compiler", table->compiler,
-                         "small_product_limit", table->small_work_limit());
+    return Py_BuildValue("{s:s, s:s, s:s, s:l, s:l}", "kernels", table->path,
+                         "target_clones", table->target_clones, "compiler",
+                         table->compiler, "small_product_limit", table->small_work_limit(),
+                         "fused_product_limit", table->fused_work_limit());
 }
 
 static PyMethodDef bp_methods[] = {
@@ -23,7 +24,8 @@ static PyMethodDef bp_methods[] = {
      "How the kernels were built: a dict with 'kernels' ('vector' or 'portable'),\n"
      "'target_clones' (the instruction sets they were cloned for, comma-separated,\n"
      "'' when none), "
-     "'compiler' and 'small_product_limit' (see bpcore.build_info)."},
+     "'compiler', 'small_product_limit' and 'fused_product_limit' (see\n"
+     "bpcore.build_info)."},
     {NULL, NULL, 0, NULL}
 };
 

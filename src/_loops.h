@@ -15,6 +15,7 @@
 
 static const bp_kernel_table *bp_kernels = NULL;
 static long bp_small_limit = 0;
+static long bp_fused_limit = 0;
 
 /* SciPy's BLAS (LP64: int dimensions), Fortran calling convention */
 typedef void (*bp_gemm_f32_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
@@ -85,11 +86,13 @@ static int bp_import_kernels(void) {
         return -1;
     }
     bp_small_limit = table->small_work_limit();
+    bp_fused_limit = table->fused_work_limit();
     bp_kernels = table;
     return 0;
 }
 
 #define bp_small_work_limit() (bp_small_limit)
+#define bp_fused_work_limit() (bp_fused_limit)
 #define bp_unit_mse_fits_f32(k) bp_unit_mse_fits((k), (long) sizeof(float))
 #define bp_unit_mse_fits_f64(k) bp_unit_mse_fits((k), (long) sizeof(double))
 #define bp_pool_helper_chunks() (bp_kernels->pool_helper_chunks())

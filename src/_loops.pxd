@@ -176,7 +176,8 @@ cdef inline void small_dense_forward(long n, long n_out, long n_in, const floati
                                      floating* D, int kind, double slope) noexcept nogil:
     """A = f(X.W + b) and D = f'(X.W + b) (D may be NULL) for kind relu, leaky relu or
     identity, by the small-product loops with the activation in their store; only
-    where _blas.small_product(False, False, n, n_out, n_in) holds."""
+    where _blas.own_can_take(False, False, n, n_out, n_in) holds (the engine takes it
+    where _blas.fused_product(False, n, n_out, n_in) does)."""
     cdef floating scratch[BP_SMALL_SCRATCH]
     if floating is float:
         bp_small_dense_forward_f32(n, n_out, n_in, X, W, b, A, D, kind, <float> slope,
@@ -192,7 +193,8 @@ cdef inline void small_delta_back(long n, long n_in, long n_out, const floating*
     """delta_below = (delta . W^T) * D_below and db_below = its column sums
     (overwritten): dL/dX of a layer (W is n_in x n_out) carried through the
     derivative cache of the layer below, by the small-product loops; only where
-    _blas.small_product(False, True, n, n_in, n_out) holds. relu_output: D_below is
+    _blas.own_can_take(False, True, n, n_in, n_out) holds (the engine takes it where
+    _blas.fused_product(True, n, n_in, n_out) does). relu_output: D_below is
     instead the output of the ReLU layer below, whose derivative is 1 where it is
     positive and 0 elsewhere (its cache need not be written)."""
     cdef floating scratch[BP_SMALL_SCRATCH]

@@ -15,13 +15,15 @@ from bpcore import _dense
 
 def test_build_info_describes_the_kernels():
     info = bp.build_info()
-    assert set(info) == {"kernels", "target_clones", "compiler", "small_product_limit"}
+    assert set(info) == {"kernels", "target_clones", "compiler", "small_product_limit",
+                         "fused_product_limit"}
     assert info["kernels"] in ("vector", "portable")
     assert isinstance(info["target_clones"], tuple)
     assert all(isinstance(name, str) and name for name in info["target_clones"])
     assert isinstance(info["compiler"], str) and info["compiler"]
     # the limit the products follow (the rule itself is tested in test_small_gemm.py)
     assert info["small_product_limit"] == _dense.small_product_limit()
+    assert info["fused_product_limit"] == _dense.fused_product_limit()
     # a portable build has no clones: they are a vector-path feature of GCC on x86-64
     if info["kernels"] == "portable" or platform.machine() not in ("x86_64", "AMD64"):
         assert info["target_clones"] == ()

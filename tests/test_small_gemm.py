@@ -133,6 +133,10 @@ def test_crossover_follows_the_cpu():
     portable = bp.build_info()["kernels"] == "portable"
     expected = 4096 if portable or "avx512f" in flags else 262144
     assert _dense.small_product_limit() == expected
+    # products with an epilogue go further only where OpenBLAS's small kernels took
+    # the plain ones from the own loops (AVX-512), and never on the portable path
+    fused = 262144 if not portable and "avx512f" in flags else 0
+    assert _dense.fused_product_limit() == fused
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -189,6 +193,34 @@ def test_which_products_take_the_own_loops():
     assert not _dense.takes_own_loops(True, False, 784, 256, 9)
     assert not _dense.takes_own_loops(False, True, 64, 64, 64)
     assert not _dense.takes_own_loops(False, False, 128, 64, 64)
+
+
+def test_which_layer_products_take_the_fused_loops():
+    # the documented rule of src/_blas.pxd (fused_product), restated: the plain rule,
+    # or, above 8 rows and for whole vectors of at most FUSED_PRODUCT_COLUMNS columns,
+    # at most fused_product_limit() multiply-adds where the scratch can hold the product
+    limit, scratch = _dense.fused_product_limit(), _dense.SMALL_SCRATCH
+    shapes = [(100, 16, 16), (100, 16, 2), (9, 64, 64), (8, 64, 64), (64, 64, 64),
+              (65, 64, 64), (128, 10, 128), (100, 70, 70), (12, 24, 24), (300, 3, 7),
+              (256, 32, 32), (257, 32, 32), (40, 72, 600), (40, 80, 600), (100, 24, 40),
+              (100, 20, 20), (100, 40, 40), (128, 32, 64)]
+    for m, n, k in shapes:
+        for trans_b in (False, True):
+            can = n * k <= scratch if trans_b else (n % 8 == 0 or k <= 512)
+            expected = _dense.takes_own_loops(False, trans_b, m, n, k) or (
+                m > _dense.SKINNY_ROWS and n % 8 == 0 and n <= _dense.FUSED_PRODUCT_COLUMNS
+                and m * n * k <= limit and can)
+            assert _dense.takes_fused_loops(trans_b, m, n, k) == expected, (trans_b, m, n, k)
+    assert not _dense.takes_fused_loops(False, 512, 512, 512)
+    assert _dense.takes_fused_loops(False, 8, 8, 8)
+    if limit:
+        assert _dense.takes_fused_loops(False, 100, 16, 16)          # W1's hidden layer
+        assert _dense.takes_fused_loops(True, 100, 16, 16)
+        assert not _dense.takes_fused_loops(False, 8, 32, 32)        # skinny: BLAS
+        assert not _dense.takes_fused_loops(False, 64, 64, 64)       # too wide
+        assert not _dense.takes_fused_loops(False, 128, 10, 128)     # not whole vectors
+        assert _dense.takes_fused_loops(False, 256, 32, 32)          # at the limit
+        assert not _dense.takes_fused_loops(False, 257, 32, 32)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -251,3 +283,84 @@ def test_layers_of_one_or_two_inputs_equal_numpy(batch, width, n_in, activation,
     for layer, (We, be) in zip(model.layers, expected):
         np.testing.assert_allclose(layer.W, We, rtol=tol, atol=tol)
         np.testing.assert_allclose(layer.b, be, rtol=tol, atol=tol)
+
+
+def layer_reference(X, W, b, kind, slope=0.01):
+    z = X.astype(np.float64) @ W.astype(np.float64) + b.astype(np.float64)
+    if kind == 3:
+        return np.maximum(z, 0), (z > 0).astype(float)
+    if kind == 4:
+        return np.where(z > 0, z, slope * z), np.where(z > 0, 1.0, slope)
+    return z, np.ones_like(z)
+
+
+# (m, n, k): W1's hidden layer, a tiny-input layer, the tails of a width that is not a
+# multiple of the vector, a skinny batch, and the edge of the fused limit
+LAYER_SHAPES = [(100, 16, 16), (100, 16, 2), (33, 20, 7), (5, 24, 24), (64, 64, 64),
+                (12, 3, 40)]
+
+
+@pytest.mark.parametrize("path", ["own", "blas", "auto"])
+@pytest.mark.parametrize("kind", [0, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_forward_routes_equal_numpy(dtype, kind, path, rng):
+    # both of the engine's routes for a layer's forward pass: the own loops with the
+    # bias and activation in their store, and BLAS's product then the bias pass
+    for m, n, k in LAYER_SHAPES:
+        X, W, b = (rng.normal(size=s).astype(dtype) for s in ((m, k), (k, n), (n,)))
+        A, D = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
+        _dense.layer_forward(X, W, b, A, D, kind, 0.01, path)
+        a, d = layer_reference(X, W, b, kind)
+        assert_product(A, a, dtype, k)
+        np.testing.assert_array_equal(D, d.astype(dtype))
+        _dense.layer_forward(X, W, b, A, np.empty((0, n), dtype), kind, 0.01, path)
+        assert_product(A, a, dtype, k)
+
+
+@pytest.mark.parametrize("path", ["own", "blas", "auto"])
+@pytest.mark.parametrize("relu_output", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_delta_routes_equal_numpy(dtype, relu_output, path, rng):
+    # dX = delta . W^T through the derivative below (or a ReLU's output) and its
+    # column sums, by the own loops' store or by BLAS then the delta pass (with and
+    # without the copy of W^T)
+    for m, n_in, n_out in [(100, 16, 16), (33, 20, 7), (5, 24, 24), (64, 64, 64),
+                           (12, 40, 3)]:
+        delta = rng.normal(size=(m, n_out)).astype(dtype)
+        W = rng.normal(size=(n_in, n_out)).astype(dtype)
+        M = rng.normal(size=(m, n_in)).astype(dtype)
+        if relu_output:
+            M = np.maximum(M, 0)                         # a ReLU's output
+        mask = (M > 0).astype(np.float64) if relu_output else M.astype(np.float64)
+        expected = (delta.astype(np.float64) @ W.T.astype(np.float64)) * mask
+        for Wt in (None, np.empty(n_in * n_out, dtype)):
+            out, colsum = np.full((m, n_in), np.nan, dtype), np.full(n_in, np.nan, dtype)
+            own = path == "own" or (path == "auto"
+                                     and _dense.takes_fused_loops(True, m, n_in, n_out))
+            M_read = M if own else mask.astype(dtype)     # BLAS's route reads a cache
+            _dense.layer_delta(delta, W, M_read, out, colsum, relu_output,
+                               np.empty((m, n_in), dtype), Wt, path)
+            assert_product(out, expected, dtype, n_out)
+            assert_product(colsum, expected.sum(axis=0), dtype, n_out * m)
+
+
+def test_layer_routes_refuse_what_they_cannot_take(rng):
+    X, W, b = np.ones((4, 3)), np.ones((3, 5)), np.ones(5)
+    A = np.empty((4, 5))
+    with pytest.raises(ValueError, match="path must be"):
+        _dense.layer_forward(X, W, b, A, A.copy(), 3, 0.01, "fast")
+    with pytest.raises(ValueError, match="kind must be"):
+        _dense.layer_forward(X, W, b, A, A.copy(), 1)
+    with pytest.raises(ValueError, match="W must have shape"):
+        _dense.layer_forward(X, np.ones((4, 5)), b, A, A.copy(), 3)
+    with pytest.raises(ValueError, match="cannot take"):       # last columns past the scratch
+        _dense.layer_forward(np.ones((9, 600)), np.ones((600, 3)), np.ones(3),
+                             np.empty((9, 3)), np.empty((0, 3)), 0, 0.01, "own")
+    delta, out, colsum = np.ones((4, 5)), np.empty((4, 3)), np.empty(3)
+    with pytest.raises(ValueError, match="needs dX"):
+        _dense.layer_delta(delta, W, np.ones((4, 3)), out, colsum, False, None, None, "blas")
+    with pytest.raises(ValueError, match="colsum must hold"):
+        _dense.layer_delta(delta, W, np.ones((4, 3)), out, np.empty(4))
+    with pytest.raises(ValueError, match="cannot take"):       # W^T past the scratch
+        _dense.layer_delta(np.ones((9, 100)), np.ones((50, 100)), np.ones((9, 50)),
+                           np.empty((9, 50)), np.empty(50), False, None, None, "own")

@@ -807,3 +807,58 @@ def test_shared_adam_pass_from_two_python_threads():
         for _ in range(5):
             _adam_rows_checked(np.float32, 8, seed)
     _in_two_threads(work)
+
+
+# (hidden width, batch): products of 4,096 to 2^18 multiply-adds at batches above 8
+# rows, which CPUs with AVX-512 give to the own loops with their epilogues where the
+# width is 8, 16, 24 or 32 (fused_product_limit) and to BLAS at 40 and 64; other CPUs
+# to the own loops or BLAS by the plain rule
+FUSED_SHAPES = [(16, 100), (24, 12), (32, 100), (40, 64), (64, 60)]
+
+
+def test_fused_shapes_reach_beyond_the_plain_rule_on_this_cpu():
+    """On a CPU with a fused limit, some of these shapes take the fused loops for
+    products that the plain rule gives to BLAS (the rule itself: test_small_gemm.py)."""
+    if not _dense.fused_product_limit():
+        pytest.skip("this CPU's rule has no fused extension: the plain rule decides")
+    assert any(_dense.takes_fused_loops(trans_b, batch, width, width)
+               and not _dense.takes_own_loops(False, trans_b, batch, width, width)
+               for width, batch in FUSED_SHAPES for trans_b in (False, True))
+
+
+@pytest.mark.parametrize("width, batch", FUSED_SHAPES)
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "identity", "tanh", "sigmoid"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])       # 0: the update folded into dW's product
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_products_equal_the_numpy_reference(width, batch, activation, momentum,
+                                                  dtype, rng):
+    # forward: X.W with the bias and activation in the product's store (relu, leaky
+    # relu, identity); backward: delta.W^T times the derivative below and its bias
+    # gradient in the store (every activation with a derivative cache, and a ReLU's
+    # read off its output); oracle: numpy_reference's forward, backward and SGD in
+    # float64
+    sizes = (3, width, width, 4)
+    model = bp.Model([bp.Dense(sizes[0], width, activation),
+                      bp.Dense(width, width, activation), bp.Dense(width, 4)],
+                     dtype=dtype, seed=1)
+    layers = [{"W": l.W.astype(np.float64), "b": l.b.astype(np.float64),
+               "activation": l.activation} for l in model.layers]
+    velocity = [{"W": np.zeros_like(l["W"]), "b": np.zeros_like(l["b"])} for l in layers]
+    optimizer = bp.SGD(model, lr=0.02, momentum=momentum)
+    for _ in range(4):
+        X = rng.normal(size=(batch, sizes[0])).astype(dtype)
+        y = rng.normal(size=(batch, 4)).astype(dtype)
+        out, caches = ref.network_forward(layers, X.astype(np.float64))
+        expected, grad_out = ref.mse(out, y.astype(np.float64))
+        grads, _ = ref.network_backward(layers, caches, grad_out)
+        for layer, grad, buf in zip(layers, grads, velocity):
+            for name in ("W", "b"):
+                layer[name], buf[name] = ref.sgd_step(layer[name], grad[name], buf[name],
+                                                      0.02, momentum)
+        value = model.train_step(X, y, bp.MSELoss(), optimizer)
+        rtol = 1e-11 if dtype == np.float64 else 2e-4
+        assert value == pytest.approx(expected, rel=rtol)
+    atol = 1e-13 if dtype == np.float64 else 2e-5
+    for layer, reference in zip(model.layers, layers):
+        np.testing.assert_allclose(layer.W, reference["W"], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(layer.b, reference["b"], rtol=rtol, atol=atol)
