@@ -537,6 +537,23 @@ def peak_gemm_rate(dtype, size=1024):
     return 2 * size ** 3 / best
 
 
+# float64 rows whose step runs on one thread at any BLAS thread count (every product
+# below OpenBLAS's threading threshold, or in bpcore's own loops): compared with one
+# core's GEMM rate too
+ONE_THREAD_ROWS = ("W1", "W1b step", "W4 sigmoid")
+
+
+def one_thread_rate(dtype):
+    """peak_gemm_rate on one BLAS thread (threadpoolctl; the current threads without
+    it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return peak_gemm_rate(dtype)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return peak_gemm_rate(dtype)
+
+
 # ------------------------------------------------------------------------ timing
 WARMUP_SECONDS = 0.15        # with threads > 1: untimed steps before every block
 
@@ -1016,6 +1033,9 @@ def main(argv=None):
     print(f"GEMM limit: {rates[np.dtype(np.float64)] / 1e9:.1f} GFLOP/s dgemm, "
           f"{rates[np.dtype(np.float32)] / 1e9:.1f} GFLOP/s sgemm (1024^3, best of 7); "
           "a row's GEMM floor = its products' FLOPs / that rate")
+    one_core = one_thread_rate(np.float64)
+    print(f"one-thread GEMM limit: {one_core / 1e9:.1f} GFLOP/s dgemm (1024^3 on one "
+          "thread, best of 7): the floor of the steps too small to share (see below)")
     print()
 
     rows = workload_list(args.quick, args.only)
@@ -1049,6 +1069,15 @@ def main(argv=None):
     if results:
         print()
         print_table(results, names_seen)
+        print()
+        for label, samples, _failed, floor in results:
+            if label in ONE_THREAD_ROWS and samples.get("bpcore") and floor is not None:
+                flops = floor * rates[np.dtype(np.float64)] / 1e6
+                bpcore_us = statistics.median(samples["bpcore"])
+                print(f"{label}: bpcore {fmt_us(bpcore_us)} µs = "
+                      f"{bpcore_us / (flops / one_core * 1e6):.2f} × its products' "
+                      f"{flops / 1e3:.0f} kFLOP at the one-thread GEMM limit "
+                      f"({fmt_us(flops / one_core * 1e6)} µs)")
         print()
         print("µs: median time per step (predict rows: per prediction) over interleaved "
               "rounds; ratios: the median over rounds of the two blocks' ratio within a "

@@ -94,6 +94,10 @@ def test_compare_runs_and_its_check_passes():
     assert "CHECK FAILED" not in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| W1b")]
     assert len(rows) == 2, result.stdout      # the step and predict rows
+    # the one-thread step against one core's GEMM rate, under the table
+    assert "one-thread GEMM limit:" in result.stdout
+    assert any(line.startswith("W1b step: bpcore ") and "one-thread GEMM limit" in line
+               for line in result.stdout.splitlines()), result.stdout
 
 
 def test_compare_runs_w4_and_w5_and_their_checks_pass():

@@ -89,8 +89,9 @@ static long bp_small_work_limit(void) {
  * after the call. With AVX-512, where OpenBLAS's small kernels take plain products
  * above 4096 multiply-adds, benches/fused_gemm.py found the fused loops ahead for
  * batches above SKINNY rows and products of 16 to 32 columns up to 2^18
- * multiply-adds (own / BLAS route 0.5-0.92 in float64, one float32 delta at 1.07),
- * and behind at 8 rows, at 10 columns (tails as dot products) and at 64 (1.08-1.2):
+ * multiply-adds (own / BLAS route 0.37-0.91, two 32 x 32 x 32 rows at 1.02 and
+ * 1.07), and behind at 8 rows (up to 1.29 for delta.W^T), at 10 columns (tails as
+ * dot products: 1.12-1.89) and at 64 columns (0.96-1.21):
  * _blas.pxd holds the columns' condition. A 2-16-16-1 step (W1) went from 4.74 to
  * 4.17 us. Returns 0 where there is no such extension: without AVX-512,
  * small_product already covers these products, and on the portable path the plain
