@@ -23,7 +23,6 @@ the time of a 1 x 1 x 1 call through the same function is subtracted. The last
 column says which route the engine takes on this CPU (``takes_fused_loops``), which
 ``bp_fused_work_limit`` in ``src/_kernels.c`` sets from a run of this script.
 """
-import argparse
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(HERE.parent))
 
+from benches.small_gemm import one_thread_arguments  # noqa: E402
 from bpcore import _dense  # noqa: E402
 
 RELU = 3
@@ -102,14 +102,7 @@ def measure(make, m, n, k, dtype, rounds, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args(argv)
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:
-        print("threadpoolctl missing: BLAS threads not pinned", file=sys.stderr)
+    args = one_thread_arguments(__doc__, argv)
     rng = np.random.default_rng(0)
     print(f"own-loop limits on this CPU: plain {_dense.small_product_limit()}, with an "
           f"epilogue {_dense.fused_product_limit()} more (0: none) multiply-adds "

@@ -73,8 +73,10 @@ def measure(op, m, n, k, dtype, rounds, rng):
     return (statistics.median(times["own"]) - b, statistics.median(times["blas"]) - b)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def one_thread_arguments(doc, argv):
+    """The arguments of a one-thread product bench (``--rounds``), parsed, with BLAS
+    pinned to one thread (threadpoolctl) for the rest of the process."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     try:
@@ -82,6 +84,11 @@ def main(argv=None):
         threadpool_limits(1)
     except ImportError:
         print("threadpoolctl missing: BLAS threads not pinned", file=sys.stderr)
+    return args
+
+
+def main(argv=None):
+    args = one_thread_arguments(__doc__, argv)
     limit = _dense.small_product_limit()
     rng = np.random.default_rng(0)
     print(f"own-loop limit on this CPU: {limit} multiply-adds (src/_kernels.c)")
