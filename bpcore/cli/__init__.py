@@ -53,6 +53,9 @@ from .data import (
 # the optimizers the command line offers (their options: --lr, and --momentum for SGD)
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 DEFAULT_HIDDEN = (16, 16)
+#: seconds a failing rank of a distributed run waits between flushing its output and
+#: aborting the MPI job (_abort_the_job)
+ABORT_GRACE = 0.5
 
 #: how a command reports progress: ``log(message, stream=None)`` (stdout by default)
 Log = Callable[..., None]
@@ -526,12 +529,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _abort_the_job(status: int) -> None:
-    """MPI_Abort of COMM_WORLD when this process is a rank of a multi-rank job."""
+    """MPI_Abort of COMM_WORLD when this process is a rank of a multi-rank job.
+
+    The rank's output is flushed first and given ABORT_GRACE seconds to reach the
+    launcher: MPICH's launcher tears the job down on an abort without draining what
+    its ranks wrote last. Two-rank runs, two at a time, lost the failing rank's
+    one-line error once in about 50 that way, and none in 100 with the pause."""
     MPI = sys.modules.get("mpi4py.MPI")
     if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() \
             and MPI.COMM_WORLD.Get_size() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(ABORT_GRACE)
         MPI.COMM_WORLD.Abort(status)
 
 
