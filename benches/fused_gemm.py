@@ -34,15 +34,17 @@ HERE = Path(__file__).resolve().parent
 if __package__ in (None, ""):
     sys.path.insert(0, str(HERE.parent))
 
-from benches.small_gemm import one_thread_arguments  # noqa: E402
+from benches.small_gemm import one_blas_thread, one_thread_arguments  # noqa: E402
 from bpcore import _dense  # noqa: E402
 
 RELU = 3
 # (m, n, k) = (batch, the layer's outputs, its inputs); backward takes W n_in x n_out
 # with n_in = n and n_out = k, so both passes of a square layer have the same size
 SHAPES = [
+    (32, 8, 16), (100, 8, 32), (256, 8, 64), (100, 8, 128),
     (8, 16, 16), (32, 16, 16), (100, 16, 16), (256, 16, 16),
-    (8, 32, 32), (32, 32, 32), (100, 32, 32), (256, 32, 32),
+    (5, 24, 48), (12, 24, 24), (100, 24, 24), (256, 24, 32),
+    (5, 32, 32), (8, 32, 32), (8, 32, 64), (32, 32, 32), (100, 32, 32), (256, 32, 32),
     (8, 64, 64), (32, 64, 64), (64, 64, 64), (100, 64, 64), (256, 64, 64),
     (64, 10, 128), (128, 10, 128), (32, 128, 128), (100, 128, 128),
 ]
@@ -103,10 +105,17 @@ def measure(make, m, n, k, dtype, rounds, rng):
 
 def main(argv=None):
     args = one_thread_arguments(__doc__, argv)
+    with one_blas_thread():
+        table(args)
+
+
+def table(args):
+    """Print the table: every shape, both passes, both dtypes."""
     rng = np.random.default_rng(0)
-    print(f"own-loop limits on this CPU: plain {_dense.small_product_limit()}, with an "
-          f"epilogue {_dense.fused_product_limit()} more (0: none) multiply-adds "
-          f"(src/_kernels.c)")
+    print(f"own-loop limits on this CPU: plain products up to "
+          f"{_dense.small_product_limit()} multiply-adds; with an epilogue, up to "
+          f"{_dense.fused_product_limit()} where the fused rule applies (0: no further "
+          f"than the plain limit; src/_kernels.c, src/_blas.pxd)")
     print("| dtype | pass | m | n | k | m·n·k | own µs | BLAS route µs | own / BLAS | taken |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for dtype in (np.float64, np.float32):

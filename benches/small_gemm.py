@@ -14,6 +14,7 @@ themselves plus each path's own fixed cost. ``src/_kernels.c`` sets the crossove
 ``gemm`` takes for that shape on this CPU.
 """
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -74,21 +75,33 @@ def measure(op, m, n, k, dtype, rounds, rng):
 
 
 def one_thread_arguments(doc, argv):
-    """The arguments of a one-thread product bench (``--rounds``), parsed, with BLAS
-    pinned to one thread (threadpoolctl) for the rest of the process."""
+    """The arguments of a one-thread product bench (``--rounds``), parsed."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread (threadpoolctl) inside the block, as it was after it."""
     try:
         from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
     except ImportError:
         print("threadpoolctl missing: BLAS threads not pinned", file=sys.stderr)
-    return args
+        yield
+        return
+    with threadpool_limits(1):
+        yield
 
 
 def main(argv=None):
     args = one_thread_arguments(__doc__, argv)
+    with one_blas_thread():
+        table(args)
+
+
+def table(args):
+    """Print the table: every shape, both dtypes."""
     limit = _dense.small_product_limit()
     rng = np.random.default_rng(0)
     print(f"own-loop limit on this CPU: {limit} multiply-adds (src/_kernels.c)")

@@ -1,6 +1,7 @@
 """benches/fused_gemm.py runs end to end and labels each row with the route the
 engine takes. No timing is asserted."""
 import numpy as np
+import threadpoolctl  # the test extra's
 
 from bpcore import _dense
 
@@ -9,7 +10,11 @@ from . import fused_gemm
 
 def test_fused_gemm_prints_every_shape_with_the_route_taken(capsys, monkeypatch):
     monkeypatch.setattr(fused_gemm, "SHAPES", [(100, 16, 16), (8, 64, 64), (32, 128, 128)])
+    before = threadpoolctl.threadpool_info()
     fused_gemm.main(["--rounds", "1"])
+    # its one BLAS thread is the script's own: the session's threads are as they were
+    assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info()] == \
+        [lib["num_threads"] for lib in before]
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()
             if line.startswith("| float")]
     assert len(rows) == 2 * 2 * 3                    # dtypes x passes x shapes

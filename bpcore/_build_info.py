@@ -19,11 +19,11 @@ def build_info() -> dict[str, Any]:
     - ``"compiler"``: the compiler that built them, e.g. ``"gcc 12.2.0"``.
     - ``"small_product_limit"``: the most multiply-adds of a matrix product that
       bpcore's own loops compute instead of BLAS on this CPU.
-    - ``"fused_product_limit"``: how far beyond that the own loops take a layer's
-      product whose store also applies the bias and activation (forward) or the
-      derivative of the layer below (backward), at batches above 8 rows and up to 32
-      columns: the most multiply-adds, or 0 where they take no more than
-      ``small_product_limit`` (262144 on CPUs with AVX-512).
+    - ``"fused_product_limit"``: the most multiply-adds of a layer's product whose
+      store also applies the bias and activation (forward) or the derivative of the
+      layer below (backward) that the own loops compute, for products of 16, 24 or 32
+      columns (backward: above 8 rows): 262144 on CPUs with AVX-512, and 0 elsewhere,
+      where ``small_product_limit`` alone decides.
 
     >>> sorted(build_info())
     ['compiler', 'fused_product_limit', 'kernels', 'small_product_limit', 'target_clones']

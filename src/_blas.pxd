@@ -74,13 +74,15 @@ cdef inline bint fused_product(bint trans_b, long m, long n, long k) noexcept no
     the bias and activation; backward: delta . W^T, trans_b, with the derivative of
     the layer below and its bias gradient) is computed by bpcore's own loops with that
     epilogue: where small_product holds, and also where bp_fused_work_limit() (2^18
-    with AVX-512, else 0: see _kernels.c) allows a product of more than SKINNY rows,
-    of at most that many multiply-adds, whose n columns are whole vectors of either
-    type and at most FUSED_COLUMNS (the shapes benches/fused_gemm.py found the own
-    route faster on; at 10 or 64 columns it lost by up to 1.89x and 1.21x)."""
+    with AVX-512, else 0: see _kernels.c) allows a product of at most that many
+    multiply-adds whose n columns are 16, 24 or 32 (whole vectors of either type, at
+    most FUSED_COLUMNS), and, for delta . W^T, of more than SKINNY rows: the shapes
+    benches/fused_gemm.py found the own route faster on (at 10 or 64 columns it lost
+    by up to 1.86x and 1.23x, at 8 columns in float32 by up to 1.6x, and delta . W^T
+    at 8 rows or fewer by 1.5-3.8x)."""
     if small_product(False, trans_b, m, n, k):
         return True
-    return (m > SKINNY and n % 8 == 0 and n <= FUSED_COLUMNS
+    return ((m > SKINNY or not trans_b) and n % 8 == 0 and 16 <= n <= FUSED_COLUMNS
             and m * n * k <= bp_fused_work_limit() and own_can_take(False, trans_b, m, n, k))
 
 

@@ -249,11 +249,11 @@ def takes_own_loops(bint trans_a, bint trans_b, long m, long n, long k):
 
 
 def fused_product_limit():
-    """How far beyond small_product_limit() the own loops take a layer's product whose
-    store carries an epilogue (see fused_product in src/_blas.pxd), at batches above
-    8 rows and for products of at most FUSED_PRODUCT_COLUMNS columns, a multiple of
-    8: the most multiply-adds, 262144 with AVX-512, or 0 (no further) elsewhere and on
-    the portable path (see src/_kernels.c)."""
+    """The most multiply-adds of a layer's product whose store carries an epilogue
+    that the own loops compute beyond small_product_limit(), for 16, 24 or 32 columns
+    (at most FUSED_PRODUCT_COLUMNS; delta . W^T above 8 rows; see fused_product in
+    src/_blas.pxd): 262144 with AVX-512, 0 (no further) elsewhere and on the
+    portable path (see src/_kernels.c)."""
     return bp_fused_work_limit()
 
 
@@ -337,6 +337,9 @@ def layer_delta(const floating[:, ::1] delta not None, const floating[:, ::1] W 
         raise ValueError(f"layer_delta: the own loops cannot take a {n} x {n_in} "
                          f"product over {n_out} columns of delta")
     if n == 0 or n_in == 0 or n_out == 0:
+        # nothing to multiply: out = 0 . M, and colsum the sums of no rows
+        out[:, :] = 0
+        colsum[:] = 0
         return
     cdef bint own = path == "own" or (path == "auto" and fused_product(True, n, n_in, n_out))
     if not own and dX is None:

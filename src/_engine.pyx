@@ -785,7 +785,8 @@ cdef inline bint transpose_first(long n, long n_in, long n_out) noexcept nogil:
     of W^T. OpenBLAS (0.3.x, SkylakeX kernels) takes products of at most 100^3
     multiply-adds to its small-matrix kernels, except this transposed one when
     n * n_in > 1200 or n_out < 32: then it packs its operands, which costs more than
-    the product (W1: 5.2 -> 4.0 us per step with the copy; where the small kernel
+    the product (W1: 5.2 -> 4.0 us per step with the copy, before the fused rule gave
+    W1's delta . W^T to the own loops on AVX-512 CPUs; where the small kernel
     takes the transposed product, the copy only costs: W1b step 1.7 -> 2.5 us). The
     copy itself (a strided loop) must stay small beside the product: W of at most
     TRANSPOSE_MAX entries, and batches of 8 or more (a 256 x 128 W at batch 8 cost

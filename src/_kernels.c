@@ -63,9 +63,10 @@ BP_KERNEL_PROTOTYPES(double, f64)
  * first) up to 2^17: the limit is 2^18, halved for delta.W^T (small_product in
  * _blas.pxd). Where AVX-512 is present, OpenBLAS runs 64-byte vectors and
  * small-matrix kernels with little fixed cost, and beat earlier 32-byte loops of ours
- * on a 2-16-16-1 step (5.5 against 6.9 us): there the own loops keep only products of
- * at most 4096 multiply-adds (a batch-1 step of a 64-wide layer), where BLAS's fixed
- * cost dominates anyway. The portable loops (no register blocks) keep only those
+ * on a 2-16-16-1 step (5.5 against 6.9 us): there the own loops keep only plain
+ * products of at most 4096 multiply-adds (a batch-1 step of a 64-wide layer), where
+ * BLAS's fixed cost dominates anyway; a layer's product with its epilogue goes
+ * further (bp_fused_work_limit below). The portable loops (no register blocks) keep only those
  * too, on every CPU. Decided once per process, by the CPU, not by timing: the same
  * machine always takes the same path (and gets the same bits). */
 static long bp_small_work_limit(void) {
@@ -87,15 +88,14 @@ static long bp_small_work_limit(void) {
  * activation, delta.W^T with the derivative of the layer below and its bias gradient.
  * Such a product saves the separate pass over its output that BLAS's route makes
  * after the call. With AVX-512, where OpenBLAS's small kernels take plain products
- * above 4096 multiply-adds, benches/fused_gemm.py found the fused loops ahead for
- * batches above SKINNY rows and products of 16 to 32 columns up to 2^18
- * multiply-adds (own / BLAS route 0.37-0.91, two 32 x 32 x 32 rows at 1.02 and
- * 1.07), and behind at 8 rows (up to 1.29 for delta.W^T), at 10 columns (tails as
- * dot products: 1.12-1.89) and at 64 columns (0.96-1.21):
- * _blas.pxd holds the columns' condition. A 2-16-16-1 step (W1) went from 4.74 to
- * 4.17 us. Returns 0 where there is no such extension: without AVX-512,
- * small_product already covers these products, and on the portable path the plain
- * loops do not win. */
+ * above 4096 multiply-adds, benches/fused_gemm.py found the fused loops ahead on
+ * products of 16, 24 or 32 columns up to 2^18 multiply-adds (own / BLAS route
+ * 0.44-0.94, two rows level at 1.02 and 1.03), except delta.W^T at 8 rows or fewer
+ * (1.5-3.8), and behind or level at 8 columns (1.0-1.6 in float32), 10 (tails as dot
+ * products: 1.19-1.86) and 64 (0.84-1.23): _blas.pxd holds the rows' and columns'
+ * conditions. A 2-16-16-1 step (W1) went from 4.74 to 4.17 us. Returns 0 where there
+ * is no such extension: without AVX-512 the plain rule decides alone (its limit is
+ * 2^18, halved for delta.W^T), and on the portable path the plain loops do not win. */
 static long bp_fused_work_limit(void) {
     static long limit = -1;
     if (limit < 0) {

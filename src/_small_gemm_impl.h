@@ -4,8 +4,9 @@
  * A BLAS call pays a fixed cost (argument checks, buffer set-up, packing) that on a
  * 2-16-16-1 network is larger than its arithmetic: a 100 x 16 x 16 dgemm costs
  * about as much as its own multiply-adds again. Below the crossover (small_product in
- * _blas.pxd, bp_small_work_limit in _kernels.c)
- * defines, products run here: register blocks of 3 rows x 4 vectors of 32 bytes
+ * _blas.pxd, bp_small_work_limit in _kernels.c), and for a layer's products with
+ * their epilogues a little beyond it on some CPUs (fused_product, bp_fused_work_limit),
+ * products run here: register blocks of 3 rows x 4 vectors of 32 bytes
  * (above 8 rows, where a row spans 4 vectors, and for 2 or 3 rows), else of up to 4
  * rows x 2 vectors (one row x up to 8 vectors for a single row), accumulated
  * in registers over the whole inner dimension and written once (a layer's forward

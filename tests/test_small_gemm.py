@@ -197,26 +197,28 @@ def test_which_products_take_the_own_loops():
 
 def test_which_layer_products_take_the_fused_loops():
     # the documented rule of src/_blas.pxd (fused_product), restated: the plain rule,
-    # or, above 8 rows and for whole vectors of at most FUSED_PRODUCT_COLUMNS columns,
-    # at most fused_product_limit() multiply-adds where the scratch can hold the product
+    # or, for 16, 24 or 32 columns (and for delta . W^T above 8 rows), at most
+    # fused_product_limit() multiply-adds where the scratch can hold the product
     limit, scratch = _dense.fused_product_limit(), _dense.SMALL_SCRATCH
+    assert _dense.FUSED_PRODUCT_COLUMNS == 32
     shapes = [(100, 16, 16), (100, 16, 2), (9, 64, 64), (8, 64, 64), (64, 64, 64),
               (65, 64, 64), (128, 10, 128), (100, 70, 70), (12, 24, 24), (300, 3, 7),
               (256, 32, 32), (257, 32, 32), (40, 72, 600), (40, 80, 600), (100, 24, 40),
-              (100, 20, 20), (100, 40, 40), (128, 32, 64)]
+              (100, 20, 20), (100, 40, 40), (128, 32, 64), (100, 8, 64), (6, 32, 40),
+              (100, 48, 48), (100, 33, 33)]
     for m, n, k in shapes:
         for trans_b in (False, True):
             can = n * k <= scratch if trans_b else (n % 8 == 0 or k <= 512)
-            expected = _dense.takes_own_loops(False, trans_b, m, n, k) or (
-                m > _dense.SKINNY_ROWS and n % 8 == 0 and n <= _dense.FUSED_PRODUCT_COLUMNS
-                and m * n * k <= limit and can)
+            expected = own_loops_rule(False, trans_b, m, n, k) or (
+                (m > 8 or not trans_b) and n in (16, 24, 32) and m * n * k <= limit and can)
             assert _dense.takes_fused_loops(trans_b, m, n, k) == expected, (trans_b, m, n, k)
     assert not _dense.takes_fused_loops(False, 512, 512, 512)
     assert _dense.takes_fused_loops(False, 8, 8, 8)
     if limit:
         assert _dense.takes_fused_loops(False, 100, 16, 16)          # W1's hidden layer
         assert _dense.takes_fused_loops(True, 100, 16, 16)
-        assert not _dense.takes_fused_loops(False, 8, 32, 32)        # skinny: BLAS
+        assert _dense.takes_fused_loops(False, 8, 32, 32)            # skinny forward
+        assert not _dense.takes_fused_loops(True, 8, 32, 32)         # skinny delta: BLAS
         assert not _dense.takes_fused_loops(False, 64, 64, 64)       # too wide
         assert not _dense.takes_fused_loops(False, 128, 10, 128)     # not whole vectors
         assert _dense.takes_fused_loops(False, 256, 32, 32)          # at the limit
@@ -295,7 +297,8 @@ def layer_reference(X, W, b, kind, slope=0.01):
 
 
 # (m, n, k): W1's hidden layer, a tiny-input layer, the tails of a width that is not a
-# multiple of the vector, a skinny batch, and the edge of the fused limit
+# multiple of the vector, a skinny batch, a 64-wide layer (2^18 multiply-adds) and
+# a layer of 3 outputs
 LAYER_SHAPES = [(100, 16, 16), (100, 16, 2), (33, 20, 7), (5, 24, 24), (64, 64, 64),
                 (12, 3, 40)]
 
@@ -364,3 +367,48 @@ def test_layer_routes_refuse_what_they_cannot_take(rng):
     with pytest.raises(ValueError, match="cannot take"):       # W^T past the scratch
         _dense.layer_delta(np.ones((9, 100)), np.ones((50, 100)), np.ones((9, 50)),
                            np.empty((9, 50)), np.empty(50), False, None, None, "own")
+
+
+def test_layer_routes_refuse_every_mismatched_buffer_and_write_nothing():
+    X, W, b = np.ones((4, 3)), np.ones((3, 5)), np.ones(5)
+    good = dict(A=np.zeros((4, 5)), D=np.zeros((4, 5)))
+    for name, bad in [("A", np.zeros((4, 6))), ("A", np.zeros((3, 5))),
+                      ("D", np.zeros((4, 4))), ("b", np.ones(4))]:
+        A, D = good["A"].copy(), good["D"].copy()
+        args = dict(A=A, D=D, b=b)
+        args[name] = bad
+        for path in ("own", "blas", "auto"):
+            with pytest.raises(ValueError, match=f"^{name} must"):
+                _dense.layer_forward(X, W, args["b"], args["A"], args["D"], 3, 0.01, path)
+        assert not A.any() and not D.any()
+    delta, M = np.ones((4, 5)), np.ones((4, 3))
+    for name, bad in [("M", np.ones((4, 4))), ("out", np.zeros((5, 3))),
+                      ("dX", np.zeros((4, 2))), ("Wt", np.zeros(14)),
+                      ("colsum", np.zeros(2))]:
+        args = dict(M=M, out=np.zeros((4, 3)), colsum=np.zeros(3), dX=np.zeros((4, 3)),
+                    Wt=np.zeros(15))
+        args[name] = bad
+        for path in ("own", "blas", "auto"):
+            with pytest.raises(ValueError, match=f"^{name} must"):
+                _dense.layer_delta(delta, W, args["M"], args["out"], args["colsum"], False,
+                                   args["dX"], args["Wt"], path)
+        assert not args["out"].any() and not args["colsum"].any()
+
+
+@pytest.mark.parametrize("path", ["own", "blas", "auto"])
+def test_layer_routes_at_zero_sizes(path):
+    # no inputs: A = f(b) on every row; no rows or no outputs: nothing to do. delta.W^T
+    # over no columns is 0, and colsum the sum of no rows
+    b = np.array([-1.0, 0.5, 2.0])
+    A, D = np.full((4, 3), np.nan), np.full((4, 3), np.nan)
+    _dense.layer_forward(np.empty((4, 0)), np.empty((0, 3)), b, A, D, 3, 0.01, path)
+    np.testing.assert_array_equal(A, np.tile(np.maximum(b, 0), (4, 1)))
+    np.testing.assert_array_equal(D, np.tile((b > 0).astype(float), (4, 1)))
+    _dense.layer_forward(np.empty((0, 2)), np.ones((2, 3)), b, np.empty((0, 3)),
+                         np.empty((0, 3)), 3, 0.01, path)
+    for n, n_in, n_out in [(4, 3, 0), (0, 3, 5), (4, 0, 5)]:
+        out, colsum = np.full((n, n_in), np.nan), np.full(n_in, np.nan)
+        _dense.layer_delta(np.ones((n, n_out)), np.ones((n_in, n_out)), np.ones((n, n_in)),
+                           out, colsum, False, np.empty((n, n_in)), None, path)
+        np.testing.assert_array_equal(out, np.zeros((n, n_in)))
+        np.testing.assert_array_equal(colsum, np.zeros(n_in))

@@ -579,9 +579,10 @@ def test_bad_step_count_is_refused_and_changes_nothing(value, error, rng):
 
 
 def test_tiny_and_wide_layers_take_both_paths_on_this_cpu():
-    """By this CPU's rule, the hidden layer's dX product (delta.W^T) of the test below
-    goes to bpcore's own loops at some of its shapes and to BLAS at others."""
-    assert {_dense.takes_own_loops(False, True, batch, width, width)
+    """By this CPU's rule, the hidden layer's dX product (delta.W^T, which carries the
+    ReLU below in its store where the own loops take it) of the test below goes to
+    bpcore's own loops at some of its shapes and to BLAS at others."""
+    assert {_dense.takes_fused_loops(True, batch, width, width)
             for width in (16, 64, 70) for batch in (1, 9, 100)} == {True, False}
 
 
@@ -809,11 +810,11 @@ def test_shared_adam_pass_from_two_python_threads():
     _in_two_threads(work)
 
 
-# (hidden width, batch): products of 4,096 to 2^18 multiply-adds at batches above 8
-# rows, which CPUs with AVX-512 give to the own loops with their epilogues where the
-# width is 8, 16, 24 or 32 (fused_product_limit) and to BLAS at 40 and 64; other CPUs
-# to the own loops or BLAS by the plain rule
-FUSED_SHAPES = [(16, 100), (24, 12), (32, 100), (40, 64), (64, 60)]
+# (hidden width, batch): products of 4,096 to 2^18 multiply-adds, which CPUs with
+# AVX-512 give to the own loops with their epilogues at widths 16, 24 and 32
+# (fused_product_limit; at 6 rows the forward only, delta . W^T to BLAS) and to BLAS
+# at 40 and 64; other CPUs to the own loops or BLAS by the plain rule
+FUSED_SHAPES = [(16, 100), (24, 12), (32, 100), (32, 6), (40, 64), (64, 60)]
 
 
 def test_fused_shapes_reach_beyond_the_plain_rule_on_this_cpu():
