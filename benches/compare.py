@@ -88,6 +88,7 @@ if __package__ in (None, ""):              # run as a script: make `benches` imp
     sys.path.insert(0, str(HERE.parent))
 
 import bpcore as bp  # noqa: E402
+from benches.small_gemm import one_blas_thread  # noqa: E402
 from benches.workloads import (  # noqa: E402
     SCALING_BATCHES,
     W1,
@@ -544,13 +545,8 @@ ONE_THREAD_ROWS = ("W1", "W1b step", "W4 sigmoid")
 
 
 def one_thread_rate(dtype):
-    """peak_gemm_rate on one BLAS thread (threadpoolctl; the current threads without
-    it)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return peak_gemm_rate(dtype)
-    with threadpool_limits(limits=1, user_api="blas"):
+    """peak_gemm_rate on one BLAS thread."""
+    with one_blas_thread():
         return peak_gemm_rate(dtype)
 
 
@@ -1039,6 +1035,7 @@ def main(argv=None):
     print()
 
     rows = workload_list(args.quick, args.only)
+    one_thread_floors = {}               # label: (product FLOPs, µs at one_core)
     results, series, failures = [], {name: [] for name in PEERS}, 0
     names_seen = ["bpcore", "NumPy"] + [n for n in ("PyTorch", "JAX jit", "sklearn")
                                         if n in available] + ["matmul-only"]
@@ -1057,6 +1054,8 @@ def main(argv=None):
         floor = (matmul.flops / rates[np.dtype(workload.dtype)] * 1e6 if matmul is not None
                  else None)
         results.append((label, samples, failed, floor))
+        if label in ONE_THREAD_ROWS and matmul is not None:
+            one_thread_floors[label] = (matmul.flops, matmul.flops / one_core * 1e6)
         if workload.id.startswith("S-"):
             for name, value in medians.items():
                 series[name].append((workload.batch, value))
@@ -1070,14 +1069,14 @@ def main(argv=None):
         print()
         print_table(results, names_seen)
         print()
-        for label, samples, _failed, floor in results:
-            if label in ONE_THREAD_ROWS and samples.get("bpcore") and floor is not None:
-                flops = floor * rates[np.dtype(np.float64)] / 1e6
+        for label, samples, _failed, _floor in results:
+            if label in one_thread_floors and samples.get("bpcore"):
+                flops, one_floor = one_thread_floors[label]
                 bpcore_us = statistics.median(samples["bpcore"])
                 print(f"{label}: bpcore {fmt_us(bpcore_us)} µs = "
-                      f"{bpcore_us / (flops / one_core * 1e6):.2f} × its products' "
+                      f"{bpcore_us / one_floor:.2f} × its products' "
                       f"{flops / 1e3:.0f} kFLOP at the one-thread GEMM limit "
-                      f"({fmt_us(flops / one_core * 1e6)} µs)")
+                      f"({fmt_us(one_floor)} µs)")
         print()
         print("µs: median time per step (predict rows: per prediction) over interleaved "
               "rounds; ratios: the median over rounds of the two blocks' ratio within a "

@@ -82,9 +82,13 @@ def delta_calls(m, n, k, dtype, rng):
                                            "blas"),
              "blas-copy": lambda: layer_delta(delta, W, cache, out, colsum, False, dX, Wt,
                                               "blas")}
-    if n * k <= _dense.SMALL_SCRATCH or m <= _dense.SKINNY_ROWS:
-        calls["own"] = lambda: layer_delta(delta, W, below, out, colsum, True, dX, None,
-                                           "own")
+    def own():
+        layer_delta(delta, W, below, out, colsum, True, dX, None, "own")
+    try:
+        own()                           # refused where W^T is beyond the own scratch
+        calls["own"] = own
+    except ValueError:
+        pass
     return calls
 
 

@@ -180,6 +180,16 @@ def dropout(floating[:, ::1] U not None, floating[:, ::1] A not None,
                     G[i, j] *= m
 
 
+_ROUTES = ("auto", "blas", "own")
+
+
+cdef int route(str function, str path) except -1:
+    """The index in _ROUTES of a ``path`` argument, or ValueError naming ``function``."""
+    if path not in _ROUTES:
+        raise ValueError(f"{function}: path must be 'auto', 'blas' or 'own', got {path!r}")
+    return _ROUTES.index(path)
+
+
 def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
            floating[:, ::1] C not None, bint trans_a=False, bint trans_b=False,
            double alpha=1.0, double beta=0.0, str path="auto"):
@@ -192,8 +202,7 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
     """
     cdef int m = C.shape[0], n = C.shape[1]
     cdef int k = A.shape[0] if trans_a else A.shape[1]
-    if path not in ("auto", "blas", "own"):
-        raise ValueError(f"matmul: path must be 'auto', 'blas' or 'own', got {path!r}")
+    cdef int how = route("matmul", path)
     if ((A.shape[1] if trans_a else A.shape[0]) != m
             or (B.shape[0] if trans_b else B.shape[1]) != n
             or (B.shape[1] if trans_b else B.shape[0]) != k):
@@ -211,7 +220,6 @@ def matmul(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
     cdef const floating* a = &A[0, 0] if A.shape[0] * A.shape[1] > 0 else NULL
     cdef const floating* b = &B[0, 0] if B.shape[0] * B.shape[1] > 0 else NULL
     cdef int lda = max(A.shape[1], 1), ldb = max(B.shape[1], 1)
-    cdef int how = ("auto", "blas", "own").index(path)
     with nogil:
         if how == 1:
             blas_gemm(trans_a, trans_b, m, n, k, <floating> alpha, a, lda, b, ldb,
@@ -277,8 +285,7 @@ def layer_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
     benches/fused_gemm.py. Shapes are checked; outputs must not share memory with the
     inputs (not checked)."""
     cdef long n = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
-    if path not in ("auto", "blas", "own"):
-        raise ValueError(f"layer_forward: path must be 'auto', 'blas' or 'own', got {path!r}")
+    route("layer_forward", path)
     if kind not in (0, 3, 4):
         raise ValueError(f"layer_forward: kind must be 0 (identity), 3 (relu) or 4 "
                          f"(leaky relu), got {kind}")
@@ -323,8 +330,7 @@ def layer_delta(const floating[:, ::1] delta not None, const floating[:, ::1] W 
     benches/fused_gemm.py. Shapes are checked; outputs must not share memory with the
     inputs (not checked)."""
     cdef long n = delta.shape[0], n_out = delta.shape[1], n_in = W.shape[0]
-    if path not in ("auto", "blas", "own"):
-        raise ValueError(f"layer_delta: path must be 'auto', 'blas' or 'own', got {path!r}")
+    route("layer_delta", path)
     check_matrix(W, n_in, n_out, "W")
     check_matrix(M, n, n_in, "M")
     check_matrix(out, n, n_in, "out")
