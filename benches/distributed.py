@@ -24,6 +24,11 @@ step:
                  (b) - (d) is what reducing with the other ranks adds; (d) - (a) is
                  what taking the update out of the kernel costs (the reduction must
                  sit between the backward pass and the update)
+  (e) meeting    (a) followed by ``comm.Barrier()``: the fused step, the ranks meeting
+                 once per step and nothing reduced. (e) - (a) is what any synchronous
+                 data-parallel step pays on this machine before it moves a byte: the
+                 wait for the slowest rank's step (the ranks' steps vary in time, and
+                 each step waits for the slowest) plus a barrier's latency
 
 plus a row of (c) alone on 1M float64 (8 MB) for scale. Workloads (benches/README.md):
 W1 (2-16-16-1, float64, batch 100, SGD), W2 with SGD momentum 0.9 and with Adam
@@ -75,7 +80,7 @@ CHECK_STEPS = 3
 CALIBRATION_STEPS = 20
 SCALE_ELEMENTS = 1_000_000          # the Allreduce-only row: 1M float64
 ROWS = (("W1", W1), ("W2 momentum", W2_MOMENTUM), ("W2 Adam", W2_ADAM))
-COLUMNS = ("a", "b", "c", "d")
+COLUMNS = ("a", "b", "c", "d", "e")
 
 
 def _mpi():
@@ -117,6 +122,21 @@ class AllreducePeer(compare.Peer):
 
     def save(self):
         pass
+
+
+class MeetingPeer(compare.BpcorePeer):
+    """The fused ``train_step`` followed by ``comm.Barrier()``: column (e)."""
+
+    def __init__(self, workload, X, y, comm):
+        super().__init__(workload, X, y)
+        step, barrier = self.run, comm.Barrier
+
+        def run():
+            value = step()
+            barrier()
+            return value
+
+        self.run = run
 
 
 def synchronised(peer, comm):
@@ -200,11 +220,13 @@ def summary(samples):
     if "a" in samples and "b" in samples:
         figures["b-a"] = statistics.median(b - a for a, b in zip(samples["a"], samples["b"]))
         figures["b/a"] = compare.paired_ratio(samples["b"], samples["a"])
+    if "a" in samples and "e" in samples:
+        figures["e-a"] = statistics.median(e - a for a, e in zip(samples["a"], samples["e"]))
     return figures
 
 
 def workload_peers(workload, comm):
-    """{column: peer} of a workload's four measurements on this rank, each stepped a
+    """{column: peer} of a workload's five measurements on this rank, each stepped a
     few times (its workspace built, Adam's buffers created) and saved. Collective."""
     MPI = _mpi()
     X, y = workload.data(seed=comm.Get_rank())
@@ -212,7 +234,8 @@ def workload_peers(workload, comm):
     peers = {"a": fused,
              "b": DistributedPeer(workload, X, y, comm),
              "c": AllreducePeer(fused.model.grads.size, fused.model.dtype, comm),
-             "d": DistributedPeer(workload, X, y, MPI.COMM_SELF)}
+             "d": DistributedPeer(workload, X, y, MPI.COMM_SELF),
+             "e": MeetingPeer(workload, X, y, comm)}
     for peer in peers.values():
         for _ in range(3):
             peer.run()
@@ -282,18 +305,19 @@ def print_tables(results):
     """The two Markdown tables of ``results``: [(label, params, bytes, [figures of
     each rank])]."""
     print("| workload | params | bytes | (a) fused step µs | (b) distributed step µs "
-          "| (c) Allreduce µs | (b)−(a) µs | (b)/(a) | (d) COMM_SELF step µs |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| (c) Allreduce µs | (b)−(a) µs | (b)/(a) | (d) COMM_SELF step µs "
+          "| (e) fused step + Barrier µs | (e)−(a) µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, params, nbytes, figures in results:
         cells = [label, f"{params:,}", f"{nbytes:,}"] + \
-            [cell(figures, key) for key in ("a", "b", "c", "b-a", "b/a", "d")]
+            [cell(figures, key) for key in ("a", "b", "c", "b-a", "b/a", "d", "e", "e-a")]
         print("| " + " | ".join(cells) + " |")
     print()
     print("Every rank:")
     print()
-    print("| workload | rank | (a) µs | (b) µs | (c) µs | (d) µs | (b)−(a) µs "
-          "| (b)/(a) (quartiles) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| workload | rank | (a) µs | (b) µs | (c) µs | (d) µs | (e) µs | (b)−(a) µs "
+          "| (b)/(a) (quartiles) | (e)−(a) µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, _params, _nbytes, figures in results:
         for r, f in enumerate(figures):
             cells = [label, str(r)] + [compare.fmt_us(f.get(key)) for key in COLUMNS]
@@ -303,6 +327,7 @@ def print_tables(results):
                 cells.append(f"{ratio:.2f} ({low:.2f}–{high:.2f})")
             else:
                 cells.append("-")
+            cells.append(compare.fmt_us(f.get("e-a")))
             print("| " + " | ".join(cells) + " |")
 
 
@@ -369,7 +394,8 @@ def main(argv=None):
               "rank. First table: the slowest rank's figure in each column. (a) one "
               "process's fused step on the rank's batch; (b) the distributed step; (c) the "
               "bare in-place Allreduce of a buffer of the gradient's size; (d) (b) over "
-              "MPI.COMM_SELF (no other rank); '-' not timed.")
+              "MPI.COMM_SELF (no other rank); (e) (a) then MPI_Barrier (the ranks meet "
+              "once per step, nothing reduced); '-' not timed.")
         print(load_line("at the end"))
     if limits is not None:
         limits.restore_original_limits()

@@ -216,7 +216,7 @@ class DistributedOptimizer(Optimizer):
     Horovod's): ``step()`` outside it always reduces.
     """
 
-    __slots__ = ("_wrapped", "_comm", "_skip", "_sum", "_in_place")
+    __slots__ = ("_wrapped", "_comm", "_skip", "_sum", "_in_place", "_inverse_size")
     #: never fused into the training kernel: the reduction sits between the
     #: backward pass and the update (read from the class's own body)
     fused_kind: ClassVar[str | None] = None
@@ -227,6 +227,7 @@ class DistributedOptimizer(Optimizer):
     _skip: bool
     _sum: Any            # MPI.SUM and MPI.IN_PLACE, looked up once
     _in_place: Any
+    _inverse_size: float  # 1 / the communicator's size
 
     def __new__(cls, optimizer: Optimizer, comm: object = None) -> DistributedOptimizer:
         if not isinstance(optimizer, Optimizer):
@@ -256,6 +257,7 @@ class DistributedOptimizer(Optimizer):
         MPI = _mpi()
         object.__setattr__(self, "_sum", MPI.SUM)
         object.__setattr__(self, "_in_place", MPI.IN_PLACE)
+        object.__setattr__(self, "_inverse_size", 1.0 / c.Get_size())
 
     @property
     def optimizer(self) -> Optimizer:
@@ -304,6 +306,24 @@ class DistributedOptimizer(Optimizer):
         (inside ``skip_synchronize()``: the update alone). Collective."""
         if not self._skip:
             self.synchronize()
+        super().step()
+
+    # train_step's kernel folds the average's weight into the gradients it writes
+    # (bpcore.nn.fused.prescales): it asks _fused_factor() for the weight, then
+    # calls _step_prescaled() instead of step(). Together they are step(), without
+    # the pass that scales model.grads after the reduction. The pair holds for
+    # classes whose step is this one (a subclass overriding step gets step()).
+    _prescaled_step_pair = step
+
+    def _fused_factor(self) -> float:
+        """The weight a fused kernel gives this rank's gradients: 1/size, or 1 inside
+        ``skip_synchronize()`` (the gradients are then this rank's own)."""
+        return 1.0 if self._skip else self._inverse_size
+
+    def _step_prescaled(self) -> None:
+        """``step()`` for gradients a fused kernel weighted by ``_fused_factor()``
+        (!= 1): their sum over the ranks is the average; then the update. Collective."""
+        self._comm.Allreduce(self._in_place, self.model.grads, op=self._sum)
         super().step()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

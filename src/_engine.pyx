@@ -539,6 +539,7 @@ cdef class Engine:
     cdef long n, n_params
     cdef bint single
     cdef double scale
+    cdef double call_scale        # scale x the running call's gradient factor (run_step)
     cdef char* params
     cdef char* grads
     cdef char* grad_output
@@ -576,6 +577,7 @@ cdef class Engine:
         self.params, self.grads = address(params), address(plan.grads)
         self.grad_output = address(plan.grad_output)
         self.loss_code, self.scale = LOSS_KINDS[plan.loss_kind], plan.scale
+        self.call_scale = plan.scale
         self.optimizer_code = (OPT_NONE if plan.optimizer_kind is None
                                else OPTIMIZER_KINDS[plan.optimizer_kind])
         self.state = tuple(state)
@@ -612,7 +614,7 @@ cdef class Engine:
         return engine_meets(self, <const char*> <intptr_t> low,
                             <const char*> <intptr_t> high)
 
-    def run(self, X, target, int flags=0):
+    def run(self, X, target, int flags=0, double factor=1.0):
         """One fused step on (X, target) with the Scalars' current hyper-parameters,
         their step count advanced; returns the loss value. None, with nothing changed,
         when the arguments need the full validation (other dtype, layout or shape,
@@ -624,10 +626,16 @@ cdef class Engine:
         for NaN/inf and bounds the update: when a value is not finite
         (``status`` STEP_NONFINITE) or the update might overflow (STEP_UNSAFE), no
         parameter, optimizer buffer or step count changes; the loss value is
-        returned all the same."""
-        return self.run_step(X, target, flags)
+        returned all the same.
 
-    cdef object run_step(self, X, target, int flags):
+        ``factor`` (positive and finite, else ValueError): the gradients this call
+        writes are the loss's times ``factor``, folded into dL/doutput at no cost. The
+        loss value returned is the loss's own: computed with the factor, then divided
+        by it, which gives the same number when ``factor`` is a power of two. A
+        DistributedOptimizer's 1/size weight comes this way (FusedStep.prescaled)."""
+        return self.run_step(X, target, flags, factor)
+
+    cdef object run_step(self, X, target, int flags, double factor=1.0):
         """run, called from C (train_step)."""
         cdef Update u
         cdef long long t
@@ -647,6 +655,9 @@ cdef class Engine:
             u.inv_root_bc2 = 1.0 / sqrt(1.0 - u.beta2 ** t)
         if flags & GUARD_FLAG:
             flags |= KEEP_GRADS_FLAG
+        if not (factor > 0 and isfinite(factor)):
+            raise ValueError(f"factor must be positive and finite; got {factor!r}")
+        self.call_scale = self.scale * factor
         self.status = STATUS_TAKEN
         if self.single:
             value = acquire_and_run[float](self, X, target, &u, flags)
@@ -655,6 +666,8 @@ cdef class Engine:
         if (value is not None and self.optimizer_code != OPT_NONE
                 and self.status == STATUS_TAKEN):
             s.steps += 1
+        if value is not None and factor != 1.0:
+            value = <double> value / factor
         return value
 
 
@@ -898,26 +911,26 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         below = &e.layers[e.n_layers - 2]
         relu = relu_from_output(e.layers, e.n_layers, e.n_layers - 2, n)
         value = unit_mse(n, L.n_in, <floating*> below.A, <floating*> L.W,
-                         <floating*> L.b, target, e.scale, output,
+                         <floating*> L.b, target, e.call_scale, output,
                          <floating*> e.grad_output,
                          <floating*> (below.A if relu else below.D), relu,
                          <floating*> below.delta, <floating*> below.db,
                          <floating*> L.dW, <floating*> L.db)
     elif e.loss_code == LOSS_MSE:
         value = mse_kernel(n, L.n_out, output, target, <floating*> NULL,
-                           <floating*> e.grad_output, e.scale)
+                           <floating*> e.grad_output, e.call_scale)
     elif e.loss_code == LOSS_CE_LABELS:
         value = cross_entropy_labels_kernel(n, L.n_out, output, labels, <floating*> NULL,
-                                            <floating*> e.grad_output, e.scale)
+                                            <floating*> e.grad_output, e.call_scale)
     elif e.loss_code == LOSS_CE_PROBS:
         value = cross_entropy_probs_kernel(n, L.n_out, output, target, <floating*> NULL,
-                                           <floating*> e.grad_output, e.scale)
+                                           <floating*> e.grad_output, e.call_scale)
     elif e.loss_code == LOSS_BCE:
         value = bce_kernel(n, L.n_out, output, target, <floating*> NULL,
-                           <floating*> e.grad_output, e.scale)
+                           <floating*> e.grad_output, e.call_scale)
     else:
         value = poisson_kernel(n, L.n_out, output, target, <floating*> NULL,
-                               <floating*> e.grad_output, e.scale)
+                               <floating*> e.grad_output, e.call_scale)
     # backward: gradients overwritten (beta = 0), no dL/dX for the input
     # Plain SGD (no momentum, no weight decay) folds its update into the products:
     # W += -lr * X^T.delta straight into W after dX has been taken from the old W,

@@ -13,20 +13,40 @@
 cdef class FusedStep:
     """A fused engine with what it was planned for: the loss object and its
     reduction, the optimizer and the state buffers the plan points into, and whether
-    the model has dropout (the kernel has none, so it applies in evaluation mode only)."""
+    the model has dropout (the kernel has none, so it applies in evaluation mode only).
+
+    ``prescaled``: the optimizer steps after the kernel and takes gradients that the
+    kernel already weighted (bpcore.nn.fused.prescales: a DistributedOptimizer,
+    whose 1/size the kernel folds into dL/doutput instead of a pass over ``grads``
+    after the reduction): each run asks it for the factor, then calls its
+    ``_step_prescaled()`` instead of ``step()``."""
     cdef readonly Engine engine
     cdef readonly object loss, optimizer, reduction
     cdef readonly tuple state_names, state
-    cdef readonly bint has_dropout, fused_update
+    cdef readonly bint has_dropout, fused_update, prescaled
     cdef readonly Busy busy        # the model's: claimed around each run (_step)
 
     def __cinit__(self, Engine engine not None, loss, optimizer, tuple state_names,
-                  bint has_dropout, Busy busy not None):
+                  bint has_dropout, Busy busy not None, bint prescaled=False):
         self.engine, self.loss, self.optimizer = engine, loss, optimizer
         self.busy = busy
         self.reduction = loss.reduction
         self.state_names, self.state = state_names, engine.state
         self.has_dropout, self.fused_update = has_dropout, engine.fused_update
+        self.prescaled = prescaled and not engine.fused_update
+
+    cpdef double factor(self, optimizer) except? -1:
+        """The factor this run folds into the gradients: the optimizer's
+        ``_fused_factor()`` when ``prescaled``, else 1."""
+        return optimizer._fused_factor() if self.prescaled else 1.0
+
+    cpdef update(self, optimizer, double factor):
+        """The optimizer's part after a kernel without the update inside: ``step()``,
+        or ``_step_prescaled()`` for gradients weighted by ``factor`` != 1."""
+        if factor != 1.0:
+            optimizer._step_prescaled()
+        else:
+            optimizer.step()
 
     cdef inline bint applies(self, model, loss, optimizer):
         """Whether this step computes ``loss`` and ``optimizer``'s update for
@@ -118,20 +138,23 @@ cdef inline object _step(self, X, target, loss, optimizer, int flags):
     cdef FusedStep step = self._fused
     cdef bint guard = (flags & GUARD_FLAG) != 0
     cdef Busy busy
+    cdef double factor = 1.0
     if step is not None and step.applies(self, loss, optimizer):
         if guard and not step.fused_update:
             return None
+        if step.prescaled:
+            factor = step.factor(optimizer)
         busy = step.busy
         busy.claim("train_step")         # with the GIL, before the kernel releases it
         try:
-            value = step.engine.run_step(X, target, flags)
+            value = step.engine.run_step(X, target, flags, factor)
             if value is not None:
                 if self._cache is not None:  # the last forward's caches are overwritten
                     self._input = self._cache = self._grad_output = None
                 if guard and step.engine.status != STATUS_TAKEN:
                     return None
                 if not step.fused_update:
-                    optimizer.step()
+                    step.update(optimizer, factor)
                 return value
         finally:
             busy.release()

@@ -50,6 +50,18 @@ def fuses_whole_step(loss: object, optimizer: object) -> bool:
     return loss_kind(loss, False) is not None and optimizer_kind(optimizer) is not None
 
 
+def prescales(optimizer: object) -> bool:
+    """Whether ``optimizer`` steps after the kernel on gradients the kernel weighted:
+    its class pairs ``step`` with ``_step_prescaled`` and ``_fused_factor`` (a
+    DistributedOptimizer: the kernel folds the average's 1/size into dL/doutput, and
+    ``_step_prescaled()`` sums over the ranks without scaling). A subclass that
+    overrides ``step`` (to clip between the reduction and the update, say) loses
+    the pairing and gets ``step()`` on unweighted gradients."""
+    cls = type(optimizer)
+    paired = getattr(cls, "_prescaled_step_pair", None)
+    return paired is not None and getattr(cls, "step", None) is paired
+
+
 def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss,
           labels: bool, scale: float, optimizer: Optimizer,
           has_dropout: bool) -> _engine.FusedStep:
@@ -67,4 +79,4 @@ def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss
         scalars=optimizer.fused_scalars if kind else None,
         blas_parallel=_threads._blas_parallel())
     return _engine.FusedStep(_engine.Engine(plan), loss, optimizer, names, has_dropout,
-                             model._busy)
+                             model._busy, kind is None and prescales(optimizer))

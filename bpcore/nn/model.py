@@ -641,7 +641,8 @@ class Model:
             X = X.copy()            # a forward output fed back: the step overwrites it
         if engine.overlaps(target):
             target = target.copy()
-        result = engine.run(X, target, flags)
+        factor = step.factor(optimizer)
+        result = engine.run(X, target, flags, factor)
         if result is None:
             raise RuntimeError("bpcore: the fused step refused validated input")
         if self._cache is not None:      # the last forward's caches are overwritten
@@ -649,7 +650,7 @@ class Model:
         if guard and engine.status != _engine.STEP_TAKEN:
             return None
         if not step.fused_update:
-            optimizer.step()
+            step.update(optimizer, factor)
         return result
 
     def _forward_checked(self, X: FloatArray) -> FloatArray:
