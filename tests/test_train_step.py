@@ -863,3 +863,114 @@ def test_fused_products_equal_the_numpy_reference(width, batch, activation, mome
     for layer, reference in zip(model.layers, layers):
         np.testing.assert_allclose(layer.W, reference["W"], rtol=rtol, atol=atol)
         np.testing.assert_allclose(layer.b, reference["b"], rtol=rtol, atol=atol)
+
+
+# ---- the gradient factor a step folds into dL/doutput (a DistributedOptimizer's 1/size)
+
+def _engine_of(model, X, y, loss):
+    """The fused engine of ``model`` for (X, y, loss), its update not inside (RMSprop
+    at lr 0 steps after the kernel and moves nothing)."""
+    model.train_step(X, y, loss, bp.RMSprop(model, lr=0.0))
+    engine = model._fused.engine
+    assert not engine.fused_update
+    return engine
+
+
+# one output (not for cross-entropy, whose one class has no gradient): with MSE, the
+# unit_mse kernel
+@pytest.mark.parametrize("loss_name, n_out", [(name, n_out) for name in sorted(LOSSES)
+                                              for n_out in (3, 1)
+                                              if n_out == 3 or not name.startswith("ce")])
+def test_the_engine_factor_scales_every_gradient_and_keeps_the_loss(loss_name, n_out, rng):
+    # oracle: loss_and_grad's value and gradients on the same batch
+    from bpcore import _engine
+    make_loss, make_target = LOSSES[loss_name]
+    model = bp.Model([bp.Dense(5, 8, "tanh"), bp.Dense(8, 16, "relu"), bp.Dense(16, n_out)],
+                     seed=0)
+    X, y, loss = rng.normal(size=(40, 5)), make_target(rng, 40, n_out), make_loss()
+    engine = _engine_of(model, X, y, loss)
+    expected, grads = model.loss_and_grad(X, y, loss)
+    expected, grads, params = float(expected), grads.copy(), model.params.copy()
+    assert np.any(grads != 0)
+    for factor in (1.0, 0.5, 0.25, 0.3):
+        value = engine.run(X, y, _engine.KEEP_GRADS, factor)
+        np.testing.assert_array_equal(model.params, params)
+        if factor in (1.0, 0.5, 0.25):
+            # a power of two scales every rounding exactly
+            np.testing.assert_allclose(model.grads, factor * grads, rtol=1e-12, atol=1e-300)
+            reference = model.grads.copy()
+            engine.run(X, y, _engine.KEEP_GRADS, 1.0)
+            np.testing.assert_array_equal(reference, factor * model.grads)
+            assert value == pytest.approx(expected, rel=1e-12)
+            assert value == engine.run(X, y, _engine.KEEP_GRADS, 1.0)
+        else:
+            np.testing.assert_allclose(model.grads, factor * grads, rtol=1e-12,
+                                       atol=1e-15 * np.abs(grads).max())
+            assert value == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("factor", [0.0, -0.5, np.inf, np.nan])
+def test_the_engine_refuses_a_factor_that_is_not_positive_and_finite(factor, rng):
+    from bpcore import _engine
+    model = bp.Model([bp.Dense(5, 8, "tanh"), bp.Dense(8, 3)], seed=0)
+    X, y = rng.normal(size=(10, 5)), rng.integers(0, 3, 10)
+    engine = _engine_of(model, X, y, bp.CrossEntropyLoss())
+    params, grads = model.params.copy(), model.grads.copy()
+    with pytest.raises(ValueError, match="factor must be positive and finite"):
+        engine.run(X, y, _engine.KEEP_GRADS, factor)
+    np.testing.assert_array_equal(model.params, params)
+    np.testing.assert_array_equal(model.grads, grads)
+
+
+class _Halving(bp.SGD):
+    """An SGD that pairs step() with a prescaled form as a DistributedOptimizer does
+    (bpcore.nn.fused.prescales): train_step folds 1/2 into the kernel's gradients and
+    calls _step_prescaled(), which records them and steps on them."""
+
+    seen: list = []
+
+    def step(self):
+        _Halving.seen.append(("step", self.model.grads.copy()))
+        bp.SGD.step(self)
+
+    _prescaled_step_pair = step
+
+    def _fused_factor(self):
+        return 0.5
+
+    def _step_prescaled(self):
+        _Halving.seen.append(("prescaled", self.model.grads.copy()))
+        bp.SGD.step(self)
+
+
+class _HalvingOverridden(_Halving):
+    """The pairing broken by a step of its own: train_step calls it, unscaled."""
+
+    def step(self):
+        _Halving.seen.append(("own step", self.model.grads.copy()))
+        bp.SGD.step(self)
+
+
+@pytest.mark.parametrize("cls, called, factor", [(_Halving, "prescaled", 0.5),
+                                                  (_HalvingOverridden, "own step", 1.0)])
+def test_train_step_folds_a_paired_optimizers_factor_into_the_kernel(cls, called, factor,
+                                                                      rng):
+    # oracle: loss_and_grad's gradients and a plain SGD step on factor x them
+    from bpcore.nn import fused
+    model = bp.Model([bp.Dense(4, 8, "relu"), bp.Dense(8, 3)], seed=2)
+    reference = bp.Model([bp.Dense(4, 8, "relu"), bp.Dense(8, 3)], seed=2)
+    optimizer, plain = cls(model, lr=0.1), bp.SGD(reference, lr=0.1)
+    assert fused.prescales(optimizer) == (cls is _Halving)
+    assert not fused.prescales(plain)
+    for _ in range(3):
+        X, y = rng.normal(size=(12, 4)), rng.integers(0, 3, 12)
+        _Halving.seen.clear()
+        model.train_step(X, y, bp.CrossEntropyLoss(), optimizer)
+        reference.loss_and_grad(X, y, bp.CrossEntropyLoss())
+        reference.grads *= factor
+        plain.step()
+        assert [name for name, _ in _Halving.seen] == [called]
+        np.testing.assert_allclose(_Halving.seen[0][1], reference.grads, rtol=1e-12,
+                                   atol=1e-15)
+        np.testing.assert_allclose(model.params, reference.params, rtol=1e-12, atol=1e-15)
+    assert model._fused.prescaled == (cls is _Halving)

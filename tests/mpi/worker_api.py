@@ -126,6 +126,33 @@ net.train_step(Xall[8 * RANK:8 * RANK + 8], yall[8 * RANK:8 * RANK + 8],
                bp.CrossEntropyLoss(), opt)
 assert Counting.calls == calls + 1 and same_on_every_rank(net.params)
 
+# ---- train_step inside skip_synchronize(): this rank's own gradient and nothing
+# reduced, as a plain step on the rank's own rows (the kernel folds the average's
+# 1/size only into steps that reduce); after it, the same model's train_step reduces
+# and weighs again: one process's step on both ranks' rows
+net, reference = model(seed=9), model(seed=9)
+opt = dist.DistributedOptimizer(bp.SGD(net, lr=0.1), comm=comm)
+ref_opt = bp.SGD(reference, lr=0.1)
+mine = slice(8 * RANK, 8 * RANK + 8)
+calls = Counting.calls
+with opt.skip_synchronize():
+    for _ in range(2):
+        net.train_step(Xall[mine], yall[mine], bp.CrossEntropyLoss(), opt)
+        reference.loss_and_grad(Xall[mine], yall[mine], bp.CrossEntropyLoss())
+        ref_opt.step()
+assert Counting.calls == calls, Counting.calls - calls
+assert close(net.params, reference.params), np.abs(net.params - reference.params).max()
+assert not same_on_every_rank(net.params)          # each rank stepped on its own rows
+dist.broadcast_parameters(net)
+reference.params[:] = net.params
+for _ in range(2):
+    net.train_step(Xall[mine], yall[mine], bp.CrossEntropyLoss(), opt)
+    reference.loss_and_grad(Xall, yall, bp.CrossEntropyLoss())
+    ref_opt.step()
+assert Counting.calls == calls + 2, Counting.calls - calls
+assert close(net.params, reference.params), np.abs(net.params - reference.params).max()
+assert same_on_every_rank(net.params) and net._fused.prescaled
+
 # ---- broadcast_optimizer_state with hyper-parameters that only make sense together
 # (rank 1's nesterov needs its momentum; rank 0 has neither): rank 1 takes rank 0's
 # whole set, and drops the buffer rank 0 does not have
