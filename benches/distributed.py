@@ -29,6 +29,13 @@ step:
                  data-parallel step pays on this machine before it moves a byte: the
                  wait for the slowest rank's step (the ranks' steps vary in time, and
                  each step waits for the slowest) plus a barrier's latency
+  (f) step + Allreduce  (a) followed by (c)'s ``Allreduce`` of a zeroed buffer of the
+                 gradient's size: the fused step and the reduction each as they are
+                 alone, in the order of a distributed step. (f) - (a) is the
+                 reduction's cost where it runs in training, once per step after the
+                 step's own work, rather than back to back as in (c); (b) - (f) is what
+                 the distributed step adds to both (the update outside the kernel,
+                 the optimizer's Python call)
 
 plus a row of (c) alone on 1M float64 (8 MB) for scale. Workloads (benches/README.md):
 W1 (2-16-16-1, float64, batch 100, SGD), W2 with SGD momentum 0.9 and with Adam
@@ -80,7 +87,7 @@ CHECK_STEPS = 3
 CALIBRATION_STEPS = 20
 SCALE_ELEMENTS = 1_000_000          # the Allreduce-only row: 1M float64
 ROWS = (("W1", W1), ("W2 momentum", W2_MOMENTUM), ("W2 Adam", W2_ADAM))
-COLUMNS = ("a", "b", "c", "d", "e")
+COLUMNS = ("a", "b", "c", "d", "e", "f")
 
 
 def _mpi():
@@ -134,6 +141,24 @@ class MeetingPeer(compare.BpcorePeer):
         def run():
             value = step()
             barrier()
+            return value
+
+        self.run = run
+
+
+class ThenAllreducePeer(compare.BpcorePeer):
+    """The fused ``train_step`` followed by an in-place ``Allreduce`` of a zeroed
+    buffer of the gradient's size and dtype: column (f)."""
+
+    def __init__(self, workload, X, y, comm):
+        super().__init__(workload, X, y)
+        MPI = _mpi()
+        buffer = np.zeros(self.model.grads.size, self.model.dtype)
+        step, allreduce, in_place, op = self.run, comm.Allreduce, MPI.IN_PLACE, MPI.SUM
+
+        def run():
+            value = step()
+            allreduce(in_place, buffer, op=op)
             return value
 
         self.run = run
@@ -220,13 +245,17 @@ def summary(samples):
     if "a" in samples and "b" in samples:
         figures["b-a"] = statistics.median(b - a for a, b in zip(samples["a"], samples["b"]))
         figures["b/a"] = compare.paired_ratio(samples["b"], samples["a"])
-    if "a" in samples and "e" in samples:
-        figures["e-a"] = statistics.median(e - a for a, e in zip(samples["a"], samples["e"]))
+    for key in ("e", "f"):
+        if "a" in samples and key in samples:
+            figures[f"{key}-a"] = statistics.median(
+                x - a for a, x in zip(samples["a"], samples[key]))
+    if "b" in samples and "f" in samples:
+        figures["b-f"] = statistics.median(b - f for f, b in zip(samples["f"], samples["b"]))
     return figures
 
 
 def workload_peers(workload, comm):
-    """{column: peer} of a workload's five measurements on this rank, each stepped a
+    """{column: peer} of a workload's six measurements on this rank, each stepped a
     few times (its workspace built, Adam's buffers created) and saved. Collective."""
     MPI = _mpi()
     X, y = workload.data(seed=comm.Get_rank())
@@ -235,7 +264,8 @@ def workload_peers(workload, comm):
              "b": DistributedPeer(workload, X, y, comm),
              "c": AllreducePeer(fused.model.grads.size, fused.model.dtype, comm),
              "d": DistributedPeer(workload, X, y, MPI.COMM_SELF),
-             "e": MeetingPeer(workload, X, y, comm)}
+             "e": MeetingPeer(workload, X, y, comm),
+             "f": ThenAllreducePeer(workload, X, y, comm)}
     for peer in peers.values():
         for _ in range(3):
             peer.run()
@@ -306,18 +336,20 @@ def print_tables(results):
     each rank])]."""
     print("| workload | params | bytes | (a) fused step µs | (b) distributed step µs "
           "| (c) Allreduce µs | (b)−(a) µs | (b)/(a) | (d) COMM_SELF step µs "
-          "| (e) fused step + Barrier µs | (e)−(a) µs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| (e) fused step + Barrier µs | (e)−(a) µs | (f) fused step + Allreduce µs "
+          "| (f)−(a) µs | (b)−(f) µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, params, nbytes, figures in results:
         cells = [label, f"{params:,}", f"{nbytes:,}"] + \
-            [cell(figures, key) for key in ("a", "b", "c", "b-a", "b/a", "d", "e", "e-a")]
+            [cell(figures, key) for key in ("a", "b", "c", "b-a", "b/a", "d", "e", "e-a",
+                                            "f", "f-a", "b-f")]
         print("| " + " | ".join(cells) + " |")
     print()
     print("Every rank:")
     print()
-    print("| workload | rank | (a) µs | (b) µs | (c) µs | (d) µs | (e) µs | (b)−(a) µs "
-          "| (b)/(a) (quartiles) | (e)−(a) µs |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| workload | rank | (a) µs | (b) µs | (c) µs | (d) µs | (e) µs | (f) µs "
+          "| (b)−(a) µs | (b)/(a) (quartiles) | (e)−(a) µs | (f)−(a) µs | (b)−(f) µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, _params, _nbytes, figures in results:
         for r, f in enumerate(figures):
             cells = [label, str(r)] + [compare.fmt_us(f.get(key)) for key in COLUMNS]
@@ -327,7 +359,7 @@ def print_tables(results):
                 cells.append(f"{ratio:.2f} ({low:.2f}–{high:.2f})")
             else:
                 cells.append("-")
-            cells.append(compare.fmt_us(f.get("e-a")))
+            cells += [compare.fmt_us(f.get(key)) for key in ("e-a", "f-a", "b-f")]
             print("| " + " | ".join(cells) + " |")
 
 
@@ -395,7 +427,8 @@ def main(argv=None):
               "process's fused step on the rank's batch; (b) the distributed step; (c) the "
               "bare in-place Allreduce of a buffer of the gradient's size; (d) (b) over "
               "MPI.COMM_SELF (no other rank); (e) (a) then MPI_Barrier (the ranks meet "
-              "once per step, nothing reduced); '-' not timed.")
+              "once per step, nothing reduced); (f) (a) then (c)'s Allreduce; '-' not "
+              "timed.")
         print(load_line("at the end"))
     if limits is not None:
         limits.restore_original_limits()

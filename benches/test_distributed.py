@@ -50,10 +50,11 @@ def test_distributed_script_runs_on_two_ranks_and_its_check_passes():
     lines = out.splitlines()
     first = lines.index(next(line for line in lines if line.startswith("| workload | params")))
     header = _cells(lines[first])
-    assert header[3:11] == ["(a) fused step µs", "(b) distributed step µs",
+    assert header[3:14] == ["(a) fused step µs", "(b) distributed step µs",
                            "(c) Allreduce µs", "(b)−(a) µs", "(b)/(a)",
                            "(d) COMM_SELF step µs", "(e) fused step + Barrier µs",
-                           "(e)−(a) µs"]
+                           "(e)−(a) µs", "(f) fused step + Allreduce µs", "(f)−(a) µs",
+                           "(b)−(f) µs"]
     rows = {}
     for line in lines[first + 2:]:
         if not line.startswith("|"):
@@ -68,10 +69,10 @@ def test_distributed_script_runs_on_two_ranks_and_its_check_passes():
         assert rows[label][1:3] == [f"{count:,}", f"{count * itemsize:,}"], rows[label]
         assert rows[label][5] != "-"                     # (c) timed on every row
     for label in LABELS[:3]:
-        assert "-" not in (rows[label][3], rows[label][4], *rows[label][8:11]), rows[label]
+        assert "-" not in (rows[label][3], rows[label][4], *rows[label][8:14]), rows[label]
     # the second table: a row of every workload for each of the two ranks
     per_rank = [(_cells(line)[0], _cells(line)[1]) for line in lines
-                if line.startswith("| ") and len(_cells(line)) == 10
+                if line.startswith("| ") and len(_cells(line)) == 13
                 and _cells(line)[1] in ("0", "1")]
     assert per_rank == [(label, r) for label in LABELS for r in ("0", "1")], out
 
