@@ -962,6 +962,11 @@ def test_train_step_folds_a_paired_optimizers_factor_into_the_kernel(cls, called
     optimizer, plain = cls(model, lr=0.1), bp.SGD(reference, lr=0.1)
     assert fused.prescales(optimizer) == (cls is _Halving)
     assert not fused.prescales(plain)
+    # the pairing without either half of the prescaled form is no pairing
+    unpaired = type("Unpaired", (bp.SGD,), {"step": bp.SGD.step,
+                                           "_prescaled_step_pair": bp.SGD.step,
+                                           "_fused_factor": lambda self: 0.5})
+    assert not fused.prescales(unpaired(model, lr=0.1))
     for _ in range(3):
         X, y = rng.normal(size=(12, 4)), rng.integers(0, 3, 12)
         _Halving.seen.clear()

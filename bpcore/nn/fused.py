@@ -59,7 +59,9 @@ def prescales(optimizer: object) -> bool:
     the pairing and gets ``step()`` on unweighted gradients."""
     cls = type(optimizer)
     paired = getattr(cls, "_prescaled_step_pair", None)
-    return paired is not None and getattr(cls, "step", None) is paired
+    return (paired is not None and getattr(cls, "step", None) is paired
+            and callable(getattr(cls, "_fused_factor", None))
+            and callable(getattr(cls, "_step_prescaled", None)))
 
 
 def build(model: Model, layers: Sequence[LayerPlan], batch_size: int, loss: Loss,
