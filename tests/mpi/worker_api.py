@@ -1,10 +1,12 @@
 """rank, size, shard, allreduce, allgather, the broadcasts, synchronize with clipping,
-schedules and state_dict through a DistributedOptimizer, and one Allreduce per step."""
+schedules and state_dict through a DistributedOptimizer, one Allreduce per step, and
+the 1/size that train_step folds into its kernel."""
 import numpy as np
 from _common import RANK, SIZE, close, done, model, same_on_every_rank
 from mpi4py import MPI
 
 import bpcore as bp
+from bpcore import _engine
 from bpcore import distributed as dist
 from bpcore.nn.model import Model
 
@@ -152,6 +154,28 @@ for _ in range(2):
 assert Counting.calls == calls + 2, Counting.calls - calls
 assert close(net.params, reference.params), np.abs(net.params - reference.params).max()
 assert same_on_every_rank(net.params) and net._fused.prescaled
+
+# ---- the 1/size folded into the kernel gives the bits of reducing, then scaling: the
+# same fused kernel unweighted (Engine.run at factor 1), the Allreduce of its
+# gradients, their halving and the plain optimizer's step (2 ranks: a power of two,
+# which commutes with every rounding)
+for dtype in (np.float64, np.float32):
+    for make in (lambda m: bp.SGD(m, lr=0.05, momentum=0.9), lambda m: bp.Adam(m, lr=0.01)):
+        folded, unfolded = model(seed=10, dtype=dtype), model(seed=10, dtype=dtype)
+        opt, plain = dist.DistributedOptimizer(make(folded)), make(unfolded)
+        steps_rng = np.random.default_rng(20 + RANK)
+        first = steps_rng.normal(size=(8, 3)).astype(dtype), steps_rng.integers(0, 3, 8)
+        unfolded.train_step(*first, bp.CrossEntropyLoss(), bp.RMSprop(unfolded, lr=0.0))
+        engine = unfolded._fused.engine
+        for _ in range(5):
+            Xs, ys = steps_rng.normal(size=(8, 3)).astype(dtype), steps_rng.integers(0, 3, 8)
+            value = folded.train_step(Xs, ys, bp.CrossEntropyLoss(), opt)
+            assert value == engine.run(Xs, ys, _engine.KEEP_GRADS, 1.0)
+            MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, unfolded.grads, op=MPI.SUM)
+            unfolded.grads *= 0.5
+            plain.step()
+        assert folded._fused.prescaled
+        assert np.array_equal(folded.params, unfolded.params), (dtype, type(plain).__name__)
 
 # ---- broadcast_optimizer_state with hyper-parameters that only make sense together
 # (rank 1's nesterov needs its momentum; rank 0 has neither): rank 1 takes rank 0's
