@@ -131,34 +131,16 @@ class AllreducePeer(compare.Peer):
         pass
 
 
-class MeetingPeer(compare.BpcorePeer):
-    """The fused ``train_step`` followed by ``comm.Barrier()``: column (e)."""
+class StepThenPeer(compare.BpcorePeer):
+    """The fused ``train_step`` followed by ``then()``: columns (e) and (f)."""
 
-    def __init__(self, workload, X, y, comm):
+    def __init__(self, workload, X, y, then):
         super().__init__(workload, X, y)
-        step, barrier = self.run, comm.Barrier
+        step = self.run
 
         def run():
             value = step()
-            barrier()
-            return value
-
-        self.run = run
-
-
-class ThenAllreducePeer(compare.BpcorePeer):
-    """The fused ``train_step`` followed by an in-place ``Allreduce`` of a zeroed
-    buffer of the gradient's size and dtype: column (f)."""
-
-    def __init__(self, workload, X, y, comm):
-        super().__init__(workload, X, y)
-        MPI = _mpi()
-        buffer = np.zeros(self.model.grads.size, self.model.dtype)
-        step, allreduce, in_place, op = self.run, comm.Allreduce, MPI.IN_PLACE, MPI.SUM
-
-        def run():
-            value = step()
-            allreduce(in_place, buffer, op=op)
+            then()
             return value
 
         self.run = run
@@ -264,8 +246,10 @@ def workload_peers(workload, comm):
              "b": DistributedPeer(workload, X, y, comm),
              "c": AllreducePeer(fused.model.grads.size, fused.model.dtype, comm),
              "d": DistributedPeer(workload, X, y, MPI.COMM_SELF),
-             "e": MeetingPeer(workload, X, y, comm),
-             "f": ThenAllreducePeer(workload, X, y, comm)}
+             "e": StepThenPeer(workload, X, y, comm.Barrier),
+             "f": StepThenPeer(workload, X, y,
+                               AllreducePeer(fused.model.grads.size, fused.model.dtype,
+                                             comm).run)}
     for peer in peers.values():
         for _ in range(3):
             peer.run()

@@ -523,7 +523,8 @@ cdef class Scalars:
 
 
 cdef struct Update:
-    # one step's optimizer numbers, as fused_step reads them
+    # one step's numbers, as fused_step reads them: the loss's and the optimizer's
+    double scale          # the loss reduction's factor times the call's gradient factor
     double lr             # SGD: lr; Adam: lr / (1 - beta1^t), the corrected step size
     double momentum       # SGD
     double weight_decay   # SGD and Adam (L2 on the gradient)
@@ -539,7 +540,6 @@ cdef class Engine:
     cdef long n, n_params
     cdef bint single
     cdef double scale
-    cdef double call_scale        # scale x the running call's gradient factor (run_step)
     cdef char* params
     cdef char* grads
     cdef char* grad_output
@@ -577,7 +577,6 @@ cdef class Engine:
         self.params, self.grads = address(params), address(plan.grads)
         self.grad_output = address(plan.grad_output)
         self.loss_code, self.scale = LOSS_KINDS[plan.loss_kind], plan.scale
-        self.call_scale = plan.scale
         self.optimizer_code = (OPT_NONE if plan.optimizer_kind is None
                                else OPTIMIZER_KINDS[plan.optimizer_kind])
         self.state = tuple(state)
@@ -657,7 +656,7 @@ cdef class Engine:
             flags |= KEEP_GRADS_FLAG
         if not (factor > 0 and isfinite(factor)):
             raise ValueError(f"factor must be positive and finite; got {factor!r}")
-        self.call_scale = self.scale * factor
+        u.scale = self.scale * factor
         self.status = STATUS_TAKEN
         if self.single:
             value = acquire_and_run[float](self, X, target, &u, flags)
@@ -911,26 +910,26 @@ cdef double fused_step(Engine e, const floating* X, const floating* target,
         below = &e.layers[e.n_layers - 2]
         relu = relu_from_output(e.layers, e.n_layers, e.n_layers - 2, n)
         value = unit_mse(n, L.n_in, <floating*> below.A, <floating*> L.W,
-                         <floating*> L.b, target, e.call_scale, output,
+                         <floating*> L.b, target, u.scale, output,
                          <floating*> e.grad_output,
                          <floating*> (below.A if relu else below.D), relu,
                          <floating*> below.delta, <floating*> below.db,
                          <floating*> L.dW, <floating*> L.db)
     elif e.loss_code == LOSS_MSE:
         value = mse_kernel(n, L.n_out, output, target, <floating*> NULL,
-                           <floating*> e.grad_output, e.call_scale)
+                           <floating*> e.grad_output, u.scale)
     elif e.loss_code == LOSS_CE_LABELS:
         value = cross_entropy_labels_kernel(n, L.n_out, output, labels, <floating*> NULL,
-                                            <floating*> e.grad_output, e.call_scale)
+                                            <floating*> e.grad_output, u.scale)
     elif e.loss_code == LOSS_CE_PROBS:
         value = cross_entropy_probs_kernel(n, L.n_out, output, target, <floating*> NULL,
-                                           <floating*> e.grad_output, e.call_scale)
+                                           <floating*> e.grad_output, u.scale)
     elif e.loss_code == LOSS_BCE:
         value = bce_kernel(n, L.n_out, output, target, <floating*> NULL,
-                           <floating*> e.grad_output, e.call_scale)
+                           <floating*> e.grad_output, u.scale)
     else:
         value = poisson_kernel(n, L.n_out, output, target, <floating*> NULL,
-                               <floating*> e.grad_output, e.call_scale)
+                               <floating*> e.grad_output, u.scale)
     # backward: gradients overwritten (beta = 0), no dL/dX for the input
     # Plain SGD (no momentum, no weight decay) folds its update into the products:
     # W += -lr * X^T.delta straight into W after dX has been taken from the old W,
